@@ -1,0 +1,1 @@
+"""Metrics, expectations and reports, computed from event logs only."""

@@ -1,0 +1,192 @@
+"""Metrics from event logs alone: delivery, latency, connections, hole punches, pings.
+
+Inputs are the JSON-lines logs of a results folder; nothing here knows which backend
+ran. ``until`` cuts the logs at the end of the timeline, so connections that close at
+shutdown do not count against what the run achieved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from p2plab.events import read_events
+
+
+def load_events(events_dir: Path) -> pd.DataFrame:
+    """All events of a run, one row each, sorted by time."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted(events_dir.glob("*.jsonl")):
+        rows.extend(read_events(path))
+    if not rows:
+        return pd.DataFrame(columns=["v", "t", "node", "type"])
+    return pd.DataFrame(rows).sort_values("t", kind="stable").reset_index(drop=True)
+
+
+def _percentile(series: pd.Series, q: float) -> float | None:
+    return None if series.empty else round(float(series.quantile(q)), 3)
+
+
+def node_table(events: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    started = events[events["type"] == "node_started"]
+    return {
+        row["node"]: {"peer_id": row["peer_id"], "role": row["role"], "topic": row["topic"]}
+        for _, row in started.iterrows()
+    }
+
+
+def delivery(events: pd.DataFrame, nodes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per message: which subscribers of its topic (other than the origin) received it."""
+    published = events[events["type"] == "message_published"]
+    received = events[events["type"] == "message_received"]
+    per_message = []
+    latencies = []
+    for _, pub in published.iterrows():
+        expected = {n for n, info in nodes.items()
+                    if info["role"] == "peer" and info["topic"] == pub["topic"]
+                    and n != pub["node"]}
+        got = received[(received["msg_id"] == pub["msg_id"]) & received["node"].isin(expected)]
+        got = got.drop_duplicates("node")
+        lat = (got["t"] - pub["t"]) * 1000.0
+        latencies.extend(lat.tolist())
+        per_message.append({
+            "msg_id": pub["msg_id"],
+            "origin": pub["node"],
+            "expected": len(expected),
+            "received": len(got),
+            "ratio": (len(got) / len(expected)) if expected else 1.0,
+            "missing": sorted(expected - set(got["node"])),
+        })
+    expected_total = sum(m["expected"] for m in per_message)
+    received_total = sum(m["received"] for m in per_message)
+    lat_series = pd.Series(latencies, dtype=float)
+    duplicates = int(len(received) - len(received.drop_duplicates(["node", "msg_id"])))
+    return {
+        "messages_published": len(per_message),
+        "deliveries_expected": expected_total,
+        "deliveries": received_total,
+        "delivery_ratio": (received_total / expected_total) if expected_total else None,
+        "messages_fully_delivered": sum(1 for m in per_message if m["ratio"] >= 1.0),
+        "duplicate_receptions": duplicates,
+        "latency_ms": {
+            "count": int(lat_series.size),
+            "p50": _percentile(lat_series, 0.50),
+            "p95": _percentile(lat_series, 0.95),
+            "p99": _percentile(lat_series, 0.99),
+            "max": None if lat_series.empty else round(float(lat_series.max()), 3),
+        },
+        "per_message": per_message,
+    }
+
+
+def connections(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
+                until: float | None) -> dict[str, Any]:
+    """Per pair of peers: what was open at the end of the timeline, and what ever opened."""
+    by_peer_id = {info["peer_id"]: name for name, info in nodes.items()}
+    conn = events[events["type"].isin(["connection_opened", "connection_closed"])]
+    if until is not None:
+        conn = conn[conn["t"] <= until]
+    pairs: dict[str, dict[str, Any]] = {}
+    open_now: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for _, ev in conn.iterrows():
+        other = by_peer_id.get(ev["peer"])
+        if other is None:
+            continue
+        a, b = sorted((ev["node"], other))
+        key = f"{a}<->{b}"
+        pair = pairs.setdefault(key, {"nodes": [a, b], "ever": [], "first_opened": {}})
+        side = (ev["node"], other)
+        entry = (ev["remote_addr"], ev["kind"])
+        if ev["type"] == "connection_opened":
+            open_now.setdefault(side, []).append(entry)
+            if ev["kind"] not in pair["ever"]:
+                pair["ever"].append(ev["kind"])
+            pair["first_opened"].setdefault(ev["kind"], float(ev["t"]))
+        elif entry in open_now.get(side, []):
+            open_now[side].remove(entry)
+    for key, pair in pairs.items():
+        a, b = pair["nodes"]
+        kinds = {k for side in ((a, b), (b, a)) for _, k in open_now.get(side, [])}
+        pair["final"] = "direct" if "direct" in kinds else ("relayed" if "relayed" in kinds else "none")
+        pair["transports"] = sorted(
+            {e for side in ((a, b), (b, a)) for e, _ in open_now.get(side, [])}
+        )
+    return pairs
+
+
+def hole_punches(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
+                 pairs: dict[str, Any]) -> dict[str, Any]:
+    """Attempts and successes per pair; time from the relayed connection to direct."""
+    by_peer_id = {info["peer_id"]: name for name, info in nodes.items()}
+    punches = events[events["type"] == "hole_punch"]
+    result: dict[str, Any] = {}
+    for _, ev in punches.iterrows():
+        other = by_peer_id.get(ev["peer"])
+        if other is None:
+            continue
+        a, b = sorted((ev["node"], other))
+        key = f"{a}<->{b}"
+        entry = result.setdefault(key, {"nodes": [a, b], "attempts": 0, "successes": 0,
+                                        "failures": [], "first_success_t": None})
+        # Both sides report the same punch; count the initiator's view only.
+        if ev.get("role") not in (None, "initiator"):
+            continue
+        entry["attempts"] += 1
+        if ev["outcome"] == "success":
+            entry["successes"] += 1
+            if entry["first_success_t"] is None:
+                entry["first_success_t"] = float(ev["t"])
+        else:
+            entry["failures"].append({"attempt": int(ev["attempt"]), "reason": ev["reason"],
+                                      "transport": ev["transport"]})
+    for key, entry in result.items():
+        relayed_at = pairs.get(key, {}).get("first_opened", {}).get("relayed")
+        direct_at = pairs.get(key, {}).get("first_opened", {}).get("direct")
+        entry["outcome"] = "success" if entry["successes"] else "failure"
+        entry["time_to_direct_ms"] = (
+            round((direct_at - relayed_at) * 1000, 1)
+            if relayed_at is not None and direct_at is not None and direct_at > relayed_at
+            else None
+        )
+        entry.pop("first_success_t")
+    return result
+
+
+def pings(events: pd.DataFrame) -> dict[str, Any]:
+    ping = events[events["type"] == "ping"]
+    ok = ping[ping["outcome"] == "ok"]["rtt_ms"].astype(float) if not ping.empty else pd.Series(dtype=float)
+    return {
+        "count": int(len(ping)),
+        "failed": int((ping["outcome"] != "ok").sum()) if not ping.empty else 0,
+        "rtt_ms_p50": _percentile(ok, 0.5),
+        "rtt_ms_max": None if ok.empty else round(float(ok.max()), 3),
+    }
+
+
+def startup(events: pd.DataFrame, run_started: float | None) -> dict[str, Any]:
+    started = events[events["type"] == "node_started"]
+    if started.empty or run_started is None:
+        return {}
+    return {"all_ready_s": round(float(started["t"].max()) - run_started, 3)}
+
+
+def summarize(events_dir: Path, until: float | None = None,
+              run_started: float | None = None) -> dict[str, Any]:
+    events = load_events(events_dir)
+    nodes = node_table(events)
+    pairs = connections(events, nodes, until)
+    return {
+        "nodes": nodes,
+        "delivery": delivery(events, nodes),
+        "connections": {k: {kk: vv for kk, vv in v.items() if kk != "first_opened"}
+                        for k, v in pairs.items()},
+        "hole_punch": hole_punches(events, nodes, pairs),
+        "ping": pings(events),
+        "startup": startup(events, run_started),
+        "relay_reservations": [
+            {"node": r["node"], "outcome": r["outcome"], "elapsed_ms": r["elapsed_ms"]}
+            for _, r in events[events["type"] == "relay_reservation"].iterrows()
+        ],
+    }

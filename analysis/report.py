@@ -1,0 +1,78 @@
+"""Write ``summary.json`` and ``report.md`` into a results folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from analysis.expectations import Verdict, check
+from analysis.metrics import summarize
+from topology.scenario import load_scenario
+
+
+def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
+    """Recompute everything from the folder's own files (scenario as run, manifest, events)."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    summary = summarize(run_dir / "events", until=manifest.get("timeline_end"),
+                        run_started=manifest.get("started"))
+    verdicts = check(scenario.expect, summary, manifest.get("timeline_error"))
+    summary["verdicts"] = [v.as_dict() for v in verdicts]
+    summary["passed"] = all(v.passed for v in verdicts)
+    summary["wall_time_s"] = (round(manifest["ended"] - manifest["started"], 2)
+                              if "ended" in manifest and "started" in manifest else None)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (run_dir / "report.md").write_text(render_markdown(manifest, summary, verdicts))
+    return summary, verdicts
+
+
+def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
+                    verdicts: list[Verdict]) -> str:
+    d = summary["delivery"]
+    lat = d["latency_ms"]
+    out = [
+        f"# {manifest['scenario']}: {'PASS' if summary['passed'] else 'FAIL'}",
+        "",
+        f"backend `{manifest['backend']}` · kernel `{manifest['kernel']}` · seed "
+        f"{manifest['seed']} · p2plab {manifest['p2plab_version']} · libp2p "
+        f"{manifest['libp2p_version']} · wall time {summary['wall_time_s']} s",
+        "",
+        "## Expectations",
+        "",
+        "| expectation | expected | observed | verdict |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {v.name} | {v.expected} | {v.observed} | {'pass' if v.passed else '**FAIL**'} |"
+            for v in verdicts]
+    ratio = "n/a" if d["delivery_ratio"] is None else f"{d['delivery_ratio']:.4f}"
+    out += [
+        "",
+        "## Delivery",
+        "",
+        f"- messages published: {d['messages_published']}, fully delivered: "
+        f"{d['messages_fully_delivered']}",
+        f"- deliveries: {d['deliveries']}/{d['deliveries_expected']} (ratio {ratio}), "
+        f"duplicate receptions: {d['duplicate_receptions']}",
+        f"- latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}, max {lat['max']}",
+        "",
+        "## Connections at the end of the timeline",
+        "",
+        "| pair | final | ever opened |",
+        "|---|---|---|",
+    ]
+    out += [f"| {k} | {v['final']} | {', '.join(v['ever'])} |"
+            for k, v in summary["connections"].items()]
+    if summary["hole_punch"]:
+        out += ["", "## Hole punching", "", "| pair | outcome | attempts | successes | "
+                "time to direct (ms) | failure reasons |", "|---|---|---|---|---|---|"]
+        for k, v in summary["hole_punch"].items():
+            reasons = "; ".join(f"#{f['attempt']} {f['reason']}" for f in v["failures"]) or "-"
+            out.append(f"| {k} | {v['outcome']} | {v['attempts']} | {v['successes']} | "
+                       f"{v['time_to_direct_ms']} | {reasons} |")
+    p = summary["ping"]
+    out += ["", "## Ping", "", f"- {p['count']} pings, {p['failed']} failed, RTT p50 "
+            f"{p['rtt_ms_p50']} ms, max {p['rtt_ms_max']} ms", ""]
+    if summary.get("startup"):
+        out += [f"All nodes ready {summary['startup']['all_ready_s']} s after the run started.", ""]
+    return "\n".join(out)

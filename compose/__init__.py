@@ -1,0 +1,1 @@
+"""Backends that realise a lab plan, and the runner that drives its timeline."""

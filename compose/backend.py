@@ -1,0 +1,48 @@
+"""The one small interface every backend implements.
+
+A backend realises a LabPlan (segments, NAT routers, nodes), starts and stops node
+processes, runs commands inside a host, and removes everything it made. Addressing,
+NAT rules and node flags come from the plan; a backend never recomputes them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Protocol
+
+from topology.plan import LabPlan
+
+# Every name a backend creates starts with this, so `p2plab clean` can find leftovers.
+PREFIX = "p2pl-"
+
+
+class BackendError(Exception):
+    """The environment cannot run the lab (not root, missing tool, ...): exit code 2."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def check_environment(self) -> None:
+        """Raise BackendError saying what to install or run, before anything is created."""
+
+    def create(self, plan: LabPlan, run_dir: Path) -> None:
+        """Build segments, routers (with their NAT rules) and node hosts."""
+
+    def start_node(self, name: str) -> None:
+        """Start the chat node on its host; its events go to run_dir/events/NAME.jsonl."""
+
+    def stop_node(self, name: str, timeout: float) -> int | None:
+        """SIGTERM the node, wait up to ``timeout``, then kill; return its exit code."""
+
+    def node_running(self, name: str) -> bool: ...
+
+    def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run a command inside a node's or router's network."""
+
+    def destroy(self) -> None:
+        """Remove everything this backend created for this run. Safe to call twice."""
+
+    def describe(self) -> dict[str, str]:
+        """Facts for the results manifest (kernel, mechanisms)."""

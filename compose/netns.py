@@ -1,0 +1,169 @@
+"""The netns backend: a Linux network namespace per node and per router.
+
+Layout: one ``fabric`` namespace per run holds a bridge per segment; every node and
+router namespace is joined to its bridge by a veth pair created directly between the
+two namespaces. Nothing is created in the host's namespace and no namespace has a
+route to the host, so the lab is sealed and deleting the namespaces removes it all.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+from compose.backend import PREFIX, BackendError
+from compose.cleanup import kill_namespace_processes, remove_namespaces
+from topology.plan import LAN_IF, NODE_IF, WAN_IF, LabPlan
+
+
+class NetnsBackend:
+    name = "netns"
+
+    def __init__(self, run_id: str, python: str = sys.executable) -> None:
+        self.run_id = run_id
+        self.prefix = f"{PREFIX}{run_id}-"
+        self.fabric = f"{self.prefix}fabric"
+        self.python = python
+        self.plan: LabPlan | None = None
+        self.run_dir: Path | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._veth = 0
+
+    # -- environment ----------------------------------------------------------
+    def check_environment(self) -> None:
+        if os.geteuid() != 0:
+            raise BackendError(
+                "the netns backend needs root to create network namespaces: "
+                "run it with sudo (or as root)"
+            )
+        for tool, package in (("ip", "iproute2"), ("nft", "nftables")):
+            if shutil.which(tool) is None:
+                raise BackendError(f"{tool!r} is not installed: apt-get install {package}")
+        probe = f"{self.prefix}probe"
+        result = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BackendError(f"cannot create a network namespace: {result.stderr.strip()}")
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "backend": self.name,
+            "kernel": platform.release(),
+            "nat": "nftables ruleset loaded with `nft -f` in each router namespace",
+            "link_impairment": "none requested (no link shaping in this scenario)",
+        }
+
+    # -- helpers ---------------------------------------------------------------
+    def ns(self, host: str) -> str:
+        return f"{self.prefix}{host}"
+
+    def _run(self, argv: list[str], stdin: str | None = None) -> None:
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BackendError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
+
+    def _ip(self, namespace: str, *args: str) -> None:
+        self._run(["ip", "-n", namespace, *args])
+
+    def _sysctl(self, namespace: str, key: str, value: str) -> None:
+        self._run(["ip", "netns", "exec", namespace, "sysctl", "-qw", f"{key}={value}"])
+
+    def _add_namespace(self, namespace: str) -> None:
+        self._run(["ip", "netns", "add", namespace])
+        self._ip(namespace, "link", "set", "lo", "up")
+        # The lab is IPv4: no IPv6 link-local chatter, no surprise routes.
+        self._sysctl(namespace, "net.ipv6.conf.all.disable_ipv6", "1")
+        self._sysctl(namespace, "net.ipv6.conf.default.disable_ipv6", "1")
+
+    def _attach(self, host_ns: str, ifname: str, segment: str, address: str) -> None:
+        """A veth from the fabric's bridge for ``segment`` into ``host_ns`` as ``ifname``."""
+        self._veth += 1
+        fabric_end = f"v{self._veth}"
+        self._ip(self.fabric, "link", "add", fabric_end, "type", "veth",
+                 "peer", "name", ifname, "netns", host_ns)
+        self._ip(self.fabric, "link", "set", fabric_end, "master", _bridge(segment, self.plan))
+        self._ip(self.fabric, "link", "set", fabric_end, "up")
+        self._ip(host_ns, "addr", "add", address, "dev", ifname)
+        self._ip(host_ns, "link", "set", ifname, "up")
+
+    # -- lifecycle -------------------------------------------------------------
+    def create(self, plan: LabPlan, run_dir: Path) -> None:
+        self.plan = plan
+        self.run_dir = run_dir
+        self._add_namespace(self.fabric)
+        for segment in plan.segments.values():
+            bridge = _bridge(segment.name, plan)
+            self._ip(self.fabric, "link", "add", bridge, "type", "bridge")
+            self._ip(self.fabric, "link", "set", bridge, "up")
+        for router in plan.routers.values():
+            ns = self.ns(router.name)
+            self._add_namespace(ns)
+            lan = plan.segments[router.lan]
+            public = plan.segments["public"]
+            self._attach(ns, LAN_IF, router.lan, f"{router.lan_ip}/{lan.subnet.prefixlen}")
+            self._attach(ns, WAN_IF, "public", f"{router.wan_ip}/{public.subnet.prefixlen}")
+            self._sysctl(ns, "net.ipv4.ip_forward", "1")
+            self._run(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=router.nft_ruleset)
+        for node in plan.nodes.values():
+            ns = self.ns(node.name)
+            self._add_namespace(ns)
+            segment = plan.segments[node.segment]
+            self._attach(ns, NODE_IF, node.segment, f"{node.ip}/{segment.subnet.prefixlen}")
+            if node.gateway is not None:
+                self._ip(ns, "route", "add", "default", "via", str(node.gateway))
+        for sub in ("events", "logs", "control"):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def start_node(self, name: str) -> None:
+        assert self.plan is not None and self.run_dir is not None
+        node = self.plan.nodes[name]
+        argv = node.argv(PurePosixPath(self.run_dir))
+        log = open(self.run_dir / "logs" / f"{name}.log", "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.processes[name] = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns(name), self.python, "-m", "node", *argv],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,  # Ctrl-C reaches the runner, which stops nodes itself
+        )
+        log.close()
+
+    def node_running(self, name: str) -> bool:
+        proc = self.processes.get(name)
+        return proc is not None and proc.poll() is None
+
+    def stop_node(self, name: str, timeout: float) -> int | None:
+        proc = self.processes.get(name)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.ns(host), *argv],
+                              capture_output=True, text=True)
+
+    def destroy(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for name in list(self.processes):
+            kill_namespace_processes(self.ns(name))
+        remove_namespaces(self.prefix)
+
+
+def _bridge(segment: str, plan: LabPlan | None) -> str:
+    """Bridge names are short (15-character limit): br + the segment's index."""
+    assert plan is not None
+    return f"br{list(plan.segments).index(segment)}"

@@ -1,0 +1,252 @@
+"""The runner: realise a plan on a backend, drive the timeline, collect, tear down.
+
+One direction of flow: scenario file -> model -> plan -> backend.create -> nodes start
+-> timeline steps -> nodes stop -> backend.destroy -> analysis -> report. Teardown runs
+in ``finally``, also on Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import secrets
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Callable
+
+import p2plab
+from compose.backend import Backend
+from compose.events_tail import EventTail
+from topology.plan import LabPlan, build_plan
+from topology.scenario import (
+    Publish,
+    Scenario,
+    Sleep,
+    WaitConnection,
+    WaitReservation,
+    WaitTopicPeers,
+)
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 3.0
+POLL_S = 0.1
+
+
+class StepFailed(Exception):
+    """A wait step timed out: the run goes on to teardown and is reported as failed."""
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    timeline_error: str | None
+    timeline_end: float
+
+
+def new_run_dir(results_root: Path, scenario: Scenario) -> tuple[str, Path]:
+    run_id = secrets.token_hex(3)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = results_root / f"{scenario.name}-{stamp}-{run_id}"
+    run_dir.mkdir(parents=True)
+    return run_id, run_dir
+
+
+def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Backend,
+                   run_id: str, **extra: Any) -> None:
+    """Record everything that produced this result, so it can be reproduced."""
+    (run_dir / "scenario.yaml").write_text(scenario_text)
+    manifest = {
+        "scenario": plan.scenario.name,
+        "seed": plan.scenario.seed,
+        "run_id": run_id,
+        "p2plab_version": p2plab.__version__,
+        "libp2p_version": version("libp2p"),
+        "python": platform.python_version(),
+        "host": platform.node(),
+        **backend.describe(),
+        "nodes": {
+            name: {"peer_id": n.peer_id, "ip": str(n.ip), "segment": n.segment, "role": n.role}
+            for name, n in plan.nodes.items()
+        },
+        "routers": {
+            name: {"lan": r.lan, "lan_ip": str(r.lan_ip), "wan_ip": str(r.wan_ip), "nat": r.nat}
+            for name, r in plan.routers.items()
+        },
+        **extra,
+    }
+    path = run_dir / "manifest.json"
+    if path.exists():
+        manifest = {**json.loads(path.read_text()), **manifest}
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+class Runner:
+    def __init__(self, plan: LabPlan, backend: Backend, run_dir: Path,
+                 progress: Callable[[str], None] = lambda message: None) -> None:
+        self.plan = plan
+        self.backend = backend
+        self.run_dir = run_dir
+        self.tail = EventTail(run_dir / "events")
+        self.progress = progress
+        self.expected_publishes: dict[str, int] = {}
+        self.publish_deadline = 0.0
+
+    # -- commands ------------------------------------------------------------------
+    def send(self, node: str, command: dict[str, Any]) -> None:
+        """Write one command line into the node's FIFO (the node holds it open)."""
+        path = self.run_dir / "control" / f"{node}.fifo"
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.ENXIO, errno.ENOENT) or time.monotonic() > deadline:
+                    raise StepFailed(f"cannot reach {node}'s control FIFO: {exc}") from None
+                time.sleep(POLL_S)
+        try:
+            os.write(fd, (json.dumps(command) + "\n").encode())
+        finally:
+            os.close(fd)
+
+    # -- waiting -------------------------------------------------------------------
+    def wait_until(self, what: str, condition: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            self.tail.poll()
+            if condition():
+                return
+            for name in self.plan.nodes:
+                if not self.backend.node_running(name):
+                    raise StepFailed(f"node {name} exited while waiting for {what}; "
+                                     f"see logs/{name}.log")
+            if time.monotonic() > deadline:
+                raise StepFailed(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(POLL_S)
+
+    def _reserved(self, node: str) -> bool:
+        return any(e["outcome"] == "ok" for e in self.tail.of(node, "relay_reservation"))
+
+    def _mesh_size(self, node: str) -> int:
+        last = self.tail.last(node, "topic_peers")
+        return len(last.get("mesh", last["peers"])) if last else 0
+
+    def _connected(self, a: str, b: str, kind: str) -> bool:
+        conns = self.tail.open_connections(a, self.plan.nodes[b].peer_id)
+        return any(kind == "any" or c["kind"] == kind for c in conns)
+
+    # -- the timeline ----------------------------------------------------------------
+    def start_nodes(self) -> None:
+        # Relays first: peers reserve on them as soon as they start.
+        order = sorted(self.plan.nodes.values(), key=lambda n: n.role != "relay")
+        for node in order:
+            self.backend.start_node(node.name)
+        self.progress(f"started {len(order)} nodes, waiting until they are ready")
+        self.wait_until(
+            "every node to start",
+            lambda: all(self.tail.last(n, "node_started") for n in self.plan.nodes),
+            READY_TIMEOUT_S,
+        )
+
+    def run_step(self, step: Any) -> None:
+        if isinstance(step, WaitReservation):
+            self.progress(f"waiting for relay reservations of {', '.join(step.nodes)}")
+            self.wait_until(f"relay reservations of {step.nodes}",
+                            lambda: all(self._reserved(n) for n in step.nodes), step.timeout)
+        elif isinstance(step, WaitTopicPeers):
+            self.progress(f"waiting until {', '.join(step.nodes)} have {step.min}+ mesh peers")
+            self.wait_until(f"{step.min}+ gossipsub mesh peers at {step.nodes}",
+                            lambda: all(self._mesh_size(n) >= step.min for n in step.nodes),
+                            step.timeout)
+        elif isinstance(step, WaitConnection):
+            a, b = step.between
+            self.progress(f"waiting for a {step.kind} connection {a} <-> {b}")
+            self.wait_until(f"a {step.kind} connection between {a} and {b}",
+                            lambda: self._connected(a, b, step.kind)
+                            or self._connected(b, a, step.kind), step.timeout)
+        elif isinstance(step, Publish):
+            publishers = ([n.name for n in self.plan.scenario.peers()]
+                          if step.publish == "all" else step.publish)
+            for name in publishers:
+                self.send(name, {"cmd": "publish", "count": step.count,
+                                 "size": step.size, "rate": step.rate})
+                self.expected_publishes[name] = self.expected_publishes.get(name, 0) + step.count
+            self.publish_deadline = max(self.publish_deadline,
+                                        time.monotonic() + step.count / step.rate)
+            self.progress(f"{', '.join(publishers)} publishing {step.count} x "
+                          f"{step.size} B at {step.rate:g}/s")
+        elif isinstance(step, Sleep):
+            time.sleep(step.sleep)
+
+    def finish_publishing(self) -> None:
+        """Wait for every publish plan to have gone out (with slack for a slow host)."""
+        timeout = max(0.0, self.publish_deadline - time.monotonic()) + 10.0
+        self.wait_until(
+            "publishers to finish",
+            lambda: all(len(self.tail.of(n, "message_published")) >= count
+                        for n, count in self.expected_publishes.items()),
+            timeout,
+        )
+
+    def stop_nodes(self) -> None:
+        for name in self.plan.nodes:
+            if self.backend.node_running(name):
+                try:
+                    self.send(name, {"cmd": "quit"})
+                except StepFailed:
+                    pass
+        for name in self.plan.nodes:
+            self.backend.stop_node(name, STOP_TIMEOUT_S)
+        self.tail.poll()
+
+    def run(self) -> RunOutcome:
+        error: str | None = None
+        try:
+            self.start_nodes()
+            for step in self.plan.scenario.timeline:
+                self.run_step(step)
+            self.finish_publishing()
+            time.sleep(self.plan.scenario.settle)
+        except StepFailed as exc:
+            error = str(exc)
+            self.progress(f"timeline failed: {error}")
+        timeline_end = time.time()
+        return RunOutcome(self.run_dir, error, timeline_end)
+
+
+def execute(scenario_path: Path, scenario: Scenario, backend: Backend, results_root: Path,
+            run_id: str, run_dir: Path, progress: Callable[[str], None]) -> RunOutcome:
+    """Create the lab, run the timeline, always tear down."""
+    plan = build_plan(scenario)
+    write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
+                   scenario_file=str(scenario_path))
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    runner = Runner(plan, backend, run_dir, progress)
+    started = time.time()
+    try:
+        progress(f"creating the lab on {backend.name}")
+        backend.create(plan, run_dir)
+        outcome = runner.run()
+    finally:
+        # A second Ctrl-C must not cut teardown short.
+        sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            runner.stop_nodes()
+        finally:
+            backend.destroy()
+            signal.signal(signal.SIGINT, sigint)
+            signal.signal(signal.SIGTERM, previous)
+    write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
+                   started=started, timeline_end=outcome.timeline_end,
+                   ended=time.time(), timeline_error=outcome.timeline_error)
+    return outcome
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -1,0 +1,495 @@
+"""The chat node: one libp2p host with gossipsub chat, discovery, relay and hole punching.
+
+Every task runs in the node's one nursery (trio structured concurrency), so a quit
+command, SIGTERM or a crash cancels all of it together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+import time
+from typing import Any, TextIO
+
+import psutil
+import trio
+from libp2p import new_host
+from libp2p.abc import INetConn, INetStream, INetwork, INotifee
+from libp2p.discovery.events.peerDiscovery import peerDiscovery
+from libp2p.host.ping import PingService
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+from multiaddr import Multiaddr
+
+from node.config import NodeConfig
+from node.control import CommandError, lines, open_fifo, parse_command
+from node.holepunch import RecordingDCUtR
+from node.identity import key_pair_from_file, key_pair_from_seed
+from node.relay import Relaying, circuit_addr
+from p2plab.events import EventWriter
+
+log = logging.getLogger("p2plab.node")
+
+
+def connection_kind(addrs: list[Multiaddr]) -> tuple[str, str]:
+    """(direct|relayed, tcp|quic|circuit) from a connection's transport addresses."""
+    text = " ".join(str(a) for a in addrs)
+    if "/p2p-circuit" in text:
+        return "relayed", "circuit"
+    if "quic" in text:
+        return "direct", "quic"
+    return "direct", "tcp"
+
+
+def default_listen_ips() -> list[str]:
+    """Every non-loopback IPv4 address of this host (never 0.0.0.0: see the notes)."""
+    ips = []
+    for addrs in psutil.net_if_addrs().values():
+        for addr in addrs:
+            if addr.family == socket.AF_INET and not addr.address.startswith("127."):
+                ips.append(addr.address)
+    return ips or ["127.0.0.1"]
+
+
+def encode_message(seq: int, nick: str, text: str, size: int = 0) -> bytes:
+    """A chat message: a small JSON object, padded with spaces to ``size`` bytes."""
+    data = json.dumps({"seq": seq, "nick": nick, "text": text}).encode()
+    return data + b" " * max(0, size - len(data))
+
+
+def decode_message(data: bytes) -> tuple[int | None, str, str]:
+    try:
+        obj = json.loads(data)
+        return int(obj["seq"]), str(obj["nick"]), str(obj["text"])
+    except (ValueError, KeyError, TypeError):
+        return None, "?", data.decode("utf-8", "replace")
+
+
+class _ConnectionEvents(INotifee):
+    """Turns swarm notifications into connection events."""
+
+    def __init__(self, node: "ChatNode") -> None:
+        self.node = node
+
+    def _emit(self, type_: str, conn: INetConn) -> None:
+        try:
+            addrs = list(conn.get_transport_addresses())
+        except Exception:
+            addrs = []
+        kind, transport = connection_kind(addrs)
+        direction = getattr(conn, "direction", "unknown")
+        self.node.emit(
+            type_,
+            peer=conn.muxed_conn.peer_id.to_base58(),
+            remote_addr=str(addrs[0]) if addrs else "",
+            kind=kind,
+            transport=transport,
+            direction=str(getattr(direction, "name", direction)).lower(),
+        )
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        self._emit("connection_opened", conn)
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self._emit("connection_closed", conn)
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        pass
+
+    async def listen(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        pass
+
+    async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
+        pass
+
+
+class ChatNode:
+    def __init__(self, config: NodeConfig, events: EventWriter | None, out: TextIO) -> None:
+        self.config = config
+        self.events = events
+        self.out = out
+        if config.key_file is not None:
+            key_pair = key_pair_from_file(config.key_file)
+        elif config.key_seed is not None:
+            key_pair = key_pair_from_seed(config.key_seed)
+        else:
+            key_pair = None
+        ips = list(config.listen_ips) or default_listen_ips()
+        self.listen_addrs = [Multiaddr(f"/ip4/{ip}/tcp/{config.port}") for ip in ips]
+        if config.quic:
+            self.listen_addrs += [
+                Multiaddr(f"/ip4/{ip}/udp/{config.port}/quic-v1") for ip in ips
+            ]
+        self.host = new_host(
+            key_pair=key_pair, listen_addrs=self.listen_addrs, enable_mDNS=config.mdns
+        )
+        self.peer_id = self.host.get_id()
+        self.seq = 0
+        self.pubsub: Pubsub | None = None
+        self.gossipsub: GossipSub | None = None
+        self.relaying: Relaying | None = None
+        self.quit = trio.Event()
+        self._discovered_send, self._discovered_recv = trio.open_memory_channel[PeerInfo](256)
+
+    # -- events -----------------------------------------------------------------
+    def emit(self, type_: str, **fields: Any) -> None:
+        if self.events is not None:
+            self.events.emit(type_, **fields)
+
+    def say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    # -- main ------------------------------------------------------------------
+    async def run(self) -> None:
+        async with self.host.run(self.listen_addrs), trio.open_nursery() as nursery:
+            self.host.get_network().register_notifee(_ConnectionEvents(self))
+            if self.config.role == "relay":
+                self.relaying = Relaying(self.host, hop=True)
+            elif self.config.relays or any("p2p-circuit" in str(a) for a in self.config.dial):
+                self.relaying = Relaying(self.host, hop=False)
+            if self.relaying is not None:
+                relay_ready = trio.Event()
+                nursery.start_soon(self.relaying.run, nursery, relay_ready)
+                await relay_ready.wait()
+            if self.config.role == "peer":
+                await self._start_pubsub(nursery)
+            if self.config.role == "peer" and self.config.holepunch:
+                dcutr = RecordingDCUtR(
+                    self.host, lambda **f: self.emit("hole_punch", **f)
+                )
+                nursery.start_soon(self._run_service, dcutr)
+            self._announce_start()
+            if self.config.mdns:
+                nursery.start_soon(self._mdns_connector)
+            for relay in self.config.relays:
+                nursery.start_soon(self._reserve, relay, nursery)
+            for addr in self.config.dial:
+                nursery.start_soon(self._dial_with_retry, addr)
+            if self.config.ping_interval > 0:
+                nursery.start_soon(self._ping_loop)
+            if self.config.control is not None:
+                nursery.start_soon(self._read_control)
+            if self.config.interactive:
+                nursery.start_soon(self._read_stdin)
+            await self.quit.wait()
+            nursery.cancel_scope.cancel()
+
+    async def _run_service(self, service: Any) -> None:
+        async with background_trio_service(service):
+            await trio.sleep_forever()
+
+    async def _start_pubsub(self, nursery: trio.Nursery) -> None:
+        g = self.config.gossip
+        self.gossipsub = GossipSub(
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
+            degree=g.degree,
+            degree_low=g.degree_low,
+            degree_high=g.degree_high,
+            heartbeat_interval=g.heartbeat_interval,  # type: ignore[arg-type]
+            spam_protection_enabled=True,
+            max_messages_per_topic_per_second=g.max_messages_per_topic_per_second,
+            # Extra grafts for IP diversity are not in the spec; a lab puts many
+            # peers behind one NAT address, so it would only distort the mesh.
+            eclipse_protection_enabled=False,
+        )
+        self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True)
+        ready = trio.Event()
+
+        async def run_pubsub() -> None:
+            async with background_trio_service(self.pubsub):
+                async with background_trio_service(self.gossipsub):
+                    await self.pubsub.wait_until_ready()  # type: ignore[union-attr]
+                    ready.set()
+                    await trio.sleep_forever()
+
+        nursery.start_soon(run_pubsub)
+        await ready.wait()
+        subscription = await self.pubsub.subscribe(self.config.topic)
+        nursery.start_soon(self._receive, subscription)
+        nursery.start_soon(self._watch_topic_peers)
+
+    def _announce_start(self) -> None:
+        own = self.peer_id.to_base58()
+        listen = [str(a) for a in self.host.get_transport_addrs()]
+        announced = [str(a) for a in self.host.get_addrs()]
+        self.emit(
+            "node_started",
+            peer_id=own,
+            listen_addrs=listen,
+            announced_addrs=announced,
+            role=self.config.role,
+            topic=self.config.topic,
+            nick=self.config.nick,
+        )
+        self.say(f"peer id: {own}")
+        for addr in announced:
+            self.say(f"listening on: {addr}")
+
+    # -- chat ------------------------------------------------------------------
+    async def publish(self, text: str, size: int = 0, topic: str | None = None) -> None:
+        assert self.pubsub is not None, "a relay does not chat"
+        topic = topic or self.config.topic
+        self.seq += 1
+        data = encode_message(self.seq, self.config.nick, text, size)
+        origin = self.peer_id.to_base58()
+        self.emit(
+            "message_published",
+            msg_id=f"{origin}/{self.seq}",
+            origin=origin,
+            seq=self.seq,
+            size=len(data),
+            topic=topic,
+        )
+        await self.pubsub.publish(topic, data)
+
+    async def _receive(self, subscription: Any) -> None:
+        own = self.peer_id.to_bytes()
+        while True:
+            message = await subscription.get()
+            if message.from_id == own:
+                continue
+            origin = ID(message.from_id).to_base58()
+            seq, nick, text = decode_message(message.data)
+            self.emit(
+                "message_received",
+                msg_id=f"{origin}/{seq}",
+                origin=origin,
+                seq=seq,
+                size=len(message.data),
+                topic=self.config.topic,
+            )
+            if self.config.interactive or self.config.control is None:
+                self.say(f"{nick}: {text}")
+
+    async def _publish_plan(self, count: int, size: int, rate: float, topic: str | None) -> None:
+        """Publish ``count`` messages at ``rate`` per second on a fixed schedule."""
+        start = trio.current_time()
+        for i in range(count):
+            await trio.sleep_until(start + i / rate)
+            await self.publish(f"message {self.seq + 1}", size=size, topic=topic)
+
+    async def _watch_topic_peers(self) -> None:
+        """Report who shares our topic: the lab waits on this before driving traffic."""
+        last: tuple[list[str], list[str]] | None = None
+        while True:
+            assert self.pubsub is not None and self.gossipsub is not None
+            peers = sorted(p.to_base58() for p in self.pubsub.peer_topics.get(self.config.topic, ()))
+            mesh = sorted(p.to_base58() for p in self.gossipsub.mesh.get(self.config.topic, ()))
+            if (peers, mesh) != last:
+                last = (peers, mesh)
+                self.emit("topic_peers", topic=self.config.topic, peers=peers, mesh=mesh)
+            await trio.sleep(0.2)
+
+    # -- connectivity ------------------------------------------------------------
+    async def _reserve(self, relay: Multiaddr, nursery: trio.Nursery) -> None:
+        assert self.relaying is not None
+        ok = await self.relaying.reserve(
+            relay, nursery, lambda **f: self.emit("relay_reservation", **f)
+        )
+        if ok:
+            self.say(f"reachable via relay: {circuit_addr(relay, self.peer_id)}")
+
+    async def _resolve(self, addr: Multiaddr) -> Multiaddr:
+        """Resolve a /dns, /dns4 or /dns6 first component to an IP address."""
+        first = addr.protocols()[0].name
+        if first not in ("dns", "dns4", "dns6"):
+            return addr
+        name = addr.value_for_protocol(first)
+        family = socket.AF_INET6 if first == "dns6" else socket.AF_INET
+        infos = await trio.socket.getaddrinfo(name, None, family=family)
+        ip = infos[0][4][0]
+        ip_proto = "ip6" if family == socket.AF_INET6 else "ip4"
+        rest = str(addr).split("/", 3)[3]
+        return Multiaddr(f"/{ip_proto}/{ip}/{rest}")
+
+    async def dial(self, addr: Multiaddr) -> None:
+        """Dial one address; raises on failure."""
+        addr = await self._resolve(addr)
+        if "p2p" not in [p.name for p in addr.protocols()]:
+            raise ValueError("the address has no /p2p/PEER_ID: libp2p must know whom it dials")
+        info = info_from_p2p_addr(addr)
+        if "p2p-circuit" in str(addr):
+            assert self.relaying is not None
+            # Make sure we are connected to the relay, then dial through it.
+            relay_part = Multiaddr(str(addr).split("/p2p-circuit")[0])
+            await self.host.connect(info_from_p2p_addr(relay_part))
+            conn = await self.relaying.transport.dial(addr)
+            del conn
+            return
+        await self.host.connect(info)
+
+    async def _dial_with_retry(self, addr: Multiaddr) -> None:
+        """Keep dialing until it works or --dial-timeout passes (peers start in any order)."""
+        start = time.monotonic()
+        attempts = 0
+        reason = ""
+        while True:
+            attempts += 1
+            try:
+                with trio.fail_after(10):
+                    await self.dial(addr)
+                outcome = "ok"
+                reason = ""
+                break
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, ValueError) or time.monotonic() - start > self.config.dial_timeout:
+                    outcome = "failed"
+                    break
+            await trio.sleep(1.0)
+        self.emit(
+            "dial",
+            target=str(addr),
+            outcome=outcome,
+            elapsed_ms=round((time.monotonic() - start) * 1000, 2),
+            reason=reason,
+            attempts=attempts,
+        )
+        if outcome != "ok":
+            self.say(f"dial {addr} failed: {reason}")
+
+    async def _mdns_connector(self) -> None:
+        """py-libp2p's mDNS only fills the peerstore; connecting is up to us."""
+        token = trio.lowlevel.current_trio_token()
+
+        def on_discovered(info: PeerInfo) -> None:  # runs on zeroconf's thread
+            try:
+                trio.from_thread.run_sync(
+                    self._discovered_send.send_nowait, info, trio_token=token
+                )
+            except (trio.RunFinishedError, trio.WouldBlock, trio.Cancelled):
+                pass
+
+        peerDiscovery.register_peer_discovered_handler(on_discovered)
+        try:
+            async for info in self._discovered_recv:
+                if info.peer_id == self.peer_id:
+                    continue
+                self.emit(
+                    "peer_discovered",
+                    peer=info.peer_id.to_base58(),
+                    via="mdns",
+                    addrs=[str(a) for a in info.addrs],
+                )
+                if info.peer_id in self.host.get_network().connections:
+                    continue
+                # Dial only our own-subnet addresses; the other side's dial may race us.
+                start = time.monotonic()
+                try:
+                    with trio.fail_after(10):
+                        await self.host.connect(info)
+                    outcome, reason = "ok", ""
+                except Exception as exc:
+                    outcome, reason = "failed", f"{type(exc).__name__}: {exc}"
+                self.emit(
+                    "dial",
+                    target=f"/p2p/{info.peer_id.to_base58()}",
+                    outcome=outcome,
+                    elapsed_ms=round((time.monotonic() - start) * 1000, 2),
+                    reason=reason,
+                    via="mdns",
+                )
+        finally:
+            peerDiscovery.unregister_peer_discovered_handler(on_discovered)
+
+    async def ping(self, peer: ID, count: int = 1) -> None:
+        service = PingService(self.host)
+        for _ in range(count):
+            start = time.perf_counter()
+            try:
+                with trio.fail_after(10):
+                    async for lib_rtt in service.ping_iter(peer, ping_amt=1):
+                        rtt = (time.perf_counter() - start) * 1000
+                        self.emit("ping", peer=peer.to_base58(), rtt_ms=round(rtt, 3),
+                                  lib_rtt_ms=lib_rtt, outcome="ok", reason="")
+            except Exception as exc:
+                self.emit("ping", peer=peer.to_base58(), rtt_ms=None, lib_rtt_ms=None,
+                          outcome="failed", reason=f"{type(exc).__name__}: {exc}")
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await trio.sleep(self.config.ping_interval)
+            for peer in list(self.host.get_network().connections):
+                await self.ping(peer)
+
+    # -- commands ----------------------------------------------------------------
+    async def execute(self, command: dict[str, Any]) -> None:
+        cmd = command["cmd"]
+        if cmd == "quit":
+            self.quit.set()
+        elif cmd == "publish":
+            if self.pubsub is None:
+                raise CommandError("a relay does not publish")
+            await self._publish_plan(int(command["count"]), int(command["size"]),
+                                     float(command["rate"]), command.get("topic"))
+        elif cmd == "say":
+            await self.publish(str(command["text"]))
+        elif cmd == "dial":
+            from node.config import parse_multiaddr
+
+            await self._dial_with_retry(parse_multiaddr(str(command["addr"]), "dial"))
+        elif cmd == "ping":
+            await self.ping(ID.from_base58(command["peer"]), int(command.get("count", 1)))
+
+    async def _run_command(self, command: dict[str, Any]) -> None:
+        try:
+            await self.execute(command)
+            self.emit("command", cmd=command["cmd"], outcome="ok", reason="", args=command)
+        except Exception as exc:
+            self.emit("command", cmd=command["cmd"], outcome="failed",
+                      reason=f"{type(exc).__name__}: {exc}", args=command)
+
+    async def _read_control(self) -> None:
+        assert self.config.control is not None
+        stream = open_fifo(self.config.control)
+        async with trio.open_nursery() as nursery:
+            async for line in lines(stream):
+                if not line.strip():
+                    continue
+                try:
+                    command = parse_command(line)
+                except CommandError as exc:
+                    self.emit("command", cmd="?", outcome="failed", reason=str(exc), args=line)
+                    continue
+                # Commands run concurrently: a long publish plan must not block a quit.
+                nursery.start_soon(self._run_command, command)
+
+    async def _read_stdin(self) -> None:
+        """Interactive use: a typed line is published; /dial, /ping, /peers, /quit."""
+        while True:
+            line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            if not line:
+                return  # stdin closed: keep running as a daemon
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("/"):
+                word, _, rest = line.partition(" ")
+                if word == "/quit":
+                    self.quit.set()
+                    return
+                if word == "/peers":
+                    for peer in self.host.get_network().connections:
+                        self.say(f"peer: {peer.to_base58()}")
+                    continue
+                if word == "/dial":
+                    await self._run_command({"cmd": "dial", "addr": rest.strip()})
+                    continue
+                if word == "/ping":
+                    await self._run_command({"cmd": "ping", "peer": rest.strip(), "count": 1})
+                    continue
+                self.say("commands: /dial MULTIADDR, /ping PEER_ID, /peers, /quit")
+                continue
+            if self.pubsub is None:
+                self.say("a relay does not chat")
+                continue
+            await self.publish(line)

@@ -1,0 +1,103 @@
+"""The one event format: JSON lines written by real nodes (and later the simulator).
+
+Every line is an envelope ``{"v", "t", "node", "type", ...fields}``. ``t`` is the host
+clock in seconds since the epoch, so latency between nodes on one host is a plain
+subtraction. Analysis reads only this format and never knows which backend ran.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+SCHEMA_VERSION = 1
+
+# Required fields per event type (beyond the envelope). Extra fields are allowed.
+EVENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "node_started": ("peer_id", "listen_addrs", "announced_addrs", "role", "topic"),
+    "node_stopped": ("reason",),
+    "peer_discovered": ("peer", "via", "addrs"),
+    "dial": ("target", "outcome", "elapsed_ms", "reason"),
+    "connection_opened": ("peer", "remote_addr", "kind", "transport", "direction"),
+    "connection_closed": ("peer", "remote_addr", "kind", "transport", "direction"),
+    "relay_reservation": ("relay", "outcome", "elapsed_ms", "reason"),
+    "hole_punch": ("peer", "attempt", "outcome", "elapsed_ms", "reason", "transport"),
+    "topic_peers": ("topic", "peers"),
+    "message_published": ("msg_id", "origin", "seq", "size", "topic"),
+    "message_received": ("msg_id", "origin", "seq", "size", "topic"),
+    "ping": ("peer", "rtt_ms", "outcome", "reason"),
+    "command": ("cmd", "outcome", "reason"),
+}
+
+ENVELOPE = ("v", "t", "node", "type")
+
+
+class EventFormatError(ValueError):
+    """A line that is not a valid event of this schema version."""
+
+
+def validate_event(event: dict[str, Any]) -> None:
+    """Raise EventFormatError unless ``event`` matches the schema."""
+    for key in ENVELOPE:
+        if key not in event:
+            raise EventFormatError(f"event lacks envelope field {key!r}: {event}")
+    if event["v"] != SCHEMA_VERSION:
+        raise EventFormatError(
+            f"event schema version {event['v']} is not {SCHEMA_VERSION}: {event}"
+        )
+    required = EVENT_FIELDS.get(event["type"])
+    if required is None:
+        raise EventFormatError(f"unknown event type {event['type']!r}")
+    missing = [f for f in required if f not in event]
+    if missing:
+        raise EventFormatError(f"{event['type']} event lacks {missing}: {event}")
+
+
+class EventWriter:
+    """Appends validated events to a JSON-lines file, flushed line by line.
+
+    Flushing every line costs little at chat rates and means a node killed with
+    SIGKILL still leaves a readable log up to its last event.
+    """
+
+    def __init__(self, node: str, stream: IO[str]) -> None:
+        self.node = node
+        self._stream = stream
+
+    @classmethod
+    def open(cls, node: str, path: Path) -> "EventWriter":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(node, open(path, "a", encoding="utf-8", buffering=1))
+
+    def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
+        event = {"v": SCHEMA_VERSION, "t": time.time(), "node": self.node, "type": type_}
+        event.update(fields)
+        validate_event(event)
+        self._stream.write(json.dumps(event, separators=(",", ":")) + "\n")
+        return event
+
+    def close(self) -> None:
+        self._stream.flush()
+        self._stream.close()
+
+
+def read_events(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield validated events from one log; a torn last line (killed node) is skipped."""
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.readlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines) and not line.endswith("\n"):
+                return
+            raise EventFormatError(f"{path}:{number}: not JSON: {exc}") from exc
+        try:
+            validate_event(event)
+        except EventFormatError as exc:
+            raise EventFormatError(f"{path}:{number}: {exc}") from exc
+        yield event

@@ -1,0 +1,1 @@
+"""Scenario model, address plan, NAT rules and topology graph."""

@@ -1,0 +1,375 @@
+"""The scenario file: YAML in, a validated pydantic model out.
+
+Errors name the file, the line and the field, and say how to fix it, before anything
+is created. Cross-references (a node on a LAN that does not exist, a relay that is not
+a relay node) are checked here too, so later stages can trust the model.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+PUBLIC = "public"
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot run; the message names file, line and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use 1-20 lower-case letters, digits and "
+            "dashes, starting with a letter"
+        )
+    return value
+
+
+class Segment(_Strict):
+    """The public internet segment: a flat subnet with no way out of the lab."""
+
+    subnet: str = "203.0.113.0/24"
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        return _check_subnet(value)
+
+
+def _check_subnet(value: str) -> str:
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IPv4 subnet like 10.1.0.0/24 ({exc})") from None
+    if net.prefixlen > 28:
+        raise ValueError(f"{value!r} is too small: use /28 or larger")
+    return value
+
+
+NatPreset = Literal["port-restricted"]
+
+
+class Lan(_Strict):
+    """A LAN; with ``nat`` set it sits behind a NAT router on the public segment."""
+
+    name: str
+    subnet: str
+    nat: NatPreset | None = Field(
+        default="port-restricted",
+        description="NAT between this LAN and the public segment; null: no router",
+    )
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+    _subnet = field_validator("subnet")(classmethod(lambda cls, v: _check_subnet(v)))
+
+
+class DialTarget(_Strict):
+    """Dial another node by name, directly or through a relay node."""
+
+    node: str
+    via: str | None = None
+
+
+class NodeSpec(_Strict):
+    name: str
+    lan: str = Field(description=f"a LAN name, or {PUBLIC!r}")
+    role: Literal["peer", "relay"] = "peer"
+    quic: bool = False
+    mdns: bool = False
+    holepunch: bool = Field(default=True, description="run DCUtR on relayed connections")
+    relay: list[str] = Field(default_factory=list, description="relay nodes to reserve on")
+    dial: list[Union[str, DialTarget]] = Field(
+        default_factory=list,
+        description="node names, {node, via} for a relayed dial, or raw multiaddrs",
+    )
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+
+class WaitReservation(_Strict):
+    wait: Literal["reservation"]
+    nodes: list[str]
+    timeout: float = 30.0
+
+
+class WaitTopicPeers(_Strict):
+    wait: Literal["topic-peers"]
+    nodes: list[str]
+    min: int = 1
+    timeout: float = 30.0
+
+
+class WaitConnection(_Strict):
+    wait: Literal["connection"]
+    between: tuple[str, str]
+    kind: Literal["any", "direct", "relayed"] = "any"
+    timeout: float = 30.0
+
+
+class Publish(_Strict):
+    publish: list[str] | Literal["all"]
+    count: int = Field(gt=0)
+    size: int = Field(default=100, ge=0, le=1_000_000)
+    rate: float = Field(default=5.0, gt=0)
+
+
+class Sleep(_Strict):
+    sleep: float = Field(ge=0)
+
+
+STEP_TAGS = ("wait-reservation", "wait-topic-peers", "wait-connection", "publish", "sleep")
+
+
+def _step_kind(value: Any) -> str | None:
+    """Pick the step model by its key, so errors speak of one kind of step only."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict):
+        if "wait" in value:
+            return f"wait-{value['wait']}"
+        for key in ("publish", "sleep"):
+            if key in value:
+                return key
+    return None
+
+
+Step = Annotated[
+    Union[
+        Annotated[WaitReservation, Tag("wait-reservation")],
+        Annotated[WaitTopicPeers, Tag("wait-topic-peers")],
+        Annotated[WaitConnection, Tag("wait-connection")],
+        Annotated[Publish, Tag("publish")],
+        Annotated[Sleep, Tag("sleep")],
+    ],
+    Discriminator(
+        _step_kind,
+        custom_error_type="timeline_step",
+        custom_error_message="a step is one of: wait: reservation | topic-peers | "
+        "connection, publish: [nodes], sleep: SECONDS",
+    ),
+]
+
+
+class ConnectionExpectation(_Strict):
+    between: tuple[str, str]
+    final: Literal["direct", "relayed", "none"]
+
+
+class HolePunchExpectation(_Strict):
+    between: tuple[str, str]
+    outcome: Literal["success", "failure"]
+
+
+class Expectations(_Strict):
+    delivery_ratio_min: float | None = Field(default=None, ge=0, le=1)
+    latency_p99_ms_max: float | None = Field(default=None, gt=0)
+    connections: list[ConnectionExpectation] = Field(default_factory=list)
+    hole_punch: list[HolePunchExpectation] = Field(default_factory=list)
+
+
+class Scenario(_Strict):
+    name: str
+    description: str = ""
+    seed: int = 1
+    topic: str = "chat"
+    public: Segment = Field(default_factory=Segment)
+    lans: list[Lan] = Field(default_factory=list)
+    nodes: list[NodeSpec]
+    timeline: list[Step] = Field(default_factory=list)
+    expect: Expectations = Field(default_factory=Expectations)
+    settle: float = Field(default=2.0, ge=0, description="seconds after the timeline")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> "Scenario":
+        errors: list[tuple[tuple[Any, ...], str]] = []
+        lan_names = [lan.name for lan in self.lans]
+        node_names = [node.name for node in self.nodes]
+        for kind, names, key in (("LAN", lan_names, "lans"), ("node", node_names, "nodes")):
+            seen: set[str] = set()
+            for i, name in enumerate(names):
+                if name in seen:
+                    errors.append(((key, i, "name"), f"{kind} name {name!r} is used twice"))
+                seen.add(name)
+        if PUBLIC in lan_names:
+            errors.append((("lans",), f"{PUBLIC!r} is reserved for the public segment"))
+        subnets = [(("public", "subnet"), ipaddress.IPv4Network(self.public.subnet))]
+        subnets += [(("lans", i, "subnet"), ipaddress.IPv4Network(lan.subnet))
+                    for i, lan in enumerate(self.lans)]
+        for a in range(len(subnets)):
+            for b in range(a):
+                if subnets[a][1].overlaps(subnets[b][1]):
+                    errors.append((subnets[a][0], f"subnet {subnets[a][1]} overlaps "
+                                   f"{subnets[b][1]}: give each LAN its own subnet"))
+        roles = {node.name: node.role for node in self.nodes}
+        for i, node in enumerate(self.nodes):
+            if node.lan != PUBLIC and node.lan not in lan_names:
+                errors.append(((("nodes", i, "lan")), f"LAN {node.lan!r} does not exist; "
+                               f"known: {', '.join([PUBLIC] + lan_names)}"))
+            for j, relay in enumerate(node.relay):
+                if roles.get(relay) != "relay":
+                    errors.append((("nodes", i, "relay", j),
+                                   f"{relay!r} is not a node with role: relay"))
+            for j, target in enumerate(node.dial):
+                if isinstance(target, str):
+                    if target.startswith("/"):
+                        continue
+                    target = DialTarget(node=target)
+                if target.node not in roles:
+                    errors.append((("nodes", i, "dial", j), f"node {target.node!r} does not exist"))
+                if target.via is not None and roles.get(target.via) != "relay":
+                    errors.append((("nodes", i, "dial", j, "via"),
+                                   f"{target.via!r} is not a node with role: relay"))
+        for i, step in enumerate(self.timeline):
+            names: list[str] = []
+            if isinstance(step, (WaitReservation, WaitTopicPeers)):
+                names = step.nodes
+            elif isinstance(step, WaitConnection):
+                names = list(step.between)
+            elif isinstance(step, Publish) and step.publish != "all":
+                names = list(step.publish)
+            for name in names:
+                if name not in roles:
+                    errors.append((("timeline", i), f"node {name!r} does not exist"))
+                elif isinstance(step, Publish) and roles[name] == "relay":
+                    errors.append((("timeline", i), f"{name!r} is a relay: relays do not chat"))
+        for key, items in (("connections", self.expect.connections),
+                           ("hole_punch", self.expect.hole_punch)):
+            for i, item in enumerate(items):
+                for name in item.between:
+                    if name not in roles:
+                        errors.append((("expect", key, i, "between"),
+                                       f"node {name!r} does not exist"))
+        if errors:
+            raise _CrossReferenceErrors(errors)
+        return self
+
+    def node(self, name: str) -> NodeSpec:
+        return next(n for n in self.nodes if n.name == name)
+
+    def peers(self) -> list[NodeSpec]:
+        return [n for n in self.nodes if n.role == "peer"]
+
+
+class _CrossReferenceErrors(ValueError):
+    def __init__(self, errors: list[tuple[tuple[Any, ...], str]]) -> None:
+        super().__init__("; ".join(m for _, m in errors))
+        self.errors = errors
+
+
+# -- loading with line numbers --------------------------------------------------------
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map every key path in a YAML document to its (1-based) line."""
+    index = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = path + (key.value,)
+            index[child] = key.start_mark.line + 1
+            index.update({k: v for k, v in _line_index(value, child).items() if k != child})
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            index.update(_line_index(value, path + (i,)))
+    return index
+
+
+def _line_for(index: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
+    loc = tuple(loc)
+    while loc and loc not in index:
+        loc = loc[:-1]
+    return index.get(loc, 1)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ScenarioError(f"{source}{line}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or root is None:
+        raise ScenarioError(f"{source}:1: a scenario is a YAML mapping with name, nodes, ...")
+    index = _line_index(root)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = _strip_union_tags(tuple(err["loc"]))
+            cross = err.get("ctx", {}).get("error")
+            if isinstance(cross, _CrossReferenceErrors):
+                for where, message in cross.errors:
+                    lines.append(f"{source}:{_line_for(index, where)}: {_field(where)}: {message}")
+                continue
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message = f"unknown field {loc[-1]!r}: remove it or check its spelling"
+            elif err["type"] == "missing":
+                message = f"required field {loc[-1]!r} is missing"
+            lines.append(f"{source}:{_line_for(index, loc)}: {_field(loc)}: {message}")
+        raise ScenarioError("\n".join(dict.fromkeys(lines))) from None
+
+
+def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts union member names ('DialTarget', 'str', step tags) into locations."""
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and (part[:1].isupper() or part in ("str", "list[str]")):
+            continue
+        if part in STEP_TAGS and i >= 2 and loc[i - 2] == "timeline":
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read the scenario ({exc.strerror})") from None
+    return parse_scenario(text, str(path))
+
+
+def find_scenario(name_or_path: str, scenarios_dir: Path) -> Path:
+    """Accept a path, or the name of a shipped scenario (``nat-relay``)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ScenarioError(f"{path}: no such scenario file")
+        return path
+    candidate = scenarios_dir / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(p.stem for p in scenarios_dir.glob("*.yaml"))
+    raise ScenarioError(
+        f"no scenario named {name_or_path!r}; shipped: {', '.join(known) or 'none'}"
+    )
