@@ -165,15 +165,24 @@ def pings(events: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def startup(events: pd.DataFrame, run_started: float | None) -> dict[str, Any]:
+def startup(events: pd.DataFrame, run_started: float | None,
+            spawned: dict[str, float] | None) -> dict[str, Any]:
+    """Seconds from process spawn to node_started, per node, and until all were ready."""
     started = events[events["type"] == "node_started"]
     if started.empty or run_started is None:
         return {}
-    return {"all_ready_s": round(float(started["t"].max()) - run_started, 3)}
+    per_node = {row["node"]: round(float(row["t"]) - spawned[row["node"]], 3)
+                for _, row in started.iterrows() if spawned and row["node"] in spawned}
+    out: dict[str, Any] = {"all_ready_s": round(float(started["t"].max()) - run_started, 3)}
+    if per_node:
+        out["node_startup_s"] = per_node
+        out["node_startup_s_max"] = max(per_node.values())
+    return out
 
 
 def summarize(events_dir: Path, until: float | None = None,
-              run_started: float | None = None) -> dict[str, Any]:
+              run_started: float | None = None,
+              spawned: dict[str, float] | None = None) -> dict[str, Any]:
     events = load_events(events_dir)
     nodes = node_table(events)
     pairs = connections(events, nodes, until)
@@ -184,7 +193,7 @@ def summarize(events_dir: Path, until: float | None = None,
                         for k, v in pairs.items()},
         "hole_punch": hole_punches(events, nodes, pairs),
         "ping": pings(events),
-        "startup": startup(events, run_started),
+        "startup": startup(events, run_started, spawned),
         "relay_reservations": [
             {"node": r["node"], "outcome": r["outcome"], "elapsed_ms": r["elapsed_ms"]}
             for _, r in events[events["type"] == "relay_reservation"].iterrows()

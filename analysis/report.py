@@ -16,7 +16,9 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     scenario = load_scenario(run_dir / "scenario.yaml")
     summary = summarize(run_dir / "events", until=manifest.get("timeline_end"),
-                        run_started=manifest.get("started"))
+                        run_started=manifest.get("started"),
+                        spawned=manifest.get("node_spawned"))
+    summary["node_rss_mb"] = manifest.get("node_rss_mb", {})
     verdicts = check(scenario.expect, summary, manifest.get("timeline_error"))
     summary["verdicts"] = [v.as_dict() for v in verdicts]
     summary["passed"] = all(v.passed for v in verdicts)
@@ -74,5 +76,11 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
     out += ["", "## Ping", "", f"- {p['count']} pings, {p['failed']} failed, RTT p50 "
             f"{p['rtt_ms_p50']} ms, max {p['rtt_ms_max']} ms", ""]
     if summary.get("startup"):
-        out += [f"All nodes ready {summary['startup']['all_ready_s']} s after the run started.", ""]
+        st = summary["startup"]
+        out += [f"All nodes ready {st['all_ready_s']} s after the run started; slowest node "
+                f"start-up {st.get('node_startup_s_max')} s.", ""]
+    rss = {k: v for k, v in summary.get("node_rss_mb", {}).items() if v is not None}
+    if rss:
+        out += ["Resident memory per node at the end of the timeline (MB): "
+                + ", ".join(f"{k} {v}" for k, v in rss.items()), ""]
     return "\n".join(out)

@@ -38,6 +38,9 @@ class Backend(Protocol):
 
     def node_running(self, name: str) -> bool: ...
 
+    def node_rss_mb(self, name: str) -> float | None:
+        """Resident memory of a running node, for the manifest; None if unknown."""
+
     def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """Run a command inside a node's or router's network."""
 

@@ -136,6 +136,17 @@ class NetnsBackend:
         proc = self.processes.get(name)
         return proc is not None and proc.poll() is None
 
+    def node_rss_mb(self, name: str) -> float | None:
+        proc = self.processes.get(name)
+        if proc is None or proc.poll() is not None:
+            return None
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except OSError:
+            return None
+        kb = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:"))
+        return round(kb / 1024, 1)
+
     def stop_node(self, name: str, timeout: float) -> int | None:
         proc = self.processes.get(name)
         if proc is None:

@@ -95,6 +95,8 @@ class Runner:
         self.tail = EventTail(run_dir / "events")
         self.progress = progress
         self.expected_publishes: dict[str, int] = {}
+        self.spawned: dict[str, float] = {}
+        self.rss_mb: dict[str, float | None] = {}
         self.publish_deadline = 0.0
 
     # -- commands ------------------------------------------------------------------
@@ -146,6 +148,7 @@ class Runner:
         # Relays first: peers reserve on them as soon as they start.
         order = sorted(self.plan.nodes.values(), key=lambda n: n.role != "relay")
         for node in order:
+            self.spawned[node.name] = time.time()
             self.backend.start_node(node.name)
         self.progress(f"started {len(order)} nodes, waiting until they are ready")
         self.wait_until(
@@ -217,6 +220,7 @@ class Runner:
             error = str(exc)
             self.progress(f"timeline failed: {error}")
         timeline_end = time.time()
+        self.rss_mb = {name: self.backend.node_rss_mb(name) for name in self.plan.nodes}
         return RunOutcome(self.run_dir, error, timeline_end)
 
 
@@ -244,7 +248,8 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend, results_r
             signal.signal(signal.SIGTERM, previous)
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
                    started=started, timeline_end=outcome.timeline_end,
-                   ended=time.time(), timeline_error=outcome.timeline_error)
+                   ended=time.time(), timeline_error=outcome.timeline_error,
+                   node_spawned=runner.spawned, node_rss_mb=runner.rss_mb)
     return outcome
 
 

@@ -11,7 +11,7 @@ import logging
 import socket
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 import psutil
 import trio
@@ -150,6 +150,7 @@ class ChatNode:
 
     # -- main ------------------------------------------------------------------
     async def run(self) -> None:
+        self._mdns_handler = self._listen_for_mdns() if self.config.mdns else None
         async with self.host.run(self.listen_addrs), trio.open_nursery() as nursery:
             self.host.get_network().register_notifee(_ConnectionEvents(self))
             if self.config.role == "relay":
@@ -311,11 +312,43 @@ class ChatNode:
         rest = str(addr).split("/", 3)[3]
         return Multiaddr(f"/{ip_proto}/{ip}/{rest}")
 
+    async def learn_peer_id(self, addr: Multiaddr) -> ID:
+        """Who listens at an address given without /p2p/ID: ask the handshake.
+
+        libp2p dials need the remote peer id. A throwaway noise handshake over TCP
+        tells us the id; the real dial then proceeds normally. py-libp2p 0.8.1's QUIC
+        transport refuses to dial without an id, so for a QUIC address the id is
+        asked over TCP at the same IP and port (where p2plab nodes also listen).
+        """
+        names = [p.name for p in addr.protocols()]
+        if "quic-v1" in names:
+            ip_proto = names[0]
+            tcp = Multiaddr(f"/{ip_proto}/{addr.value_for_protocol(ip_proto)}"
+                            f"/tcp/{addr.value_for_protocol('udp')}")
+            try:
+                return await self.learn_peer_id(tcp)
+            except Exception as exc:
+                raise ValueError(
+                    "py-libp2p cannot dial QUIC without /p2p/PEER_ID, and asking over "
+                    f"TCP at the same port failed ({exc}): add /p2p/PEER_ID"
+                ) from None
+        network = self.host.get_network()
+        transport = network.transport_manager.transport_for_dialing(addr)
+        if transport is None:
+            raise ValueError(f"no transport can dial {addr}")
+        raw = await transport.dial(addr)
+        try:
+            secured = await network.upgrader.security_multistream.secure_outbound(raw, None)
+            return secured.get_remote_peer()
+        finally:
+            await raw.close()
+
     async def dial(self, addr: Multiaddr) -> None:
         """Dial one address; raises on failure."""
         addr = await self._resolve(addr)
         if "p2p" not in [p.name for p in addr.protocols()]:
-            raise ValueError("the address has no /p2p/PEER_ID: libp2p must know whom it dials")
+            peer = await self.learn_peer_id(addr)
+            addr = addr.encapsulate(Multiaddr(f"/p2p/{peer.to_base58()}"))
         info = info_from_p2p_addr(addr)
         if "p2p-circuit" in str(addr):
             assert self.relaying is not None
@@ -342,7 +375,7 @@ class ChatNode:
                 break
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, ValueError) or time.monotonic() - start > self.config.dial_timeout:
+                if time.monotonic() - start > self.config.dial_timeout:
                     outcome = "failed"
                     break
             await trio.sleep(1.0)
@@ -357,8 +390,12 @@ class ChatNode:
         if outcome != "ok":
             self.say(f"dial {addr} failed: {reason}")
 
-    async def _mdns_connector(self) -> None:
-        """py-libp2p's mDNS only fills the peerstore; connecting is up to us."""
+    def _listen_for_mdns(self) -> Callable[[PeerInfo], None]:
+        """Hand mDNS discoveries (made on zeroconf's thread) over to trio.
+
+        Registered before the host starts: zeroconf begins browsing as soon as the
+        host exists, and an early discovery must not be missed.
+        """
         token = trio.lowlevel.current_trio_token()
 
         def on_discovered(info: PeerInfo) -> None:  # runs on zeroconf's thread
@@ -370,6 +407,10 @@ class ChatNode:
                 pass
 
         peerDiscovery.register_peer_discovered_handler(on_discovered)
+        return on_discovered
+
+    async def _mdns_connector(self) -> None:
+        """py-libp2p's mDNS only fills the peerstore; connecting is up to us."""
         try:
             async for info in self._discovered_recv:
                 if info.peer_id == self.peer_id:
@@ -399,7 +440,8 @@ class ChatNode:
                     via="mdns",
                 )
         finally:
-            peerDiscovery.unregister_peer_discovered_handler(on_discovered)
+            if self._mdns_handler is not None:
+                peerDiscovery.unregister_peer_discovered_handler(self._mdns_handler)
 
     async def ping(self, peer: ID, count: int = 1) -> None:
         service = PingService(self.host)

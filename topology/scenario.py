@@ -222,6 +222,7 @@ class Scenario(_Strict):
                 if subnets[a][1].overlaps(subnets[b][1]):
                     errors.append((subnets[a][0], f"subnet {subnets[a][1]} overlaps "
                                    f"{subnets[b][1]}: give each LAN its own subnet"))
+        errors += self._capacity_errors(subnets)
         roles = {node.name: node.role for node in self.nodes}
         for i, node in enumerate(self.nodes):
             if node.lan != PUBLIC and node.lan not in lan_names:
@@ -264,6 +265,26 @@ class Scenario(_Strict):
         if errors:
             raise _CrossReferenceErrors(errors)
         return self
+
+    def _capacity_errors(self, subnets: list[tuple[tuple[Any, ...], ipaddress.IPv4Network]]
+                         ) -> list[tuple[tuple[Any, ...], str]]:
+        """Nodes take LAN addresses from .10 up, and the public segment from .2 up."""
+        errors = []
+        for (loc, net) in subnets:
+            if loc[0] == "public":
+                users = [n for n in self.nodes if n.lan == PUBLIC]
+                demand = len(users) + sum(1 for lan in self.lans if lan.nat is not None)
+                supply = net.num_addresses - 3
+                what = f"{demand} routers and public nodes"
+            else:
+                lan = self.lans[loc[1]]
+                demand = sum(1 for n in self.nodes if n.lan == lan.name)
+                supply = max(0, net.num_addresses - 2 - 9)
+                what = f"{demand} nodes"
+            if demand > supply:
+                errors.append((loc, f"subnet {net} has room for {supply} but the scenario puts "
+                               f"{what} on it: use a larger subnet"))
+        return errors
 
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
@@ -315,7 +336,8 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise ScenarioError(f"{source}{line}: not valid YAML: {exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(f"{source}{line}: not valid YAML: {problem}") from None
     if not isinstance(data, dict) or root is None:
         raise ScenarioError(f"{source}:1: a scenario is a YAML mapping with name, nodes, ...")
     index = _line_index(root)
@@ -330,7 +352,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
                 for where, message in cross.errors:
                     lines.append(f"{source}:{_line_for(index, where)}: {_field(where)}: {message}")
                 continue
-            message = err["msg"]
+            message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = f"unknown field {loc[-1]!r}: remove it or check its spelling"
             elif err["type"] == "missing":

@@ -1,0 +1,51 @@
+# p2plab: the front door. `make scenario NAME=nat-relay` sets up and runs a scenario;
+# `make test` runs every test (CI runs exactly this).
+
+PYTHON   ?= python3
+VENV     ?= .venv
+BACKEND  ?= netns
+NAME     ?= nat-relay
+RESULTS  ?= results
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.p2plab-installed
+
+# Debian packages: ip and nft build the lab; gcc and libgmp-dev build fastecdsa, which
+# libp2p 0.8.1 pins and which has no wheel.
+SYSTEM_PACKAGES := iproute2 nftables gcc libgmp-dev procps
+
+.PHONY: setup system scenario test quick chat clean validate
+
+setup: $(STAMP)
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | system
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+scenario: setup
+	$(BIN)/p2plab run $(NAME) --backend $(BACKEND) --results $(RESULTS)
+
+validate: setup
+	$(BIN)/p2plab validate scenarios/*.yaml
+
+test: setup
+	$(BIN)/pytest -q
+
+quick: setup
+	$(BIN)/pytest -q -m quick
+
+chat: setup
+	$(BIN)/p2plab-node --mdns $(ARGS)
+
+clean: setup
+	$(BIN)/p2plab clean

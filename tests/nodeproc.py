@@ -1,0 +1,81 @@
+"""Helpers to run real chat-node processes in tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NodeProcess:
+    def __init__(self, workdir: Path, name: str, *args: str, stdin: bool = False,
+                 ns: str | None = None) -> None:
+        self.name = name
+        self.events = workdir / f"{name}.jsonl"
+        self.control = workdir / f"{name}.fifo"
+        self.out = workdir / f"{name}.out"
+        prefix = ["ip", "netns", "exec", ns] if ns else []
+        argv = [*prefix, sys.executable, "-m", "node", "--name", name,
+                "--events", str(self.events), *args]
+        if not stdin:
+            argv += ["--control", str(self.control), "--no-stdin"]
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=open(self.out, "wb"), stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"), text=stdin or None,
+        )
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.events.exists():
+            return []
+        return [json.loads(l) for l in self.events.read_text().splitlines() if l.endswith("}")]
+
+    def of(self, type_: str) -> list[dict[str, Any]]:
+        return [e for e in self.read() if e["type"] == type_]
+
+    def wait_for(self, what: str, cond: Callable[["NodeProcess"], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond(self):
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited ({self.proc.returncode}) waiting for "
+                                     f"{what}:\n{self.out.read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: timed out waiting for {what}:\n"
+                                     f"{self.out.read_text()}")
+            time.sleep(0.1)
+
+    def started(self) -> dict[str, Any]:
+        self.wait_for("node_started", lambda n: bool(n.of("node_started")))
+        return self.of("node_started")[0]
+
+    def send(self, command: dict[str, Any]) -> None:
+        fd = os.open(self.control, os.O_WRONLY | os.O_NONBLOCK)
+        try:
+            os.write(fd, (json.dumps(command) + "\n").encode())
+        finally:
+            os.close(fd)
+
+    def stop(self, timeout: float = 5) -> float:
+        """SIGTERM; return how long the node took to exit."""
+        start = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} ignored SIGTERM for {timeout} s")
+        return time.monotonic() - start

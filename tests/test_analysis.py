@@ -1,0 +1,101 @@
+"""Metrics and verdicts from synthetic event logs (no network needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from analysis.expectations import check
+from analysis.metrics import summarize
+from topology.scenario import ConnectionExpectation, Expectations, HolePunchExpectation
+
+pytestmark = pytest.mark.quick
+
+IDS = {"a": "PA", "b": "PB", "c": "PC", "r": "PR"}
+
+
+def _write(tmp: Path, events: list[dict]) -> Path:
+    out = tmp / "events"
+    out.mkdir()
+    by_node: dict[str, list[dict]] = {}
+    for e in events:
+        by_node.setdefault(e["node"], []).append({"v": 1, **e})
+    for node, evs in by_node.items():
+        (out / f"{node}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
+    return out
+
+
+def _started(node: str, role: str = "peer") -> dict:
+    return {"t": 0.0, "node": node, "type": "node_started", "peer_id": IDS[node],
+            "listen_addrs": [], "announced_addrs": [], "role": role, "topic": "chat"}
+
+
+def _msg(kind: str, node: str, origin: str, seq: int, t: float) -> dict:
+    return {"t": t, "node": node, "type": kind, "msg_id": f"{IDS[origin]}/{seq}",
+            "origin": IDS[origin], "seq": seq, "size": 10, "topic": "chat"}
+
+
+def _conn(kind: str, node: str, peer: str, t: float, how: str, addr: str) -> dict:
+    return {"t": t, "node": node, "type": kind, "peer": IDS[peer], "remote_addr": addr,
+            "kind": how, "transport": "tcp", "direction": "outbound"}
+
+
+def test_delivery_ratio_latency_and_missing(tmp_path: Path) -> None:
+    events = [_started("a"), _started("b"), _started("c"), _started("r", "relay"),
+              _msg("message_published", "a", "a", 1, 10.0),
+              _msg("message_received", "b", "a", 1, 10.010),
+              _msg("message_received", "c", "a", 1, 10.030),
+              _msg("message_received", "c", "a", 1, 10.040),  # a duplicate
+              _msg("message_published", "a", "a", 2, 11.0),
+              _msg("message_received", "b", "a", 2, 11.020)]
+    summary = summarize(_write(tmp_path, events))
+    d = summary["delivery"]
+    # The relay is not a subscriber, so each message expects 2 receivers.
+    assert (d["deliveries"], d["deliveries_expected"]) == (3, 4)
+    assert d["delivery_ratio"] == pytest.approx(0.75)
+    assert d["duplicate_receptions"] == 1
+    assert d["latency_ms"]["max"] == pytest.approx(30.0, abs=1e-6)
+    assert d["latency_ms"]["p50"] == pytest.approx(20.0, abs=1e-6)
+    second = d["per_message"][1]
+    assert second["missing"] == ["c"] and second["ratio"] == 0.5
+    verdicts = check(Expectations(delivery_ratio_min=1.0), summary, None)
+    assert [v.passed for v in verdicts] == [True, False]
+
+
+def test_connection_final_state_and_hole_punch_time(tmp_path: Path) -> None:
+    events = [_started("a"), _started("b"),
+              _conn("connection_opened", "a", "b", 1.0, "relayed", "/p2p/X/p2p-circuit"),
+              _conn("connection_opened", "a", "b", 3.5, "direct", "/ip4/1.2.3.4/tcp/1"),
+              _conn("connection_closed", "a", "b", 4.0, "relayed", "/p2p/X/p2p-circuit"),
+              {"t": 3.6, "node": "a", "type": "hole_punch", "peer": "PB", "attempt": 1,
+               "outcome": "success", "elapsed_ms": 200.0, "reason": "", "transport": "tcp",
+               "role": "initiator"},
+              {"t": 3.6, "node": "b", "type": "hole_punch", "peer": "PA", "attempt": 1,
+               "outcome": "success", "elapsed_ms": 200.0, "reason": "", "transport": "tcp",
+               "role": "responder"},
+              # at shutdown, after the timeline: must not count
+              _conn("connection_closed", "a", "b", 9.0, "direct", "/ip4/1.2.3.4/tcp/1")]
+    summary = summarize(_write(tmp_path, events), until=5.0)
+    pair = summary["connections"]["a<->b"]
+    assert pair["final"] == "direct" and pair["ever"] == ["relayed", "direct"]
+    punch = summary["hole_punch"]["a<->b"]
+    assert (punch["attempts"], punch["successes"], punch["outcome"]) == (1, 1, "success")
+    assert punch["time_to_direct_ms"] == pytest.approx(2500.0)
+    expect = Expectations(
+        connections=[ConnectionExpectation(between=("b", "a"), final="relayed")],
+        hole_punch=[HolePunchExpectation(between=("a", "b"), outcome="success")],
+    )
+    verdicts = check(expect, summary, None)
+    assert [(v.name, v.passed) for v in verdicts] == [
+        ("timeline completed", True), ("connection a<->b", False), ("hole punch a<->b", True)]
+    summary_after = summarize(tmp_path / "events", until=None)
+    assert summary_after["connections"]["a<->b"]["final"] == "none"
+
+
+def test_timeline_error_fails_the_run(tmp_path: Path) -> None:
+    summary = summarize(_write(tmp_path, [_started("a")]))
+    verdicts = check(Expectations(), summary, "timed out waiting")
+    assert not verdicts[0].passed and "timed out" in verdicts[0].observed
+    assert summary["delivery"]["delivery_ratio"] is None

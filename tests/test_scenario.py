@@ -1,0 +1,69 @@
+"""The scenario model: shipped scenarios load; broken ones fail with file, line, field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from topology.scenario import ScenarioError, load_scenario, parse_scenario
+
+pytestmark = pytest.mark.quick
+
+HERE = Path(__file__).parent
+SHIPPED = sorted((HERE.parent / "scenarios").glob("*.yaml"))
+
+# file -> (line, field, words the message must contain)
+BROKEN = {
+    "unknown-field.yaml": (5, "nodes[0].colour", "unknown field 'colour'"),
+    "missing-lan.yaml": (6, "nodes[1].lan", "LAN 'office' does not exist"),
+    "overlapping-subnets.yaml": (4, "lans[1].subnet", "overlaps 10.1.0.0/24"),
+    "relay-not-relay.yaml": (4, "nodes[1].relay[0]", "not a node with role: relay"),
+    "bad-step.yaml": (6, "timeline[1]", "a step is one of"),
+    "publish-by-relay.yaml": (5, "timeline[0]", "relays do not chat"),
+    "bad-subnet.yaml": (3, "lans[0].subnet", "is not an IPv4 subnet"),
+    "not-yaml.yaml": (3, None, "not valid YAML"),
+    "too-many-nodes.yaml": (3, "lans[0].subnet", "has room for 5"),
+    "duplicate-node.yaml": (4, "nodes[1].name", "used twice"),
+}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_scenarios_load(path: Path) -> None:
+    scenario = load_scenario(path)
+    assert scenario.name == path.stem
+    assert scenario.expect.delivery_ratio_min == 1.0
+
+
+def test_every_broken_file_has_a_case() -> None:
+    assert sorted(p.name for p in (HERE / "broken").glob("*.yaml")) == sorted(BROKEN)
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_broken_scenario_errors_name_file_line_and_field(name: str) -> None:
+    line, field, words = BROKEN[name]
+    path = HERE / "broken" / name
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    prefix = f"{path}:{line}: " + (f"{field}: " if field else "")
+    assert any(m.startswith(prefix) and words in m for m in message.splitlines()), message
+
+
+def test_all_cross_reference_errors_reported_together() -> None:
+    text = """\
+name: x
+nodes:
+  - {name: a, lan: nowhere}
+  - {name: b, lan: public, dial: [{node: ghost}]}
+"""
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "x.yaml")
+    lines = str(info.value).splitlines()
+    assert "x.yaml:3: nodes[0].lan: LAN 'nowhere' does not exist; known: public" in lines
+    assert "x.yaml:4: nodes[1].dial[0]: node 'ghost' does not exist" in lines
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="cannot read the scenario"):
+        load_scenario(tmp_path / "nope.yaml")
