@@ -49,12 +49,16 @@ class RunOutcome:
     timeline_end: float
 
 
-def new_run_dir(results_root: Path, scenario: Scenario) -> tuple[str, Path]:
-    run_id = secrets.token_hex(3)
+def new_run_id() -> str:
+    """Six hex digits: short enough for interface names, in every name a run creates."""
+    return secrets.token_hex(3)
+
+
+def new_run_dir(results_root: Path, scenario: Scenario, run_id: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = results_root / f"{scenario.name}-{stamp}-{run_id}"
     run_dir.mkdir(parents=True)
-    return run_id, run_dir
+    return run_dir
 
 
 def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Backend,
@@ -224,7 +228,7 @@ class Runner:
         return RunOutcome(self.run_dir, error, timeline_end)
 
 
-def execute(scenario_path: Path, scenario: Scenario, backend: Backend, results_root: Path,
+def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
             run_id: str, run_dir: Path, progress: Callable[[str], None]) -> RunOutcome:
     """Create the lab, run the timeline, always tear down."""
     plan = build_plan(scenario)

@@ -15,7 +15,7 @@ from compose.backend import BackendError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
-BACKENDS = ("netns",)
+BACKENDS = ("docker", "netns")
 
 
 def _progress(message: str, start: float = time.monotonic()) -> None:
@@ -32,6 +32,10 @@ def _make_backend(name: str, run_id: str):  # type: ignore[no-untyped-def]
         from compose.netns import NetnsBackend
 
         return NetnsBackend(run_id)
+    if name == "docker":
+        from compose.docker_backend import DockerBackend
+
+        return DockerBackend(run_id, log=_progress)
     raise BackendError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
 
 
@@ -56,7 +60,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from analysis.report import build_report
-    from compose.runner import execute, new_run_dir
+    from compose.runner import execute, new_run_dir, new_run_id
     from topology.plan import build_plan
     from topology.scenario import ScenarioError, find_scenario, load_scenario
 
@@ -66,16 +70,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         build_plan(scenario)  # address-plan errors surface before anything is made
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
+    run_id = new_run_id()
     try:
-        backend = _make_backend(args.backend, "check")
+        backend = _make_backend(args.backend, run_id)
         backend.check_environment()
     except BackendError as exc:
         return _fail(str(exc))
-    run_id, run_dir = new_run_dir(Path(args.results), scenario)
-    backend = _make_backend(args.backend, run_id)
+    run_dir = new_run_dir(Path(args.results), scenario, run_id)
     _progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
     try:
-        execute(path, scenario, backend, Path(args.results), run_id, run_dir, _progress)
+        execute(path, scenario, backend, run_id, run_dir, _progress)
     except BackendError as exc:
         return _fail(f"{exc}\n(the lab was torn down; results so far in {run_dir})")
     except KeyboardInterrupt:
@@ -103,8 +107,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from compose.cleanup import remove_namespaces
 
-    removed = remove_namespaces()
-    print(f"removed {len(removed)} lab namespaces" + (f": {' '.join(removed)}" if removed else ""))
+    from compose.docker_backend import remove_docker_objects
+
+    removed = remove_namespaces() + remove_docker_objects()
+    print(f"removed {len(removed)} lab objects" + (f": {' '.join(removed)}" if removed else ""))
     return 0
 
 
@@ -113,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario and write a results folder")
     run.add_argument("scenario", help="a scenario file, or the name of a shipped one")
-    run.add_argument("--backend", default="netns", choices=BACKENDS)
+    run.add_argument("--backend", default="docker", choices=BACKENDS,
+                     help="docker (default): containers; netns: plain network namespaces")
     run.add_argument("--results", default="results", help="folder for results (default: results)")
     run.set_defaults(func=cmd_run)
     validate = sub.add_parser("validate", help="check scenario files without running them")

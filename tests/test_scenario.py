@@ -23,7 +23,7 @@ BROKEN = {
     "publish-by-relay.yaml": (5, "timeline[0]", "relays do not chat"),
     "bad-subnet.yaml": (3, "lans[0].subnet", "is not an IPv4 subnet"),
     "not-yaml.yaml": (3, None, "not valid YAML"),
-    "too-many-nodes.yaml": (3, "lans[0].subnet", "has room for 5"),
+    "too-many-nodes.yaml": (3, "lans[0].subnet", "has room for 4"),
     "duplicate-node.yaml": (4, "nodes[1].name", "used twice"),
 }
 

@@ -31,6 +31,11 @@ class SegmentPlan:
     subnet: ipaddress.IPv4Network
     gateway: ipaddress.IPv4Address | None  # the LAN side of its NAT router, if any
 
+    @property
+    def engine_address(self) -> ipaddress.IPv4Address:
+        """Kept free for a container engine, which insists on a bridge address."""
+        return self.subnet.broadcast_address - 1
+
 
 @dataclass(frozen=True)
 class RouterPlan:

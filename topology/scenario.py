@@ -268,18 +268,19 @@ class Scenario(_Strict):
 
     def _capacity_errors(self, subnets: list[tuple[tuple[Any, ...], ipaddress.IPv4Network]]
                          ) -> list[tuple[tuple[Any, ...], str]]:
-        """Nodes take LAN addresses from .10 up, and the public segment from .2 up."""
+        """Nodes take LAN addresses from .10 up, and the public segment from .2 up; the
+        last address of every segment is kept for a container engine's bridge."""
         errors = []
         for (loc, net) in subnets:
             if loc[0] == "public":
                 users = [n for n in self.nodes if n.lan == PUBLIC]
                 demand = len(users) + sum(1 for lan in self.lans if lan.nat is not None)
-                supply = net.num_addresses - 3
+                supply = net.num_addresses - 4
                 what = f"{demand} routers and public nodes"
             else:
                 lan = self.lans[loc[1]]
                 demand = sum(1 for n in self.nodes if n.lan == lan.name)
-                supply = max(0, net.num_addresses - 2 - 9)
+                supply = max(0, net.num_addresses - 2 - 9 - 1)
                 what = f"{demand} nodes"
             if demand > supply:
                 errors.append((loc, f"subnet {net} has room for {supply} but the scenario puts "

@@ -1,0 +1,271 @@
+"""The Docker backend: nodes and NAT routers as containers on internal Docker networks.
+
+It applies the plan as computed once in ``topology/``: every segment becomes an internal
+network with the plan's subnet; a router is a container on two networks whose start-up
+script names its interfaces by address and loads the plan's nftables ruleset; a node
+container runs ``python -m node`` with the plan's flags, gets its default route set
+from the host (it holds no NET_ADMIN itself), and writes its events into the run
+directory, which is mounted at /lab.
+
+Sealing: Docker gives each network's host bridge an address; p2plab parks it on the
+segment's last address and then removes it, so the host is not on any lab network.
+Docker's isolation rules drop traffic between a bridge and other subnets, which is
+exactly what NAT'd traffic looks like; one DOCKER-USER rule per lab bridge, tagged with
+the run's prefix, lets a bridge's own traffic through.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from compose.backend import PREFIX, BackendError
+from compose.images import ensure_image
+from topology.plan import LabPlan
+
+LABEL = "p2plab"
+RUN_LABEL = "p2plab.run"
+LAB_MOUNT = PurePosixPath("/lab")
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(self, run_id: str, log=lambda message: None) -> None:  # type: ignore[no-untyped-def]
+        self.run_id = run_id
+        self.prefix = f"{PREFIX}{run_id}-"
+        self.log = log
+        self.client: Any = None
+        self.image: str | None = None
+        self.plan: LabPlan | None = None
+        self.run_dir: Path | None = None
+        self.networks: dict[str, Any] = {}
+        self.containers: dict[str, Any] = {}
+
+    # -- environment ----------------------------------------------------------------
+    def check_environment(self) -> None:
+        import docker
+
+        for tool, package in (("iptables", "iptables"), ("nsenter", "util-linux"),
+                              ("ip", "iproute2")):
+            if shutil.which(tool) is None:
+                raise BackendError(f"{tool!r} is not installed: apt-get install {package}")
+        try:
+            self.client = docker.from_env()
+            self.client.ping()
+        except Exception as exc:
+            raise BackendError(
+                f"no Docker engine reachable ({exc}): start it (systemctl start docker) "
+                "or use --backend netns"
+            ) from None
+        self.image = ensure_image(self.log)
+
+    def describe(self) -> dict[str, str]:
+        version = self.client.version() if self.client else {}
+        return {
+            "backend": self.name,
+            "kernel": platform.release(),
+            "docker_engine": str(version.get("Version", "unknown")),
+            "image": str(self.image),
+            "nat": "nftables ruleset loaded with `nft -f` by each router container",
+            "link_impairment": "none requested (no link shaping in this scenario)",
+        }
+
+    def _labels(self) -> dict[str, str]:
+        return {LABEL: "1", RUN_LABEL: self.run_id}
+
+    # -- networks -------------------------------------------------------------------
+    def _create_network(self, segment: str) -> None:
+        import docker
+
+        assert self.plan is not None
+        seg = self.plan.segments[segment]
+        name = f"{self.prefix}{segment}"
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+            subnet=str(seg.subnet), gateway=str(seg.engine_address))])
+        try:
+            network = self.client.networks.create(
+                name, driver="bridge", internal=True, ipam=ipam, labels=self._labels(),
+                options={"com.docker.network.bridge.name": self._bridge_name(segment)},
+            )
+        except docker.errors.APIError as exc:
+            if "overlap" in str(exc).lower():
+                raise BackendError(
+                    f"subnet {seg.subnet} of segment {segment!r} is already used by another "
+                    "Docker network: change the subnet in the scenario, or remove the other "
+                    "network (docker network ls; p2plab clean for old p2plab runs)"
+                ) from None
+            raise BackendError(f"cannot create Docker network {name}: {exc}") from None
+        self.networks[segment] = network
+        bridge = network.attrs["Options"]["com.docker.network.bridge.name"]
+        # Take the host off the lab network, and let the bridge's own traffic pass.
+        _run(["ip", "addr", "flush", "dev", bridge], check=False)
+        _run(["iptables", "-I", "DOCKER-USER", "-i", bridge, "-o", bridge, "-j", "ACCEPT",
+              "-m", "comment", "--comment", self.prefix + segment])
+
+    def _bridge_name(self, segment: str) -> str:
+        """Host bridge names are limited to 15 characters: p2 + run id + segment index."""
+        assert self.plan is not None
+        return f"p2{self.run_id}{list(self.plan.segments).index(segment)}"[:15]
+
+    # -- lifecycle ------------------------------------------------------------------
+    def create(self, plan: LabPlan, run_dir: Path) -> None:
+        self.plan = plan
+        self.run_dir = run_dir
+        for sub in ("events", "logs", "control", "routers"):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        for segment in plan.segments:
+            self._create_network(segment)
+        for router in plan.routers.values():
+            rules = run_dir / "routers" / f"{router.name}.nft"
+            rules.write_text(router.nft_ruleset)
+            container = self._create_container(
+                router.name, router.lan, str(router.lan_ip),
+                command=["p2plab-router", str(router.lan_ip), str(router.wan_ip),
+                         str(LAB_MOUNT / "routers" / rules.name)],
+                cap_add=["NET_ADMIN"], sysctls={"net.ipv4.ip_forward": "1"},
+            )
+            self.networks["public"].connect(container, ipv4_address=str(router.wan_ip))
+            container.start()
+            self._wait_router(router.name)
+        for node in plan.nodes.values():
+            self._create_container(
+                node.name, node.segment, str(node.ip),
+                command=["python", "-m", "node", *node.argv(LAB_MOUNT)],
+            )
+
+    def _create_container(self, name: str, segment: str, ip: str, command: list[str],
+                          **kwargs: Any) -> Any:
+        assert self.run_dir is not None
+        network = self.networks[segment]
+        container = self.client.containers.create(
+            self.image, command=command, name=f"{self.prefix}{name}", hostname=name,
+            labels=self._labels(), network=network.name,
+            networking_config={network.name: self.client.api.create_endpoint_config(
+                ipv4_address=ip)},
+            volumes={str(self.run_dir.resolve()): {"bind": str(LAB_MOUNT), "mode": "rw"}},
+            sysctls={"net.ipv6.conf.all.disable_ipv6": "1", **kwargs.pop("sysctls", {})},
+            stop_signal="SIGTERM", **kwargs,
+        )
+        self.containers[name] = container
+        return container
+
+    def _wait_router(self, name: str) -> None:
+        import time
+
+        container = self.containers[name]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            container.reload()
+            logs = container.logs().decode(errors="replace")
+            if "p2plab-router: ready" in logs:
+                return
+            if container.status == "exited":
+                break
+            time.sleep(0.1)
+        raise BackendError(f"router {name} did not come up:\n{container.logs().decode()[-800:]}")
+
+    def _pid(self, name: str) -> int:
+        container = self.containers[name]
+        container.reload()
+        return int(container.attrs["State"]["Pid"])
+
+    def start_node(self, name: str) -> None:
+        assert self.plan is not None
+        container = self.containers[name]
+        container.start()
+        gateway = self.plan.nodes[name].gateway
+        if gateway is not None:
+            # The node has no NET_ADMIN; the host sets its route inside its namespace.
+            _run(["nsenter", "-t", str(self._pid(name)), "-n",
+                  "ip", "route", "replace", "default", "via", str(gateway)])
+
+    def node_running(self, name: str) -> bool:
+        container = self.containers.get(name)
+        if container is None:
+            return False
+        container.reload()
+        return container.status == "running"
+
+    def node_rss_mb(self, name: str) -> float | None:
+        if not self.node_running(name):
+            return None
+        try:
+            status = Path(f"/proc/{self._pid(name)}/status").read_text()
+        except OSError:
+            return None
+        kb = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:"))
+        return round(kb / 1024, 1)
+
+    def stop_node(self, name: str, timeout: float) -> int | None:
+        container = self.containers.get(name)
+        if container is None:
+            return None
+        container.stop(timeout=max(1, int(timeout)))
+        code = container.wait(timeout=30)["StatusCode"]
+        assert self.run_dir is not None
+        (self.run_dir / "logs" / f"{name}.log").write_bytes(container.logs())
+        return int(code)
+
+    def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        result = self.containers[host].exec_run(argv, demux=True)
+        out, err = result.output
+        return subprocess.CompletedProcess(argv, result.exit_code,
+                                           (out or b"").decode(), (err or b"").decode())
+
+    def destroy(self) -> None:
+        remove_docker_objects(self.client, run_id=self.run_id)
+
+
+def _run(argv: list[str], check: bool = True) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise BackendError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
+
+
+def remove_docker_objects(client: Any = None, run_id: str | None = None) -> list[str]:
+    """Remove containers, networks and DOCKER-USER rules of one run, or of every run."""
+    import docker
+
+    if client is None:
+        try:
+            client = docker.from_env()
+            client.ping()
+        except Exception:
+            return []
+    selector = f"{RUN_LABEL}={run_id}" if run_id else LABEL
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": selector}):
+        try:
+            container.remove(force=True, v=True)
+            removed.append(container.name)
+        except docker.errors.NotFound:
+            pass
+    for network in client.networks.list(filters={"label": selector}):
+        try:
+            network.remove()
+            removed.append(network.name)
+        except docker.errors.NotFound:
+            pass
+    for volume in client.volumes.list(filters={"label": selector}):
+        volume.remove(force=True)
+        removed.append(volume.name)
+    prefix = f"{PREFIX}{run_id}-" if run_id else PREFIX
+    removed += _remove_user_rules(prefix)
+    return removed
+
+
+def _remove_user_rules(prefix: str) -> list[str]:
+    if shutil.which("iptables") is None:
+        return []
+    listing = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True)
+    removed = []
+    for line in listing.stdout.splitlines():
+        if f'--comment {prefix}' in line or f'--comment "{prefix}' in line:
+            rule = line.replace("-A DOCKER-USER", "-D DOCKER-USER", 1)
+            subprocess.run(["sh", "-c", f"iptables {rule}"], capture_output=True)
+            removed.append(f"DOCKER-USER rule {rule.split('--comment')[-1].strip()}")
+    return removed

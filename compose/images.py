@@ -1,0 +1,164 @@
+"""The node/router image, built without a container registry.
+
+Steps, each skipped when its result exists: a Debian base image (mmdebstrap from the
+Debian mirror, then ``docker import``) unless P2PLAB_BASE_IMAGE names another base;
+wheels of the node's Python dependencies, built on the host (no network is needed
+inside ``docker build``); the image itself, tagged with the project version and a hash
+of everything that goes into it, so a stale image is never used silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+
+import p2plab
+from compose.backend import BackendError
+
+PROJECT = Path(__file__).resolve().parent.parent
+IMAGE_DIR = Path(__file__).resolve().parent / "image"
+BUILD_DIR = PROJECT / "build"
+IMAGE_REPO = "p2plab-node"
+LOCAL_BASE = "p2plab-base:bookworm"
+BASE_PACKAGES = "python3,python3-venv,iproute2,nftables,libgmp10,ca-certificates,procps"
+DEBIAN_MIRROR = os.environ.get("P2PLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# The node's runtime dependencies, pinned to what this checkout runs with.
+NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr")
+CODE_DIRS = ("p2plab", "node")
+
+
+def requirements() -> str:
+    return "".join(f"{name}=={version(name)}\n" for name in NODE_DEPENDENCIES)
+
+
+def base_image() -> str:
+    return os.environ.get("P2PLAB_BASE_IMAGE", LOCAL_BASE)
+
+
+def _code_files() -> list[Path]:
+    return sorted(p for d in CODE_DIRS for p in (PROJECT / d).rglob("*.py"))
+
+
+def image_tag() -> str:
+    """``p2plab-node:VERSION-HASH``; the hash covers Dockerfile, requirements, base, code."""
+    digest = hashlib.sha256()
+    for path in (IMAGE_DIR / "Dockerfile", IMAGE_DIR / "router.sh", *_code_files()):
+        digest.update(str(path.relative_to(PROJECT)).encode())
+        digest.update(path.read_bytes())
+    digest.update(requirements().encode())
+    digest.update(base_image().encode())
+    return f"{IMAGE_REPO}:{p2plab.__version__}-{digest.hexdigest()[:12]}"
+
+
+def _docker():  # type: ignore[no-untyped-def]
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        raise BackendError(
+            f"no Docker engine reachable ({exc}): start it (systemctl start docker) or "
+            "check DOCKER_HOST; the netns backend needs no Docker: --backend netns"
+        ) from None
+    return client
+
+
+def _image_exists(client, tag: str) -> bool:  # type: ignore[no-untyped-def]
+    import docker
+
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def ensure_base(client, log=print) -> str:  # type: ignore[no-untyped-def]
+    """The base image; built locally from the Debian mirror when it is ours and missing."""
+    base = base_image()
+    if _image_exists(client, base):
+        return base
+    if base != LOCAL_BASE:
+        raise BackendError(
+            f"base image {base!r} is not present and p2plab never pulls: pull or build it, "
+            f"or unset P2PLAB_BASE_IMAGE to build {LOCAL_BASE} from the Debian mirror"
+        )
+    if shutil.which("mmdebstrap") is None:
+        raise BackendError("building the base image needs mmdebstrap: apt-get install mmdebstrap")
+    log(f"building {LOCAL_BASE} from {DEBIAN_MIRROR} (about a minute, once)")
+    with tempfile.TemporaryDirectory(prefix="p2plab-base-") as tmp:
+        tar = Path(tmp) / "rootfs.tar"
+        result = subprocess.run(
+            ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={BASE_PACKAGES}",
+             "bookworm", str(tar), DEBIAN_MIRROR], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BackendError(f"mmdebstrap failed: {result.stderr.strip()[-500:]}")
+        repository, tag = LOCAL_BASE.split(":")
+        client.api.import_image(src=str(tar), repository=repository, tag=tag)
+    return LOCAL_BASE
+
+
+def ensure_wheels(log=print) -> Path:  # type: ignore[no-untyped-def]
+    """Wheels for the node's dependencies, built once per requirements set."""
+    reqs = requirements()
+    wheel_dir = BUILD_DIR / "wheels" / hashlib.sha256(reqs.encode()).hexdigest()[:12]
+    if (wheel_dir / "requirements.txt").exists():
+        return wheel_dir
+    log("building wheels for the image's Python dependencies")
+    wheel_dir.mkdir(parents=True, exist_ok=True)
+    (wheel_dir / "requirements.in").write_text(reqs)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheel_dir),
+         "-r", str(wheel_dir / "requirements.in")], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BackendError(f"pip wheel failed: {result.stderr.strip()[-800:]}")
+    (wheel_dir / "requirements.txt").write_text(reqs)
+    return wheel_dir
+
+
+def ensure_image(log=print) -> str:  # type: ignore[no-untyped-def]
+    """Build the image if this exact tag does not exist yet; return the tag."""
+    client = _docker()
+    tag = image_tag()
+    if _image_exists(client, tag):
+        return tag
+    base = ensure_base(client, log)
+    wheels = ensure_wheels(log)
+    log(f"building {tag}")
+    with tempfile.TemporaryDirectory(prefix="p2plab-image-") as tmp:
+        ctx = Path(tmp)
+        shutil.copy(IMAGE_DIR / "Dockerfile", ctx / "Dockerfile")
+        shutil.copy(IMAGE_DIR / "router.sh", ctx / "router.sh")
+        shutil.copytree(wheels, ctx / "wheels")
+        for d in CODE_DIRS:
+            shutil.copytree(PROJECT / d, ctx / d,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        try:
+            client.images.build(path=str(ctx), tag=tag, buildargs={"BASE_IMAGE": base},
+                                pull=False, rm=True, forcerm=True, labels={"p2plab": "1"})
+        except Exception as exc:
+            log_lines = getattr(exc, "build_log", None) or []
+            tail = "".join(str(l.get("stream", l.get("error", ""))) for l in log_lines)[-800:]
+            raise BackendError(f"docker build of {tag} failed: {exc}\n{tail}") from None
+    return tag
+
+
+def main() -> int:
+    """``python -m compose.images``: build (or confirm) the image and print its tag."""
+    try:
+        print(ensure_image(lambda m: print(m, file=sys.stderr)))
+    except BackendError as exc:
+        print(f"p2plab: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
