@@ -13,7 +13,7 @@ STAMP    := $(VENV)/.p2plab-installed
 # libp2p 0.8.1 pins and which has no wheel.
 SYSTEM_PACKAGES := iproute2 nftables iptables util-linux mmdebstrap gcc libgmp-dev procps
 
-.PHONY: setup system scenario test quick chat clean validate
+.PHONY: setup system scenario test quick chat clean validate images compose-v2
 
 setup: $(STAMP)
 
@@ -38,7 +38,7 @@ scenario: setup
 validate: setup
 	$(BIN)/p2plab validate scenarios/*.yaml
 
-test: setup
+test: setup compose-v2
 	$(BIN)/pytest -q
 
 quick: setup
@@ -49,3 +49,20 @@ chat: setup
 
 clean: setup
 	$(BIN)/p2plab clean
+
+# The node/router image, built without a registry (base from the Debian mirror).
+images: setup
+	$(BIN)/python -m compose.images
+
+# A compose v2 binary for the export test: Debian trixie's docker-compose package,
+# unpacked into build/tools (nothing is installed on the host).
+COMPOSE_V2 := build/tools/docker-compose
+compose-v2: $(COMPOSE_V2)
+$(COMPOSE_V2):
+	@mkdir -p build/apt/lists/partial build/apt/cache/archives/partial build/tools
+	@printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > build/apt/trixie.sources
+	@APT="-o Dir::Etc::sourcelist=$(CURDIR)/build/apt/trixie.sources -o Dir::Etc::sourceparts=- -o Dir::State::Lists=$(CURDIR)/build/apt/lists -o Dir::Cache=$(CURDIR)/build/apt/cache"; \
+	  apt-get -qq $$APT update && cd build/apt && apt-get -qq $$APT download docker-compose
+	dpkg-deb -x build/apt/docker-compose_*.deb build/apt/x
+	cp build/apt/x/usr/libexec/docker/cli-plugins/docker-compose $@
+	$@ version

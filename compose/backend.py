@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from topology.plan import LabPlan
 
@@ -49,3 +49,20 @@ class Backend(Protocol):
 
     def describe(self) -> dict[str, str]:
         """Facts for the results manifest (kernel, mechanisms)."""
+
+
+BACKENDS = ("docker", "netns")
+
+
+def make_backend(name: str, run_id: str,
+                 log: Callable[[str], None] = lambda message: None) -> Backend:
+    """The backend called ``name`` for one run (imported lazily: Docker is optional)."""
+    if name == "netns":
+        from compose.netns import NetnsBackend
+
+        return NetnsBackend(run_id)
+    if name == "docker":
+        from compose.docker_backend import DockerBackend
+
+        return DockerBackend(run_id, log=log)
+    raise BackendError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")

@@ -177,11 +177,10 @@ class DockerBackend:
         assert self.plan is not None
         container = self.containers[name]
         container.start()
-        gateway = self.plan.nodes[name].gateway
-        if gateway is not None:
-            # The node has no NET_ADMIN; the host sets its route inside its namespace.
-            _run(["nsenter", "-t", str(self._pid(name)), "-n",
-                  "ip", "route", "replace", "default", "via", str(gateway)])
+        # The node has no NET_ADMIN; the host sets its route inside its namespace: via
+        # its NAT router, or none at all (Docker adds one even on internal networks).
+        _run(["nsenter", "-t", str(self._pid(name)), "-n", *default_route_command(
+            self.plan.nodes[name].gateway)])
 
     def node_running(self, name: str) -> bool:
         container = self.containers.get(name)
@@ -218,6 +217,13 @@ class DockerBackend:
 
     def destroy(self) -> None:
         remove_docker_objects(self.client, run_id=self.run_id)
+
+
+def default_route_command(gateway: Any) -> list[str]:
+    """The ``ip route`` call that gives a node exactly the default route the plan says."""
+    if gateway is None:
+        return ["ip", "route", "flush", "exact", "0.0.0.0/0"]
+    return ["ip", "route", "replace", "default", "via", str(gateway)]
 
 
 def _run(argv: list[str], check: bool = True) -> None:

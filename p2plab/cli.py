@@ -11,11 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from compose.backend import BackendError
+from compose.backend import BACKENDS, BackendError, make_backend
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
-BACKENDS = ("docker", "netns")
 
 
 def _progress(message: str, start: float = time.monotonic()) -> None:
@@ -25,18 +24,6 @@ def _progress(message: str, start: float = time.monotonic()) -> None:
 def _fail(message: str, code: int = 2) -> int:
     print(f"p2plab: {message}", file=sys.stderr)
     return code
-
-
-def _make_backend(name: str, run_id: str):  # type: ignore[no-untyped-def]
-    if name == "netns":
-        from compose.netns import NetnsBackend
-
-        return NetnsBackend(run_id)
-    if name == "docker":
-        from compose.docker_backend import DockerBackend
-
-        return DockerBackend(run_id, log=_progress)
-    raise BackendError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -72,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     run_id = new_run_id()
     try:
-        backend = _make_backend(args.backend, run_id)
+        backend = make_backend(args.backend, run_id, log=_progress)
         backend.check_environment()
     except BackendError as exc:
         return _fail(str(exc))
@@ -104,6 +91,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0 if summary["passed"] else 1
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from compose.backend import BackendError as _BackendError
+    from compose.export import export_compose
+    from topology.plan import build_plan
+    from topology.scenario import ScenarioError, find_scenario, load_scenario
+
+    try:
+        path = find_scenario(args.scenario, SCENARIOS_DIR)
+        plan = build_plan(load_scenario(path))
+        out = Path(args.output or f"export-{plan.scenario.name}")
+        compose_file = export_compose(plan, path.read_text(), out)
+    except (ScenarioError, ValueError, FileExistsError, _BackendError) as exc:
+        return _fail(str(exc))
+    print(f"wrote {compose_file}; run it with: cd {out} && docker compose up --build -d")
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from compose.cleanup import remove_namespaces
 
@@ -129,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="rebuild summary.json and report.md from events")
     report.add_argument("run_dir")
     report.set_defaults(func=cmd_report)
+    export = sub.add_parser("export", help="write a compose project that reproduces the lab")
+    export.add_argument("scenario")
+    export.add_argument("--format", choices=("compose",), default="compose")
+    export.add_argument("--output", "-o", default=None, help="folder (default: export-NAME)")
+    export.set_defaults(func=cmd_export)
     clean = sub.add_parser("clean", help="remove everything any lab run left behind")
     clean.set_defaults(func=cmd_clean)
     args = parser.parse_args(argv)

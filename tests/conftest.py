@@ -1,19 +1,73 @@
-"""Shared fixtures and skips: integration tests need root and real namespaces."""
+"""Shared fixtures and skips.
+
+Integration tests need root with ip and nft (``netns``) or a reachable Docker engine
+(``docker``); every lab test checks that nothing of p2plab is left afterwards.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ROOT / "scenarios"
+P2PLAB = [sys.executable, "-m", "p2plab.cli"]
+
+pytest_plugins = ["p2plab.testing"]
+
+
+def _docker_ok() -> bool:
+    try:
+        import docker
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     can_netns = os.geteuid() == 0 and shutil.which("ip") and shutil.which("nft")
+    can_docker = os.geteuid() == 0 and _docker_ok()
     for item in items:
         if "netns" in item.keywords and not can_netns:
             item.add_marker(pytest.mark.skip(reason="needs root with ip and nft"))
+        if "docker" in item.keywords and not can_docker:
+            item.add_marker(pytest.mark.skip(reason="needs root and a Docker engine"))
+
+
+def node_processes() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "python.* -m node --name"], capture_output=True,
+                         text=True)
+    return out.stdout.splitlines()
+
+
+def leftovers() -> list[str]:
+    """Everything of p2plab still on the machine: namespaces, containers, networks, rules."""
+    from compose.cleanup import lab_namespaces
+
+    found = [f"namespace {n}" for n in lab_namespaces()]
+    found += [f"process {p}" for p in node_processes()]
+    if shutil.which("docker") and _docker_ok():
+        import docker
+
+        client = docker.from_env()
+        found += [f"container {c.name}" for c in
+                  client.containers.list(all=True, filters={"label": "p2plab"})]
+        found += [f"network {n.name}" for n in client.networks.list(filters={"label": "p2plab"})]
+        rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True)
+        found += [f"rule {r}" for r in rules.stdout.splitlines() if "p2pl-" in r]
+    return found
+
+
+@pytest.fixture
+def no_leftovers():
+    assert leftovers() == [], "something of p2plab existed before the test"
+    yield
+    left = leftovers()
+    subprocess.run([*P2PLAB, "clean"], capture_output=True)
+    assert left == [], f"left behind: {left}"

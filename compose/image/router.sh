@@ -15,6 +15,8 @@ rename() {
 }
 rename "$lan_ip" lan0
 rename "$wan_ip" wan0
+# Docker gives even internal networks a default route: a router has none.
+ip route del default 2>/dev/null || true
 nft -f "$rules"
 echo "p2plab-router: ready (lan0 $lan_ip, wan0 $wan_ip)"
 trap 'exit 0' TERM INT

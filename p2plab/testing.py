@@ -1,0 +1,84 @@
+"""Start a p2plab lab from your own pytest suite.
+
+    pytest_plugins = ["p2plab.testing"]
+
+    def test_my_relay(p2plab_lab):
+        lab = p2plab_lab("nat-relay", backend="docker")   # nodes up, timeline not run
+        lab.run_timeline()                                  # or drive it yourself:
+        lab.send("alice", {"cmd": "say", "text": "hi"})
+        lab.wait_for("bob got it", lambda: lab.events("bob", "message_received"))
+
+Every lab the fixture starts is torn down when the test ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from compose.backend import make_backend
+from compose.runner import Runner, new_run_dir, new_run_id
+from topology.plan import LabPlan, build_plan
+from topology.scenario import find_scenario, load_scenario
+
+SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
+
+class Lab:
+    """A created lab with its nodes started; ``close()`` tears it all down."""
+
+    def __init__(self, scenario: str, backend: str, results: Path) -> None:
+        path = find_scenario(scenario, SCENARIOS_DIR)
+        self.plan: LabPlan = build_plan(load_scenario(path))
+        run_id = new_run_id()
+        self.backend = make_backend(backend, run_id)
+        self.backend.check_environment()
+        self.run_dir = new_run_dir(results, self.plan.scenario, run_id)
+        self.runner = Runner(self.plan, self.backend, self.run_dir)
+        try:
+            self.backend.create(self.plan, self.run_dir)
+            self.runner.start_nodes()
+        except BaseException:
+            self.close()
+            raise
+
+    def run_timeline(self) -> None:
+        for step in self.plan.scenario.timeline:
+            self.runner.run_step(step)
+        self.runner.finish_publishing()
+
+    def send(self, node: str, command: dict[str, Any]) -> None:
+        self.runner.send(node, command)
+
+    def events(self, node: str, type_: str | None = None) -> list[dict[str, Any]]:
+        self.runner.tail.poll()
+        return self.runner.tail.of(node, type_)
+
+    def wait_for(self, what: str, condition: Callable[[], Any], timeout: float = 30) -> None:
+        self.runner.wait_until(what, lambda: bool(condition()), timeout)
+
+    def exec(self, host: str, argv: list[str]):  # type: ignore[no-untyped-def]
+        return self.backend.exec(host, argv)
+
+    def close(self) -> None:
+        try:
+            self.runner.stop_nodes()
+        finally:
+            self.backend.destroy()
+
+
+@pytest.fixture
+def p2plab_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
+    labs: list[Lab] = []
+
+    def start(scenario: str, backend: str = "docker") -> Lab:
+        lab = Lab(scenario, backend, tmp_path / f"results-{len(labs)}")
+        labs.append(lab)
+        return lab
+
+    yield start
+    for lab in labs:
+        lab.close()
+

@@ -1,0 +1,107 @@
+"""The shipped scenarios end to end, on every backend, with the same expectations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import P2PLAB, ROOT
+
+BACKENDS = [pytest.param("netns", marks=pytest.mark.netns),
+            pytest.param("docker", marks=pytest.mark.docker)]
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+
+def run(name: str, backend: str, results: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+    result = subprocess.run([*P2PLAB, "run", name, "--backend", backend, "--results", str(results)],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    runs = sorted(results.iterdir()) if results.exists() else []
+    assert len(runs) == 1, result.stdout + result.stderr
+    return result, runs[0]
+
+
+def events(run_dir: Path, node: str) -> list[dict]:
+    return [json.loads(l) for l in (run_dir / "events" / f"{node}.jsonl").read_text().splitlines()]
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lan_five_nodes_find_each_other_with_mdns(backend: str, tmp_path: Path) -> None:
+    result, run_dir = run("lan", backend, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    s = summary(run_dir)
+    assert s["delivery"]["delivery_ratio"] == 1.0 and s["delivery"]["deliveries"] == 5 * 10 * 4
+    ids = {n: i["peer_id"] for n, i in s["nodes"].items()}
+    discovered = set()
+    for node in ids:
+        evs = events(run_dir, node)
+        discovered |= {frozenset((ids[node], e["peer"])) for e in evs
+                       if e["type"] == "peer_discovered" and e["via"] == "mdns"}
+        # Nobody dialled anything but what mDNS found.
+        assert not any(e["type"] == "dial" and e.get("via") != "mdns" for e in evs)
+        assert sum(e["type"] == "message_received" for e in evs) == 40
+    # Multicast is lossy, so each pair is found by at least one of its two sides.
+    pairs = {frozenset((a, b)) for a in ids.values() for b in ids.values() if a != b}
+    assert discovered == pairs, f"{len(pairs - discovered)} pairs never discovered by mDNS"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nat_relay_delivers_everything_over_the_relay(backend: str, tmp_path: Path) -> None:
+    result, run_dir = run("nat-relay", backend, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    s = summary(run_dir)
+    assert s["connections"]["alice<->bob"]["final"] == "relayed"
+    assert s["connections"]["alice<->bob"]["ever"] == ["relayed"]
+    assert s["delivery"]["deliveries"] == 40
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["libp2p_version"] == "0.8.1" and manifest["backend"] == backend
+    assert manifest["seed"] == 7 and (run_dir / "scenario.yaml").exists()
+    # From the logs: the relay saw both peers arrive from their NAT's public address.
+    relay_conns = [e for e in events(run_dir, "relay") if e["type"] == "connection_opened"]
+    wan = {r["wan_ip"] for r in manifest["routers"].values()}
+    assert {e["remote_addr"].split("/")[2] for e in relay_conns} == wan
+    alice_id = manifest["nodes"]["alice"]["peer_id"]
+    assert all(e["kind"] == "relayed" for e in events(run_dir, "bob")
+               if e["type"] == "connection_opened" and e["peer"] == alice_id)
+    assert "PASS" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nat_holepunch_ends_direct(backend: str, tmp_path: Path) -> None:
+    result, run_dir = run("nat-holepunch", backend, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    s = summary(run_dir)
+    assert s["connections"]["alice<->bob"]["final"] == "direct"
+    punch = s["hole_punch"]["alice<->bob"]
+    assert punch["successes"] >= 1 and punch["time_to_direct_ms"] > 0
+    alice_id = json.loads((run_dir / "manifest.json").read_text())["nodes"]["alice"]["peer_id"]
+    direct = [e for e in events(run_dir, "bob") if e["type"] == "connection_opened"
+              and e["peer"] == alice_id and e["kind"] == "direct"]
+    # bob reached alice at her router's public address: the hole was punched through NAT.
+    assert direct and direct[0]["remote_addr"].startswith("/ip4/203.0.113.")
+
+
+@pytest.mark.netns
+def test_failed_expectation_exits_1(tmp_path: Path) -> None:
+    text = (ROOT / "scenarios" / "nat-relay.yaml").read_text()
+    path = tmp_path / "wrong.yaml"
+    path.write_text(text.replace("final: relayed", "final: direct"))
+    result = subprocess.run([*P2PLAB, "run", str(path), "--backend", "netns",
+                             "--results", str(tmp_path / "r")],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("FAIL  connection alice<->bob: expected ends direct, observed ends relayed"
+            in result.stdout)
+
+
+def test_bad_scenario_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    result = subprocess.run([*P2PLAB, "run", str(ROOT / "tests/broken/missing-lan.yaml"),
+                             "--results", str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 2 and "LAN 'office' does not exist" in result.stderr
+    assert not (tmp_path / "r").exists()
