@@ -15,14 +15,13 @@ holds no NET_ADMIN.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from compose.docker_backend import default_route_command
-from compose.images import CODE_DIRS, IMAGE_DIR, PROJECT, base_image, ensure_wheels, image_tag
+from compose.images import base_image, ensure_wheels, image_tag, write_build_context
 from topology.plan import LabPlan
 
 LAB = PurePosixPath("/lab")
@@ -117,11 +116,7 @@ def export_compose(plan: LabPlan, scenario_text: str, out: Path) -> Path:
         (lab / "routers" / f"{router.name}.nft").write_text(router.nft_ruleset)
     image = out / "image"
     image.mkdir()
-    shutil.copy(IMAGE_DIR / "Dockerfile", image / "Dockerfile")
-    shutil.copy(IMAGE_DIR / "router.sh", image / "router.sh")
-    shutil.copytree(ensure_wheels(lambda m: None), image / "wheels")
-    for d in CODE_DIRS:
-        shutil.copytree(PROJECT / d, image / d, ignore=shutil.ignore_patterns("__pycache__"))
+    write_build_context(image, ensure_wheels(lambda m: None))
     (out / "scenario.yaml").write_text(scenario_text)
     project = compose_project(plan, tag)
     (out / "compose.yaml").write_text(

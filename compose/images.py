@@ -124,6 +124,17 @@ def ensure_wheels(log=print) -> Path:  # type: ignore[no-untyped-def]
     return wheel_dir
 
 
+def write_build_context(ctx: Path, wheels: Path) -> None:
+    """Dockerfile, wheels/ and app/ (our code and the router script) in ``ctx``."""
+    shutil.copy(IMAGE_DIR / "Dockerfile", ctx / "Dockerfile")
+    shutil.copytree(wheels, ctx / "wheels")
+    app = ctx / "app"
+    for d in CODE_DIRS:
+        shutil.copytree(PROJECT / d, app / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (app / "bin").mkdir()
+    shutil.copy(IMAGE_DIR / "router.sh", app / "bin" / "p2plab-router")
+
+
 def ensure_image(log=print) -> str:  # type: ignore[no-untyped-def]
     """Build the image if this exact tag does not exist yet; return the tag."""
     client = _docker()
@@ -135,12 +146,7 @@ def ensure_image(log=print) -> str:  # type: ignore[no-untyped-def]
     log(f"building {tag}")
     with tempfile.TemporaryDirectory(prefix="p2plab-image-") as tmp:
         ctx = Path(tmp)
-        shutil.copy(IMAGE_DIR / "Dockerfile", ctx / "Dockerfile")
-        shutil.copy(IMAGE_DIR / "router.sh", ctx / "router.sh")
-        shutil.copytree(wheels, ctx / "wheels")
-        for d in CODE_DIRS:
-            shutil.copytree(PROJECT / d, ctx / d,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        write_build_context(ctx, wheels)
         try:
             client.images.build(path=str(ctx), tag=tag, buildargs={"BASE_IMAGE": base},
                                 pull=False, rm=True, forcerm=True, labels={"p2plab": "1"})
