@@ -244,7 +244,7 @@ def remove_docker_objects(client: Any = None, run_id: str | None = None) -> list
             return []
     selector = f"{RUN_LABEL}={run_id}" if run_id else LABEL
     removed = []
-    for container in client.containers.list(all=True, filters={"label": selector}):
+    for container in client.containers.list(all=True, sparse=True, filters={"label": selector}):
         try:
             container.remove(force=True, v=True)
             removed.append(container.name)

@@ -149,7 +149,7 @@ def ensure_image(log=print) -> str:  # type: ignore[no-untyped-def]
         write_build_context(ctx, wheels)
         try:
             client.images.build(path=str(ctx), tag=tag, buildargs={"BASE_IMAGE": base},
-                                pull=False, rm=True, forcerm=True, labels={"p2plab": "1"})
+                                pull=False, rm=True, forcerm=True)
         except Exception as exc:
             log_lines = getattr(exc, "build_log", None) or []
             tail = "".join(str(l.get("stream", l.get("error", ""))) for l in log_lines)[-800:]

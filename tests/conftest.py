@@ -56,8 +56,8 @@ def leftovers() -> list[str]:
         import docker
 
         client = docker.from_env()
-        found += [f"container {c.name}" for c in
-                  client.containers.list(all=True, filters={"label": "p2plab"})]
+        found += [f"container {c.name}" for c in  # sparse: no inspect, no race with removal
+                  client.containers.list(all=True, sparse=True, filters={"label": "p2plab"})]
         found += [f"network {n.name}" for n in client.networks.list(filters={"label": "p2plab"})]
         rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True)
         found += [f"rule {r}" for r in rules.stdout.splitlines() if "p2pl-" in r]

@@ -51,10 +51,15 @@ def _start_run(tmp_path: Path) -> subprocess.Popen[str]:
                              "--results", str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 300
-    while not any(line.startswith("container") and "alice" in line for line in leftovers()):
-        assert time.monotonic() < deadline and proc.poll() is None, "the run never started"
-        time.sleep(0.5)
-    time.sleep(4)
+    try:
+        while not any(line.startswith("container") and "alice" in line for line in leftovers()):
+            assert time.monotonic() < deadline and proc.poll() is None, "the run never started"
+            time.sleep(0.5)
+        time.sleep(4)
+    except BaseException:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        raise
     return proc
 
 

@@ -1,41 +1,200 @@
-"""NAT behaviour as nftables rulesets, generated once from the model.
+"""NAT behaviour: presets and parts (RFC 4787 vocabulary), and the nftables rules for them.
 
-Every backend loads the same text with ``nft -f`` inside its router. Unsolicited
-inbound traffic is dropped (policy drop), never answered: a Linux router without such a
-rule answers a stray SYN with RST, and every TCP hole punch then fails.
+Every backend loads the same generated text with ``nft -f`` inside its router, so a
+router behaves the same on netns and on Docker. Unsolicited inbound traffic is
+dropped (policy drop), never answered: a Linux router without such a rule answers a
+stray SYN with RST, and every TCP hole punch then fails.
+
+How each part is built:
+- mapping: endpoint-independent = ``snat`` to the public address (conntrack keeps the
+  source port when it can, and a second flow from the same socket reuses it);
+  address-dependent = the external port is a hash of the internal address and port and
+  the destination address; address-and-port-dependent = ``snat ... random`` (a fresh
+  port per flow). With port preservation off, endpoint-independent mapping also
+  hashes the port (same external port for every destination, but not the internal one).
+- filtering: every outbound flow records its external port in a dynamic map (external
+  port -> internal address and port) and, for address-dependent filtering, which remote
+  address it was sent to. Inbound packets to the public address are translated through
+  that map; the forward chain then admits them from anyone (endpoint-independent), only
+  from a recorded address (address-dependent), or only as part of an existing flow
+  (address-and-port-dependent, plain conntrack).
+- hairpinning: packets from the LAN to the public address go through the same map and
+  are masqueraded back into the LAN; without it they are dropped.
+- timeouts: the router's conntrack UDP/TCP timeouts (sysctls) and the map entries' TTL.
 """
 
 from __future__ import annotations
 
-TABLE = "p2plab"
+from dataclasses import dataclass, replace
+from typing import Literal
 
-PRESETS = {
-    "port-restricted": "home router: endpoint-independent mapping (conntrack masquerade), "
-    "address-and-port-dependent filtering; unsolicited inbound dropped",
+TABLE = "p2plab"
+Mapping = Literal["endpoint-independent", "address-dependent", "address-and-port-dependent"]
+Filtering = Literal["endpoint-independent", "address-dependent", "address-and-port-dependent"]
+
+
+@dataclass(frozen=True)
+class NatBehaviour:
+    mapping: Mapping = "endpoint-independent"
+    filtering: Filtering = "address-and-port-dependent"
+    hairpin: bool = False
+    udp_timeout: int = 120
+    tcp_timeout: int = 7440
+    port_preservation: bool = True
+    udp_blocked: bool = False
+
+    def short(self) -> str:
+        abbrev = {"endpoint-independent": "EI", "address-dependent": "AD",
+                  "address-and-port-dependent": "APD"}
+        text = f"{abbrev[self.mapping]}M+{abbrev[self.filtering]}F"
+        if self.udp_blocked:
+            text += ", UDP blocked"
+        if self.hairpin:
+            text += ", hairpin"
+        return text
+
+
+@dataclass(frozen=True)
+class Preset:
+    behaviour: NatBehaviour | None  # None: no translation at all
+    description: str
+    cgnat: NatBehaviour | None = None  # double NAT: the carrier's NAT above this one
+
+
+PRESETS: dict[str, Preset] = {
+    "public": Preset(None, "no NAT: the LAN's addresses are routed as they are"),
+    "full-cone": Preset(
+        NatBehaviour("endpoint-independent", "endpoint-independent"),
+        "full cone: one public port per socket, anyone may send to it"),
+    "restricted-cone": Preset(
+        NatBehaviour("endpoint-independent", "address-dependent"),
+        "restricted cone: one public port per socket, open to addresses it has sent to"),
+    "port-restricted": Preset(
+        NatBehaviour("endpoint-independent", "address-and-port-dependent"),
+        "home router: one public port per socket, open only to the exact address:port "
+        "it has sent to"),
+    "symmetric": Preset(
+        NatBehaviour("address-and-port-dependent", "address-and-port-dependent",
+                     port_preservation=False),
+        "carrier/cloud NAT: a new public port for every destination; hole punching "
+        "cannot predict it"),
+    "double-nat": Preset(
+        NatBehaviour("endpoint-independent", "address-and-port-dependent"),
+        "a home router behind a carrier-grade NAT (symmetric) on a 100.64.0.0/10 segment",
+        cgnat=NatBehaviour("address-and-port-dependent", "address-and-port-dependent",
+                           port_preservation=False)),
+    "udp-blocked": Preset(
+        NatBehaviour("endpoint-independent", "address-and-port-dependent", udp_blocked=True),
+        "a home router that drops all outbound UDP (QUIC cannot leave)"),
 }
 
 
-def nat_ruleset(preset: str, *, lan_if: str, wan_if: str, lan_subnet: str, wan_ip: str) -> str:
-    """The nftables script for one router (``nft -f``-ready)."""
+def resolve(preset: str, **overrides: object) -> tuple[NatBehaviour | None, NatBehaviour | None]:
+    """(this router's behaviour, the carrier NAT's behaviour or None) for a preset + parts."""
     if preset not in PRESETS:
         raise ValueError(f"unknown NAT preset {preset!r}; known: {', '.join(PRESETS)}")
-    return f"""\
-# p2plab NAT router: {preset} ({PRESETS[preset]})
+    entry = PRESETS[preset]
+    if entry.behaviour is None:
+        if overrides:
+            raise ValueError(f"preset {preset!r} does no NAT: it takes no {sorted(overrides)}")
+        return None, None
+    return replace(entry.behaviour, **overrides), entry.cgnat  # type: ignore[arg-type]
+
+
+def conntrack_sysctls(behaviour: NatBehaviour | None) -> dict[str, str]:
+    """Per-router conntrack timeouts (net.netfilter sysctls are per network namespace)."""
+    if behaviour is None:
+        return {}
+    return {
+        "net.netfilter.nf_conntrack_udp_timeout": str(behaviour.udp_timeout),
+        "net.netfilter.nf_conntrack_udp_timeout_stream": str(behaviour.udp_timeout),
+        "net.netfilter.nf_conntrack_tcp_timeout_established": str(behaviour.tcp_timeout),
+    }
+
+
+def _snat(b: NatBehaviour, wan_ip: str) -> list[str]:
+    def hashed(proto: str, extra: str) -> str:
+        return (f"meta l4proto {proto} snat ip to {wan_ip} : jhash ip saddr . {proto} sport"
+                f"{extra} mod 16384 offset 32768")
+
+    if b.mapping == "address-and-port-dependent":
+        return [f"snat ip to {wan_ip} random"]
+    if b.mapping == "address-dependent":
+        return [hashed(p, " . ip daddr") for p in ("udp", "tcp")]
+    if not b.port_preservation:
+        return [hashed(p, "") for p in ("udp", "tcp")]
+    return [f"snat ip to {wan_ip}"]
+
+
+def nat_ruleset(behaviour: NatBehaviour | None, *, lan_if: str, wan_if: str,
+                lan_subnet: str, wan_ip: str, name: str = "") -> str:
+    """The nftables script for one router (``nft -f``-ready, replaces any earlier one)."""
+    header = f"# p2plab router {name}: {behaviour.short() if behaviour else 'no NAT'}\n"
+    reset = f"table ip {TABLE}\ndelete table ip {TABLE}\n"
+    if behaviour is None:
+        return header + reset + f"""\
 table ip {TABLE} {{
     chain forward {{
-        type filter hook forward priority filter; policy drop;
-        ct state established,related accept
-        iifname "{lan_if}" oifname "{wan_if}" ip saddr {lan_subnet} accept
+        type filter hook forward priority filter; policy accept;
     }}
+}}
+"""
+    b = behaviour
+    ttl = f"{b.udp_timeout}s"
+    snat = "\n".join(f'        oifname "{wan_if}" ip saddr {lan_subnet} {rule}'
+                     for rule in _snat(b, wan_ip))
+    inbound_dnat = "" if b.filtering == "address-and-port-dependent" else (
+        f'        iifname "{wan_if}" ip daddr {wan_ip} meta l4proto {{ tcp, udp }} '
+        "dnat ip to meta l4proto . th dport map @mapping\n")
+    hairpin_dnat = (
+        f'        iifname "{lan_if}" ip daddr {wan_ip} meta l4proto {{ tcp, udp }} '
+        "dnat ip to meta l4proto . th dport map @mapping\n") if b.hairpin else ""
+    admit = {
+        "endpoint-independent": f'        iifname "{wan_if}" ct status dnat accept\n',
+        "address-dependent": f'        iifname "{wan_if}" ct status dnat meta mark 0x1 accept\n',
+        "address-and-port-dependent": "",
+    }[b.filtering]
+    return header + reset + f"""\
+table ip {TABLE} {{
+    # external (protocol, port) -> internal address . port, learnt from outbound flows
+    map mapping {{
+        type inet_proto . inet_service : ipv4_addr . inet_service
+        flags dynamic,timeout
+        timeout {ttl}
+    }}
+    # remote address . protocol . external port: who may answer (address-dependent)
+    set contacted {{
+        type ipv4_addr . inet_proto . inet_service
+        flags dynamic,timeout
+        timeout {ttl}
+    }}
+    chain mark_inbound {{
+        type filter hook prerouting priority dstnat - 10; policy accept;
+        iifname "{wan_if}" ip daddr {wan_ip} ip saddr . meta l4proto . th dport @contacted meta mark set 0x1
+    }}
+    chain prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+{inbound_dnat}{hairpin_dnat}    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+{snat}
+        oifname "{lan_if}" ip saddr {lan_subnet} ct status dnat masquerade
+    }}
+    chain record {{
+        type filter hook postrouting priority srcnat + 10; policy accept;
+        oifname "{wan_if}" meta l4proto {{ tcp, udp }} update @mapping {{ meta l4proto . th sport : ct original ip saddr . ct original proto-src }}
+        oifname "{wan_if}" meta l4proto {{ tcp, udp }} update @contacted {{ ip daddr . meta l4proto . th sport }}
+    }}
+    chain forward {{
+        type filter hook forward priority filter; policy drop;
+{'        iifname "' + lan_if + '" meta l4proto udp drop' + chr(10) if b.udp_blocked else ''}        ct state established,related accept
+        iifname "{lan_if}" oifname "{wan_if}" ip saddr {lan_subnet} accept
+{admit}{'        iifname "' + lan_if + '" oifname "' + lan_if + '" ct status dnat accept' + chr(10) if b.hairpin else ''}    }}
     chain input {{
         type filter hook input priority filter; policy drop;
         iifname "lo" accept
         ct state established,related accept
-        iifname "{lan_if}" accept
-    }}
-    chain postrouting {{
-        type nat hook postrouting priority srcnat; policy accept;
-        oifname "{wan_if}" ip saddr {lan_subnet} snat to {wan_ip}
+        iifname "{lan_if}" ip daddr != {wan_ip} accept
     }}
 }}
 """
