@@ -247,7 +247,7 @@ def remove_docker_objects(client: Any = None, run_id: str | None = None) -> list
     for container in client.containers.list(all=True, sparse=True, filters={"label": selector}):
         try:
             container.remove(force=True, v=True)
-            removed.append(container.name)
+            removed.append(container.attrs["Names"][0].lstrip("/"))
         except docker.errors.NotFound:
             pass
     for network in client.networks.list(filters={"label": selector}):

@@ -56,7 +56,7 @@ def leftovers() -> list[str]:
         import docker
 
         client = docker.from_env()
-        found += [f"container {c.name}" for c in  # sparse: no inspect, no race with removal
+        found += [f"container {c.attrs['Names'][0].lstrip('/')}" for c in  # sparse: no race
                   client.containers.list(all=True, sparse=True, filters={"label": "p2plab"})]
         found += [f"network {n.name}" for n in client.networks.list(filters={"label": "p2plab"})]
         rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True)
