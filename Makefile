@@ -11,7 +11,7 @@ STAMP    := $(VENV)/.p2plab-installed
 
 # Debian packages: ip and nft build the lab; gcc and libgmp-dev build fastecdsa, which
 # libp2p 0.8.1 pins and which has no wheel.
-SYSTEM_PACKAGES := iproute2 nftables iptables util-linux mmdebstrap gcc libgmp-dev procps
+SYSTEM_PACKAGES := iproute2 nftables iptables conntrack util-linux mmdebstrap gcc libgmp-dev procps
 
 .PHONY: setup system scenario test quick chat clean validate images compose-v2
 

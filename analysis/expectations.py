@@ -28,6 +28,10 @@ def check(expect: Expectations, summary: dict[str, Any],
           timeline_error: str | None) -> list[Verdict]:
     verdicts = [Verdict("timeline completed", "every step done",
                         timeline_error or "every step done", timeline_error is None)]
+    for lan, probe in summary.get("nat_probe", {}).items():
+        verdicts.append(Verdict(f"NAT {probe['router']} behaves as declared", probe["nat"],
+                                "as declared" if probe["matches"]
+                                else "; ".join(probe["mismatches"]), probe["matches"]))
     delivery = summary["delivery"]
     if expect.delivery_ratio_min is not None:
         ratio = delivery["delivery_ratio"]

@@ -19,6 +19,8 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
                         run_started=manifest.get("started"),
                         spawned=manifest.get("node_spawned"))
     summary["node_rss_mb"] = manifest.get("node_rss_mb", {})
+    probe_file = run_dir / "nat_probe.json"
+    summary["nat_probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
     verdicts = check(scenario.expect, summary, manifest.get("timeline_error"))
     summary["verdicts"] = [v.as_dict() for v in verdicts]
     summary["passed"] = all(v.passed for v in verdicts)
@@ -72,6 +74,14 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
             reasons = "; ".join(f"#{f['attempt']} {f['reason']}" for f in v["failures"]) or "-"
             out.append(f"| {k} | {v['outcome']} | {v['attempts']} | {v['successes']} | "
                        f"{v['time_to_direct_ms']} | {reasons} |")
+    if summary.get("nat_probe"):
+        out += ["", "## NAT probe (declared vs observed)", "",
+                "| LAN | router | preset | UDP observed | TCP observed | matches |",
+                "|---|---|---|---|---|---|"]
+        for lan, r in summary["nat_probe"].items():
+            out.append(f"| {lan} | {r['router']} | {r['nat']} | {_probe_cell(r['observed'], 'udp')} "
+                       f"| {_probe_cell(r['observed'], 'tcp')} | "
+                       f"{'yes' if r['matches'] else '**no**: ' + '; '.join(r['mismatches'])} |")
     p = summary["ping"]
     out += ["", "## Ping", "", f"- {p['count']} pings, {p['failed']} failed, RTT p50 "
             f"{p['rtt_ms_p50']} ms, max {p['rtt_ms_max']} ms", ""]
@@ -84,3 +94,17 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
         out += ["Resident memory per node at the end of the timeline (MB): "
                 + ", ".join(f"{k} {v}" for k, v in rss.items()), ""]
     return "\n".join(out)
+
+
+def _probe_cell(observed: dict[str, Any], proto: str) -> str:
+    seen = observed.get(proto, {})
+    if "error" in observed:
+        return "probe failed"
+    if seen.get("blocked"):
+        return "blocked"
+    if not seen.get("translated"):
+        return "not translated"
+    short = {"endpoint-independent": "EI", "address-dependent": "AD",
+             "address-and-port-dependent": "APD"}
+    return (f"{short.get(seen.get('mapping'), '?')}M+{short.get(seen.get('filtering'), '?')}F"
+            + (", hairpin" if seen.get("hairpin") else ""))

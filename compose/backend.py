@@ -23,6 +23,7 @@ class BackendError(Exception):
 
 class Backend(Protocol):
     name: str
+    python: str  # the interpreter that runs p2plab code inside a lab host
 
     def check_environment(self) -> None:
         """Raise BackendError saying what to install or run, before anything is created."""
@@ -37,6 +38,9 @@ class Backend(Protocol):
         """SIGTERM the node, wait up to ``timeout``, then kill; return its exit code."""
 
     def node_running(self, name: str) -> bool: ...
+
+    def reconfigure_router(self, name: str, ruleset: str, sysctls: dict[str, str]) -> None:
+        """Replace a router's NAT rules and flush its connection tracking."""
 
     def node_rss_mb(self, name: str) -> float | None:
         """Resident memory of a running node, for the manifest; None if unknown."""

@@ -33,6 +33,7 @@ LAB_MOUNT = PurePosixPath("/lab")
 
 class DockerBackend:
     name = "docker"
+    python = "python"
 
     def __init__(self, run_id: str, log=lambda message: None) -> None:  # type: ignore[no-untyped-def]
         self.run_id = run_id
@@ -115,27 +116,27 @@ class DockerBackend:
     def create(self, plan: LabPlan, run_dir: Path) -> None:
         self.plan = plan
         self.run_dir = run_dir
-        for sub in ("events", "logs", "control", "routers"):
+        for sub in ("events", "logs", "control", "routers", "probe"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
         for segment in plan.segments:
             self._create_network(segment)
-        for router in plan.routers.values():
+        # Carrier NATs first: a home router behind one routes through it.
+        for router in sorted(plan.routers.values(), key=lambda r: r.upstream != "public"):
             rules = run_dir / "routers" / f"{router.name}.nft"
             rules.write_text(router.nft_ruleset)
             container = self._create_container(
                 router.name, router.lan, str(router.lan_ip),
                 command=["p2plab-router", str(router.lan_ip), str(router.wan_ip),
                          str(LAB_MOUNT / "routers" / rules.name)],
-                cap_add=["NET_ADMIN"], sysctls={"net.ipv4.ip_forward": "1"},
+                cap_add=["NET_ADMIN"], environment=router_environment(router),
+                sysctls={"net.ipv4.ip_forward": "1", **router.sysctls},
             )
-            self.networks["public"].connect(container, ipv4_address=str(router.wan_ip))
+            self.networks[router.upstream].connect(container, ipv4_address=str(router.wan_ip))
             container.start()
             self._wait_router(router.name)
-        for node in plan.nodes.values():
-            self._create_container(
-                node.name, node.segment, str(node.ip),
-                command=["python", "-m", "node", *node.argv(LAB_MOUNT)],
-            )
+        for host in plan.hosts():
+            self._create_container(host.name, host.segment, str(host.ip),
+                                   command=["python", *host.command(LAB_MOUNT)])
 
     def _create_container(self, name: str, segment: str, ip: str, command: list[str],
                           **kwargs: Any) -> Any:
@@ -177,10 +178,23 @@ class DockerBackend:
         assert self.plan is not None
         container = self.containers[name]
         container.start()
-        # The node has no NET_ADMIN; the host sets its route inside its namespace: via
+        # The node has no NET_ADMIN; the host sets its routes inside its namespace: via
         # its NAT router, or none at all (Docker adds one even on internal networks).
-        _run(["nsenter", "-t", str(self._pid(name)), "-n", *default_route_command(
-            self.plan.nodes[name].gateway)])
+        host = self.plan.host(name)
+        for command in route_commands(host.gateway, host.routes):
+            _run(["nsenter", "-t", str(self._pid(name)), "-n", *command])
+
+    def reconfigure_router(self, name: str, ruleset: str, sysctls: dict[str, str]) -> None:
+        """Load a NAT ruleset (replacing any) and flush connection tracking."""
+        assert self.run_dir is not None
+        (self.run_dir / "routers" / f"{name}.nft").write_text(ruleset)
+        pid = str(self._pid(name))
+        for key, value in sysctls.items():
+            _run(["nsenter", "-t", pid, "-n", "sysctl", "-qw", f"{key}={value}"])
+        result = self.exec(name, ["nft", "-f", str(LAB_MOUNT / "routers" / f"{name}.nft")])
+        if result.returncode != 0:
+            raise BackendError(f"router {name} refused its new rules: {result.stderr.strip()}")
+        self.exec(name, ["conntrack", "-F"])
 
     def node_running(self, name: str) -> bool:
         container = self.containers.get(name)
@@ -219,11 +233,19 @@ class DockerBackend:
         remove_docker_objects(self.client, run_id=self.run_id)
 
 
-def default_route_command(gateway: Any) -> list[str]:
-    """The ``ip route`` call that gives a node exactly the default route the plan says."""
-    if gateway is None:
-        return ["ip", "route", "flush", "exact", "0.0.0.0/0"]
-    return ["ip", "route", "replace", "default", "via", str(gateway)]
+def route_commands(gateway: Any, routes: tuple[tuple[str, str], ...]) -> list[list[str]]:
+    """The ``ip route`` calls that give a host exactly the routes the plan says."""
+    default = (["ip", "route", "flush", "exact", "0.0.0.0/0"] if gateway is None
+               else ["ip", "route", "replace", "default", "via", str(gateway)])
+    return [default] + [["ip", "route", "replace", subnet, "via", via] for subnet, via in routes]
+
+
+def router_environment(router: Any) -> dict[str, str]:
+    """What p2plab-router needs beyond its arguments: its default route and extra routes."""
+    env = {"ROUTES": ";".join(f"{subnet} via {via}" for subnet, via in router.routes)}
+    if router.default_via is not None:
+        env["DEFAULT_VIA"] = str(router.default_via)
+    return env
 
 
 def _run(argv: list[str], check: bool = True) -> None:

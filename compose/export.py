@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from compose.docker_backend import default_route_command
+from compose.docker_backend import route_commands, router_environment
 from compose.images import base_image, ensure_wheels, image_tag, write_build_context
 from topology.plan import LabPlan
 
@@ -71,17 +71,20 @@ def compose_project(plan: LabPlan, tag: str) -> dict[str, Any]:
         }
     }
     for router in plan.routers.values():
+        upstream = [r.name for r in plan.routers.values() if r.lan == router.upstream]
         services[router.name] = {
             **common,
             "command": ["p2plab-router", str(router.lan_ip), str(router.wan_ip),
                         str(LAB / "routers" / f"{router.name}.nft")],
             "cap_add": ["NET_ADMIN"],
-            "sysctls": {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.disable_ipv6": "1"},
+            "environment": router_environment(router),
+            "sysctls": {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.disable_ipv6": "1",
+                        **router.sysctls},
             "networks": {router.lan: {"ipv4_address": str(router.lan_ip)},
-                         "public": {"ipv4_address": str(router.wan_ip)}},
-            "depends_on": ["lab-host"],
+                         router.upstream: {"ipv4_address": str(router.wan_ip)}},
+            "depends_on": ["lab-host", *upstream],
         }
-    routers_of = {r.lan: r.name for r in plan.routers.values()}
+    routers_of = {r.lan: r.name for r in plan.routers.values() if r.lan in plan.segments}
     relays = [n.name for n in plan.nodes.values() if n.role == "relay"]
     for node in plan.nodes.values():
         depends = ["lab-host"] + ([routers_of[node.segment]] if node.segment in routers_of else [])
@@ -95,10 +98,11 @@ def compose_project(plan: LabPlan, tag: str) -> dict[str, Any]:
             "depends_on": depends,
             "stop_grace_period": "3s",
         }
+        routes = " && ".join(" ".join(c) for c in route_commands(node.gateway, node.routes))
         services[f"{node.name}-route"] = {
             "image": tag, "labels": labels, "network_mode": f"service:{node.name}",
             "cap_add": ["NET_ADMIN"], "depends_on": [node.name],
-            "command": default_route_command(node.gateway),
+            "command": ["sh", "-c", routes],
             "restart": "on-failure",
         }
     return {"name": f"p2plab-{plan.scenario.name}", "networks": networks, "services": services}

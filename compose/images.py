@@ -25,7 +25,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 IMAGE_DIR = Path(__file__).resolve().parent / "image"
 BUILD_DIR = PROJECT / "build"
 IMAGE_REPO = "p2plab-node"
-BASE_PACKAGES = "python3,python3-venv,iproute2,nftables,iptables,libgmp10,ca-certificates,procps"
+BASE_PACKAGES = "python3,python3-venv,iproute2,nftables,iptables,conntrack,libgmp10,ca-certificates,procps"
 # The tag names the package list, so a changed list never reuses an old base.
 LOCAL_BASE = f"p2plab-base:bookworm-{hashlib.sha256(BASE_PACKAGES.encode()).hexdigest()[:8]}"
 DEBIAN_MIRROR = os.environ.get("P2PLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")

@@ -25,6 +25,7 @@ class NetnsBackend:
     name = "netns"
 
     def __init__(self, run_id: str, python: str = sys.executable) -> None:
+        """``python`` runs nodes and probes inside namespaces (this venv's interpreter)."""
         self.run_id = run_id
         self.prefix = f"{PREFIX}{run_id}-"
         self.fabric = f"{self.prefix}fabric"
@@ -41,7 +42,8 @@ class NetnsBackend:
                 "the netns backend needs root to create network namespaces: "
                 "run it with sudo (or as root)"
             )
-        for tool, package in (("ip", "iproute2"), ("nft", "nftables")):
+        for tool, package in (("ip", "iproute2"), ("nft", "nftables"),
+                              ("conntrack", "conntrack")):
             if shutil.which(tool) is None:
                 raise BackendError(f"{tool!r} is not installed: apt-get install {package}")
         probe = f"{self.prefix}probe"
@@ -62,9 +64,11 @@ class NetnsBackend:
     def ns(self, host: str) -> str:
         return f"{self.prefix}{host}"
 
-    def _run(self, argv: list[str], stdin: str | None = None) -> None:
+    def _run(self, argv: list[str], stdin: str | None = None, check_quiet: bool = False) -> None:
         result = subprocess.run(argv, input=stdin, capture_output=True, text=True)
-        if result.returncode != 0:
+        # conntrack -F says "0 flow entries have been deleted" on stderr with status 0;
+        # it exits 1 on an empty table with some versions: that is not an error here.
+        if result.returncode != 0 and not (check_quiet and "deleted" in result.stderr):
             raise BackendError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
 
     def _ip(self, namespace: str, *args: str) -> None:
@@ -104,29 +108,43 @@ class NetnsBackend:
             ns = self.ns(router.name)
             self._add_namespace(ns)
             lan = plan.segments[router.lan]
-            public = plan.segments["public"]
+            upstream = plan.segments[router.upstream]
             self._attach(ns, LAN_IF, router.lan, f"{router.lan_ip}/{lan.subnet.prefixlen}")
-            self._attach(ns, WAN_IF, "public", f"{router.wan_ip}/{public.subnet.prefixlen}")
+            self._attach(ns, WAN_IF, router.upstream,
+                         f"{router.wan_ip}/{upstream.subnet.prefixlen}")
             self._sysctl(ns, "net.ipv4.ip_forward", "1")
-            self._run(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=router.nft_ruleset)
-        for node in plan.nodes.values():
-            ns = self.ns(node.name)
+            self.reconfigure_router(router.name, router.nft_ruleset, router.sysctls)
+            if router.default_via is not None:
+                self._ip(ns, "route", "add", "default", "via", str(router.default_via))
+            for subnet, via in router.routes:
+                self._ip(ns, "route", "add", subnet, "via", via)
+        for host in plan.hosts():
+            ns = self.ns(host.name)
             self._add_namespace(ns)
-            segment = plan.segments[node.segment]
-            self._attach(ns, NODE_IF, node.segment, f"{node.ip}/{segment.subnet.prefixlen}")
-            if node.gateway is not None:
-                self._ip(ns, "route", "add", "default", "via", str(node.gateway))
-        for sub in ("events", "logs", "control"):
+            segment = plan.segments[host.segment]
+            self._attach(ns, NODE_IF, host.segment, f"{host.ip}/{segment.subnet.prefixlen}")
+            if host.gateway is not None:
+                self._ip(ns, "route", "add", "default", "via", str(host.gateway))
+            for subnet, via in host.routes:
+                self._ip(ns, "route", "add", subnet, "via", via)
+        for sub in ("events", "logs", "control", "probe"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def reconfigure_router(self, name: str, ruleset: str, sysctls: dict[str, str]) -> None:
+        """Load a NAT ruleset (replacing any) and flush connection tracking."""
+        ns = self.ns(name)
+        for key, value in sysctls.items():
+            self._sysctl(ns, key, value)
+        self._run(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=ruleset)
+        self._run(["ip", "netns", "exec", ns, "conntrack", "-F"], check_quiet=True)
 
     def start_node(self, name: str) -> None:
         assert self.plan is not None and self.run_dir is not None
-        node = self.plan.nodes[name]
-        argv = node.argv(PurePosixPath(self.run_dir))
+        command = self.plan.host(name).command(PurePosixPath(self.run_dir))
         log = open(self.run_dir / "logs" / f"{name}.log", "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.processes[name] = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns(name), self.python, "-m", "node", *argv],
+            ["ip", "netns", "exec", self.ns(name), self.python, *command],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # Ctrl-C reaches the runner, which stops nodes itself
         )

@@ -13,6 +13,7 @@ import os
 import platform
 import secrets
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,12 +22,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import p2plab
+from analysis.natcheck import declared_view, mismatches
 from compose.backend import Backend
 from compose.events_tail import EventTail
-from topology.plan import LabPlan, build_plan
+from topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour
 from topology.scenario import (
     Publish,
     Scenario,
+    SetNat,
     Sleep,
     WaitConnection,
     WaitReservation,
@@ -79,7 +82,9 @@ def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Ba
             for name, n in plan.nodes.items()
         },
         "routers": {
-            name: {"lan": r.lan, "lan_ip": str(r.lan_ip), "wan_ip": str(r.wan_ip), "nat": r.nat}
+            name: {"lan": r.lan, "upstream": r.upstream, "lan_ip": str(r.lan_ip),
+                   "wan_ip": str(r.wan_ip), "nat": r.nat,
+                   "behaviour": r.behaviour.short() if r.behaviour else "no NAT"}
             for name, r in plan.routers.items()
         },
         **extra,
@@ -101,6 +106,7 @@ class Runner:
         self.expected_publishes: dict[str, int] = {}
         self.spawned: dict[str, float] = {}
         self.rss_mb: dict[str, float | None] = {}
+        self.steps: list[dict[str, Any]] = []  # what the timeline did, and when
         self.publish_deadline = 0.0
 
     # -- commands ------------------------------------------------------------------
@@ -128,7 +134,7 @@ class Runner:
             self.tail.poll()
             if condition():
                 return
-            for name in self.plan.nodes:
+            for name in self.plan.nodes:  # probe hosts may come and go
                 if not self.backend.node_running(name):
                     raise StepFailed(f"node {name} exited while waiting for {what}; "
                                      f"see logs/{name}.log")
@@ -190,6 +196,54 @@ class Runner:
                           f"{step.size} B at {step.rate:g}/s")
         elif isinstance(step, Sleep):
             time.sleep(step.sleep)
+        elif isinstance(step, SetNat):
+            router = self.plan.router_for(step.set_nat).name
+            behaviour, ruleset, sysctls = self.plan.ruleset_for(router, step.nat)
+            self.progress(f"switching {router} to {behaviour.short() if behaviour else 'no NAT'}")
+            self.backend.reconfigure_router(router, ruleset, sysctls)
+        self.steps.append({"t": time.time(), "step": step.model_dump(by_alias=True)})
+
+    def probe_nats(self) -> dict[str, Any]:
+        """Classify every LAN's NAT with the probe and compare with what was declared."""
+        for name in self.plan.probes:
+            if not self.backend.node_running(name):
+                self.backend.start_node(name)
+        ready = self.run_dir / "probe"
+        self.wait_until("the NAT probe's reflectors",
+                        lambda: all((ready / f"{r}.ready").exists() for r in REFLECTORS), 20)
+        stuns = [str(self.plan.probes[r].ip) for r in REFLECTORS]
+        lans = [h.segment for h in self.plan.probes.values() if h.role == "probe"]
+        results: dict[str, Any] = {}
+
+        def classify(lan: str) -> None:
+            argv = [self.backend.python, "-m", "p2plab.natprobe", "classify",
+                    "--stun", stuns[0], "--stun", stuns[1]]
+            done = self.backend.exec(f"probe.{lan}", argv)
+            behaviour = combined_behaviour(self.plan, lan)
+            try:
+                observed = json.loads(done.stdout)
+            except ValueError:
+                observed = {"error": (done.stderr or done.stdout).strip()[-500:]}
+            problems = (mismatches(behaviour, observed) if "error" not in observed
+                        else [f"probe failed: {observed['error']}"])
+            router = self.plan.router_for(lan)
+            results[lan] = {"router": router.name,
+                            "nat": f"{router.nat} ({behaviour.short() if behaviour else 'no NAT'})",
+                            "declared": declared_view(behaviour), "observed": observed,
+                            "matches": not problems, "mismatches": problems}
+
+        self.progress(f"probing the NAT of {', '.join(lans)}")
+        threads = [threading.Thread(target=classify, args=(lan,)) for lan in lans]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        (self.run_dir / "nat_probe.json").write_text(json.dumps(results, indent=2) + "\n")
+        for lan, r in results.items():
+            if not r["matches"]:
+                self.progress(f"NAT of {lan} does not behave as declared: "
+                              + "; ".join(r["mismatches"]))
+        return results
 
     def finish_publishing(self) -> None:
         """Wait for every publish plan to have gone out (with slack for a slow host)."""
@@ -215,6 +269,8 @@ class Runner:
     def run(self) -> RunOutcome:
         error: str | None = None
         try:
+            if self.plan.probing:
+                self.probe_nats()
             self.start_nodes()
             for step in self.plan.scenario.timeline:
                 self.run_step(step)
@@ -229,9 +285,10 @@ class Runner:
 
 
 def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
-            run_id: str, run_dir: Path, progress: Callable[[str], None]) -> RunOutcome:
+            run_id: str, run_dir: Path, progress: Callable[[str], None],
+            probe: bool | None = None) -> RunOutcome:
     """Create the lab, run the timeline, always tear down."""
-    plan = build_plan(scenario)
+    plan = build_plan(scenario, probing=probe)
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
                    scenario_file=str(scenario_path))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -253,7 +310,7 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
                    started=started, timeline_end=outcome.timeline_end,
                    ended=time.time(), timeline_error=outcome.timeline_error,
-                   node_spawned=runner.spawned, node_rss_mb=runner.rss_mb)
+                   node_spawned=runner.spawned, node_rss_mb=runner.rss_mb, steps=runner.steps)
     return outcome
 
 

@@ -66,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = new_run_dir(Path(args.results), scenario, run_id)
     _progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
     try:
-        execute(path, scenario, backend, run_id, run_dir, _progress)
+        execute(path, scenario, backend, run_id, run_dir, _progress,
+                probe=True if args.probe else None)
     except BackendError as exc:
         return _fail(f"{exc}\n(the lab was torn down; results so far in {run_dir})")
     except KeyboardInterrupt:
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--backend", default="docker", choices=BACKENDS,
                      help="docker (default): containers; netns: plain network namespaces")
     run.add_argument("--results", default="results", help="folder for results (default: results)")
+    run.add_argument("--probe", action="store_true",
+                     help="classify every NAT with the built-in probe before the timeline "
+                          "(also: probe_nat: true in the scenario); a mismatch fails the run")
     run.set_defaults(func=cmd_run)
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("scenarios", nargs="+")

@@ -4,6 +4,7 @@
 
     def test_my_relay(p2plab_lab):
         lab = p2plab_lab("nat-relay", backend="docker")   # nodes up, timeline not run
+        # probe=True adds the NAT probe's hosts: lab.probe_nats() classifies every NAT
         lab.run_timeline()                                  # or drive it yourself:
         lab.send("alice", {"cmd": "say", "text": "hi"})
         lab.wait_for("bob got it", lambda: lab.events("bob", "message_received"))
@@ -29,9 +30,9 @@ SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 class Lab:
     """A created lab with its nodes started; ``close()`` tears it all down."""
 
-    def __init__(self, scenario: str, backend: str, results: Path) -> None:
+    def __init__(self, scenario: str, backend: str, results: Path, probe: bool = False) -> None:
         path = find_scenario(scenario, SCENARIOS_DIR)
-        self.plan: LabPlan = build_plan(load_scenario(path))
+        self.plan: LabPlan = build_plan(load_scenario(path), probing=probe or None)
         run_id = new_run_id()
         self.backend = make_backend(backend, run_id)
         self.backend.check_environment()
@@ -48,6 +49,10 @@ class Lab:
         for step in self.plan.scenario.timeline:
             self.runner.run_step(step)
         self.runner.finish_publishing()
+
+    def probe_nats(self) -> dict[str, Any]:
+        """Classify every LAN's NAT now (the lab must have been started with probe=True)."""
+        return self.runner.probe_nats()
 
     def send(self, node: str, command: dict[str, Any]) -> None:
         self.runner.send(node, command)
@@ -73,8 +78,8 @@ class Lab:
 def p2plab_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
     labs: list[Lab] = []
 
-    def start(scenario: str, backend: str = "docker") -> Lab:
-        lab = Lab(scenario, backend, tmp_path / f"results-{len(labs)}")
+    def start(scenario: str, backend: str = "docker", probe: bool = False) -> Lab:
+        lab = Lab(scenario, backend, tmp_path / f"results-{len(labs)}", probe)
         labs.append(lab)
         return lab
 

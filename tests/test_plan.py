@@ -7,9 +7,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from node.identity import peer_id_for_seed
-from topology.nat import nat_ruleset
 from topology.plan import build_plan
-from topology.scenario import load_scenario
+from topology.scenario import ScenarioError, load_scenario, parse_scenario
 
 pytestmark = pytest.mark.quick
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -47,16 +46,47 @@ def test_node_argv_points_into_the_run_dir() -> None:
     assert "--mdns" in argv and "--dial" not in argv
 
 
-def test_nat_rules_drop_unsolicited_traffic_and_snat_outbound() -> None:
-    rules = nat_ruleset("port-restricted", lan_if="lan0", wan_if="wan0",
-                        lan_subnet="10.1.0.0/24", wan_ip="203.0.113.2")
-    assert "type filter hook forward priority filter; policy drop;" in rules
-    assert "type filter hook input priority filter; policy drop;" in rules
-    assert "ct state established,related accept" in rules
-    assert 'oifname "wan0" ip saddr 10.1.0.0/24 snat to 203.0.113.2' in rules
-    assert "reject" not in rules  # never answer a stray SYN with RST
+def test_double_nat_adds_a_carrier_segment_and_router() -> None:
+    scenario = parse_scenario("""
+name: d
+lans:
+  - {name: home, subnet: 10.1.0.0/24, nat: double-nat}
+  - {name: open, subnet: 10.2.0.0/24, nat: public}
+nodes:
+  - {name: a, lan: home}
+  - {name: r, lan: public, role: relay}
+""")
+    plan = build_plan(scenario)
+    assert set(plan.routers) == {"home-gw", "home-cgnat", "open-gw"}
+    home, cgnat = plan.routers["home-gw"], plan.routers["home-cgnat"]
+    assert home.upstream == "home-carrier" and cgnat.lan == "home-carrier"
+    assert str(plan.segments["home-carrier"].subnet) == "100.64.1.0/24"
+    assert home.default_via == cgnat.lan_ip and cgnat.upstream == "public"
+    assert cgnat.behaviour.mapping == "address-and-port-dependent"
+    assert plan.public_ip("a") == cgnat.wan_ip
+    # A LAN without NAT is routed: hosts on the public segment learn its subnet.
+    open_gw = plan.routers["open-gw"]
+    assert plan.nodes["r"].routes == (("10.2.0.0/24", str(open_gw.wan_ip)),)
+    assert cgnat.routes == (("10.2.0.0/24", str(open_gw.wan_ip)),)
+    assert home.routes == ()
+    # Probe hosts come after the nodes, so probing never moves a node's address.
+    assert plan.nodes["a"].ip < plan.probes["probe.home"].ip
+    assert not plan.probing and list(plan.hosts()) == list(plan.nodes.values())
+    assert build_plan(scenario, probing=True).probing
 
 
-def test_unknown_nat_preset_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown NAT preset"):
-        nat_ruleset("magic", lan_if="a", wan_if="b", lan_subnet="10.0.0.0/24", wan_ip="1.2.3.4")
+def test_nat_spec_errors_name_the_field() -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario("""
+name: x
+lans:
+  - {name: a, subnet: 10.1.0.0/24, nat: cone}
+  - {name: b, subnet: 10.2.0.0/24, nat: {preset: public, hairpin: true}}
+  - {name: c, subnet: 10.3.0.0/24, nat: {preset: full-cone, mapping: sticky}}
+nodes: []
+""", "x.yaml")
+    lines = str(info.value).splitlines()
+    assert any(l.startswith("x.yaml:4: lans[0].nat: unknown NAT preset 'cone'") for l in lines)
+    assert any(l.startswith("x.yaml:5: lans[1].nat") and "takes no ['hairpin']" in l
+               for l in lines), lines
+    assert any(l.startswith("x.yaml:6: lans[2].nat.mapping") for l in lines), lines

@@ -32,7 +32,8 @@ BROKEN = {
 def test_shipped_scenarios_load(path: Path) -> None:
     scenario = load_scenario(path)
     assert scenario.name == path.stem
-    assert scenario.expect.delivery_ratio_min == 1.0
+    # Every shipped scenario proves something: messages delivered, or NATs as declared.
+    assert scenario.expect.delivery_ratio_min == 1.0 or scenario.probe_nat
 
 
 def test_every_broken_file_has_a_case() -> None:

@@ -1,7 +1,8 @@
-"""From a validated scenario to a lab plan: addresses, routers, NAT rules, node flags.
+"""From a validated scenario to a lab plan: addresses, routers, NAT rules, routes, flags.
 
 Everything a backend needs is computed here once, so backends only apply it: the
-address plan, each router's nftables ruleset, and each node's command line.
+address plan, each router's nftables ruleset and conntrack sysctls, every host's routes,
+and each host's command line (chat nodes, and the NAT probe's reflectors and clients).
 """
 
 from __future__ import annotations
@@ -9,30 +10,37 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Iterator
 
 import networkx as nx
 
 from node.identity import peer_id_for_seed
-from topology.nat import nat_ruleset
-from topology.scenario import PUBLIC, DialTarget, Scenario
+from topology.nat import NatBehaviour, conntrack_sysctls, nat_ruleset
+from topology.scenario import PUBLIC, DialTarget, NatSpec, Scenario, nat_spec
 
 NODE_PORT = 4001
+PROBE_PORTS = (3478, 3479)
 # Interface names inside namespaces and containers, fixed so rules can name them.
 LAN_IF = "lan0"
 WAN_IF = "wan0"
 NODE_IF = "eth0"
+# Hosts the NAT probe adds; a "." never appears in a scenario's names.
+REFLECTORS = ("stun.1", "stun.2")
+
+Address = ipaddress.IPv4Address
+Route = tuple[str, str]  # (destination subnet, via address)
 
 
 @dataclass(frozen=True)
 class SegmentPlan:
-    """A layer-2 segment: the public one or a LAN."""
+    """A layer-2 segment: the public one, a LAN, or a carrier segment (double NAT)."""
 
     name: str
     subnet: ipaddress.IPv4Network
-    gateway: ipaddress.IPv4Address | None  # the LAN side of its NAT router, if any
+    gateway: Address | None  # the LAN side of its router, if any
 
     @property
-    def engine_address(self) -> ipaddress.IPv4Address:
+    def engine_address(self) -> Address:
         """Kept free for a container engine, which insists on a bridge address."""
         return self.subnet.broadcast_address - 1
 
@@ -40,23 +48,29 @@ class SegmentPlan:
 @dataclass(frozen=True)
 class RouterPlan:
     name: str
-    lan: str
-    lan_ip: ipaddress.IPv4Address
-    wan_ip: ipaddress.IPv4Address
-    nat: str
+    lan: str  # the segment on its LAN side
+    upstream: str  # the segment on its WAN side (public, or a carrier segment)
+    lan_ip: Address
+    wan_ip: Address
+    nat: str  # the preset name, for reports
+    behaviour: NatBehaviour | None
     nft_ruleset: str
+    sysctls: dict[str, str]
+    default_via: Address | None  # a router behind a carrier NAT routes through it
+    routes: tuple[Route, ...] = ()
 
 
 @dataclass(frozen=True)
 class NodePlan:
     name: str
     segment: str
-    ip: ipaddress.IPv4Address
-    gateway: ipaddress.IPv4Address | None
-    role: str
+    ip: Address
+    gateway: Address | None
+    role: str  # peer | relay | reflector | probe
     peer_id: str
     key_seed: str
-    args: tuple[str, ...]  # node flags except the run-directory paths
+    args: tuple[str, ...]  # program flags except the run-directory paths
+    routes: tuple[Route, ...] = ()
 
     def argv(self, run_dir: PurePosixPath) -> list[str]:
         """Flags with the event log and control FIFO under ``run_dir`` as the node sees it."""
@@ -66,6 +80,15 @@ class NodePlan:
             "--control", str(run_dir / "control" / f"{self.name}.fifo"),
         ]
 
+    def command(self, run_dir: PurePosixPath) -> list[str]:
+        """The Python module and arguments this host runs (the caller adds the interpreter)."""
+        if self.role == "reflector":
+            return ["-m", "p2plab.natprobe", "serve", *self.args,
+                    "--ready-file", str(run_dir / "probe" / f"{self.name}.ready")]
+        if self.role == "probe":
+            return ["-c", "import time\nwhile True: time.sleep(3600)"]
+        return ["-m", "node", *self.argv(run_dir)]
+
 
 @dataclass(frozen=True)
 class LabPlan:
@@ -73,90 +96,145 @@ class LabPlan:
     segments: dict[str, SegmentPlan]
     routers: dict[str, RouterPlan]
     nodes: dict[str, NodePlan]
+    probes: dict[str, NodePlan]  # NAT probe hosts: created only when probing
     graph: nx.Graph = field(compare=False)
+    probing: bool = False
 
-    def public_ip(self, node: str) -> ipaddress.IPv4Address:
-        """Where the rest of the lab sees ``node``: its own IP or its router's WAN IP."""
-        plan = self.nodes[node]
-        if plan.segment == PUBLIC:
-            return plan.ip
-        return self.routers[router_name(plan.segment)].wan_ip
+    def hosts(self) -> Iterator[NodePlan]:
+        """Every host a backend creates: chat nodes, and probe hosts when probing."""
+        yield from self.nodes.values()
+        if self.probing:
+            yield from self.probes.values()
+
+    def host(self, name: str) -> NodePlan:
+        return self.nodes[name] if name in self.nodes else self.probes[name]
+
+    def public_ip(self, node: str) -> Address:
+        """Where the rest of the lab sees ``node``: its own IP or its outermost router's."""
+        segment = self.nodes[node].segment
+        while segment != PUBLIC:
+            router = self.router_for(segment)
+            if router.behaviour is None:
+                return self.nodes[node].ip
+            segment = router.upstream
+            if segment == PUBLIC:
+                return router.wan_ip
+        return self.nodes[node].ip
+
+    def router_for(self, lan: str) -> RouterPlan:
+        return next(r for r in self.routers.values() if r.lan == lan)
+
+    def ruleset_for(self, router: str, nat: str | NatSpec) -> tuple[NatBehaviour | None, str, dict[str, str]]:
+        """A router's behaviour, ruleset and sysctls under another NAT (for set-nat steps)."""
+        r = self.routers[router]
+        behaviour, _ = nat_spec(nat).behaviour()  # type: ignore[union-attr]
+        return behaviour, _ruleset(r.name, behaviour, self.segments[r.lan].subnet, r.wan_ip), \
+            conntrack_sysctls(behaviour)
 
 
-def router_name(lan: str) -> str:
+def home_router(lan: str) -> str:
     return f"{lan}-gw"
 
 
-def _hosts(subnet: ipaddress.IPv4Network) -> list[ipaddress.IPv4Address]:
-    return list(subnet.hosts())
+def carrier_router(lan: str) -> str:
+    return f"{lan}-cgnat"
 
 
-def build_plan(scenario: Scenario) -> LabPlan:
-    """Assign addresses, generate NAT rules and node flags; build the topology graph."""
+def carrier_segment(lan: str) -> str:
+    return f"{lan}-carrier"
+
+
+def _ruleset(name: str, behaviour: NatBehaviour | None, lan_subnet: ipaddress.IPv4Network,
+             wan_ip: Address) -> str:
+    return nat_ruleset(behaviour, lan_if=LAN_IF, wan_if=WAN_IF, lan_subnet=str(lan_subnet),
+                       wan_ip=str(wan_ip), name=name)
+
+
+def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
+    """Assign addresses, generate NAT rules, routes and flags; build the topology graph."""
     graph = nx.Graph()
-    public_net = ipaddress.IPv4Network(scenario.public.subnet)
-    segments = {PUBLIC: SegmentPlan(PUBLIC, public_net, None)}
-    graph.add_node(PUBLIC, kind="segment", subnet=str(public_net))
-    public_hosts = iter(_hosts(public_net)[1:])  # .1 is left free, like a provider gateway
+    segments: dict[str, SegmentPlan] = {}
+    free: dict[str, Iterator[Address]] = {}
+
+    def add_segment(name: str, subnet: ipaddress.IPv4Network, gateway: Address | None,
+                    first_host: int) -> None:
+        segments[name] = SegmentPlan(name, subnet, gateway)
+        free[name] = iter(list(subnet.hosts())[first_host:-1])  # last: the engine's
+        graph.add_node(name, kind="segment", subnet=str(subnet))
+
+    add_segment(PUBLIC, ipaddress.IPv4Network(scenario.public.subnet), None, 1)
     routers: dict[str, RouterPlan] = {}
-    lan_hosts: dict[str, "iter[ipaddress.IPv4Address]"] = {}
+
+    def add_router(name: str, lan: str, upstream: str, nat: str, behaviour: NatBehaviour | None,
+                   default_via: Address | None) -> None:
+        lan_seg = segments[lan]
+        assert lan_seg.gateway is not None
+        wan_ip = next(free[upstream])
+        routers[name] = RouterPlan(
+            name=name, lan=lan, upstream=upstream, lan_ip=lan_seg.gateway, wan_ip=wan_ip,
+            nat=nat, behaviour=behaviour,
+            nft_ruleset=_ruleset(name, behaviour, lan_seg.subnet, wan_ip),
+            sysctls=conntrack_sysctls(behaviour), default_via=default_via,
+        )
+        graph.add_node(name, kind="router", nat=nat)
+        graph.add_edge(name, lan, ip=str(lan_seg.gateway), interface=LAN_IF)
+        graph.add_edge(name, upstream, ip=str(wan_ip), interface=WAN_IF)
+
+    carriers = scenario.carrier_subnets()
     for lan in scenario.lans:
         net = ipaddress.IPv4Network(lan.subnet)
-        hosts = iter(_hosts(net))
-        gateway = next(hosts) if lan.nat is not None else None
-        segments[lan.name] = SegmentPlan(lan.name, net, gateway)
-        graph.add_node(lan.name, kind="segment", subnet=str(net))
-        if lan.nat is not None:
-            assert gateway is not None
-            wan_ip = next(public_hosts)
-            name = router_name(lan.name)
-            routers[name] = RouterPlan(
-                name=name,
-                lan=lan.name,
-                lan_ip=gateway,
-                wan_ip=wan_ip,
-                nat=lan.nat,
-                nft_ruleset=nat_ruleset(lan.nat, lan_if=LAN_IF, wan_if=WAN_IF,
-                                        lan_subnet=str(net), wan_ip=str(wan_ip)),
-            )
-            graph.add_node(name, kind="router", nat=lan.nat)
-            graph.add_edge(name, lan.name, ip=str(gateway), interface=LAN_IF)
-            graph.add_edge(name, PUBLIC, ip=str(wan_ip), interface=WAN_IF)
-        lan_hosts[lan.name] = iter(_hosts(net)[9:])  # nodes from .10 on
-    lan_hosts[PUBLIC] = public_hosts
+        spec = lan.nat_spec
+        gateway = next(iter(net.hosts())) if spec is not None else None
+        add_segment(lan.name, net, gateway, 9)  # nodes from .10 on
+        if spec is None:
+            continue
+        behaviour, cgnat = spec.behaviour()
+        if cgnat is not None:
+            carrier = carrier_segment(lan.name)
+            c_net = carriers[lan.name]
+            add_segment(carrier, c_net, next(iter(c_net.hosts())), 1)
+            add_router(carrier_router(lan.name), carrier, PUBLIC, "carrier-grade NAT", cgnat, None)
+            add_router(home_router(lan.name), lan.name, carrier, spec.preset, behaviour,
+                       segments[carrier].gateway)
+        else:
+            add_router(home_router(lan.name), lan.name, PUBLIC, spec.preset, behaviour, None)
 
-    addresses: dict[str, ipaddress.IPv4Address] = {}
-    for spec in scenario.nodes:
-        try:
-            addresses[spec.name] = next(lan_hosts[spec.lan])
-        except StopIteration:
-            raise ValueError(f"segment {spec.lan!r} has no address left for {spec.name!r}") from None
+    # A LAN without NAT ("public") is routed: everything on the public segment learns it.
+    public_routes = tuple((str(segments[r.lan].subnet), str(r.wan_ip)) for r in routers.values()
+                          if r.behaviour is None and r.upstream == PUBLIC)
+    routers = {name: _with_routes(r, public_routes) for name, r in routers.items()}
+
+    addresses = {}
+    for spec_node in scenario.nodes:
+        addresses[spec_node.name] = next(free[spec_node.lan])
     peer_ids = {n.name: peer_id_for_seed(_seed(scenario, n.name)) for n in scenario.nodes}
 
     def node_addr(name: str) -> str:
-        """A dialable address for ``name`` as seen from the public segment."""
         return f"/ip4/{addresses[name]}/tcp/{NODE_PORT}/p2p/{peer_ids[name]}"
 
+    def host_routes(segment: str) -> tuple[Route, ...]:
+        return public_routes if segment == PUBLIC else ()
+
     nodes: dict[str, NodePlan] = {}
-    for spec in scenario.nodes:
+    for spec_node in scenario.nodes:
         args = [
-            "--name", spec.name,
-            "--key-seed", _seed(scenario, spec.name),
-            "--listen-ip", str(addresses[spec.name]),
+            "--name", spec_node.name,
+            "--key-seed", _seed(scenario, spec_node.name),
+            "--listen-ip", str(addresses[spec_node.name]),
             "--port", str(NODE_PORT),
             "--topic", scenario.topic,
-            "--role", spec.role,
+            "--role", spec_node.role,
             "--no-stdin",
         ]
-        if spec.quic:
+        if spec_node.quic:
             args.append("--quic")
-        if spec.mdns:
+        if spec_node.mdns:
             args.append("--mdns")
-        if not spec.holepunch:
+        if not spec_node.holepunch:
             args.append("--no-holepunch")
-        for relay in spec.relay:
+        for relay in spec_node.relay:
             args += ["--relay", node_addr(relay)]
-        for target in spec.dial:
+        for target in spec_node.dial:
             if isinstance(target, str) and target.startswith("/"):
                 args += ["--dial", target]
                 continue
@@ -166,22 +244,69 @@ def build_plan(scenario: Scenario) -> LabPlan:
                 args += ["--dial", node_addr(target.node)]
             else:
                 args += ["--dial", f"{node_addr(target.via)}/p2p-circuit/p2p/{peer_ids[target.node]}"]
-        segment = segments[spec.lan]
-        nodes[spec.name] = NodePlan(
-            name=spec.name,
-            segment=spec.lan,
-            ip=addresses[spec.name],
-            gateway=segment.gateway,
-            role=spec.role,
-            peer_id=peer_ids[spec.name],
-            key_seed=_seed(scenario, spec.name),
-            args=tuple(args),
+        nodes[spec_node.name] = NodePlan(
+            name=spec_node.name, segment=spec_node.lan, ip=addresses[spec_node.name],
+            gateway=segments[spec_node.lan].gateway, role=spec_node.role,
+            peer_id=peer_ids[spec_node.name], key_seed=_seed(scenario, spec_node.name),
+            args=tuple(args), routes=host_routes(spec_node.lan),
         )
-        graph.add_node(spec.name, kind="node", role=spec.role, peer_id=peer_ids[spec.name])
-        graph.add_edge(spec.name, spec.lan, ip=str(addresses[spec.name]), interface=NODE_IF)
-    return LabPlan(scenario, segments, routers, nodes, graph)
+        graph.add_node(spec_node.name, kind="node", role=spec_node.role,
+                       peer_id=peer_ids[spec_node.name])
+        graph.add_edge(spec_node.name, spec_node.lan, ip=str(addresses[spec_node.name]),
+                       interface=NODE_IF)
+
+    # The NAT probe's hosts take the next free addresses, so nodes keep theirs.
+    probes: dict[str, NodePlan] = {}
+    reflector_ips = [next(free[PUBLIC]) for _ in REFLECTORS]
+    for name, ip, other in zip(REFLECTORS, reflector_ips, reversed(reflector_ips)):
+        probes[name] = NodePlan(
+            name=name, segment=PUBLIC, ip=ip, gateway=None, role="reflector", peer_id="",
+            key_seed="", routes=public_routes,
+            args=("--ip", str(ip), "--peer", str(other),
+                  "--ports", ",".join(str(p) for p in PROBE_PORTS)),
+        )
+    for lan in scenario.lans:
+        if lan.nat is None:
+            continue
+        name = f"probe.{lan.name}"
+        probes[name] = NodePlan(
+            name=name, segment=lan.name, ip=next(free[lan.name]),
+            gateway=segments[lan.name].gateway, role="probe", peer_id="", key_seed="", args=(),
+        )
+    return LabPlan(scenario, segments, routers, nodes, probes, graph,
+                   probing=scenario.probe_nat if probing is None else probing)
+
+
+def _with_routes(router: RouterPlan, routes: tuple[Route, ...]) -> RouterPlan:
+    if router.upstream != PUBLIC:
+        return router
+    own = str(router.wan_ip)
+    return RouterPlan(**{**router.__dict__, "routes": tuple(r for r in routes if r[1] != own)})
 
 
 def _seed(scenario: Scenario, node: str) -> str:
     """Identity seed: the scenario's seed and the node's name, so ids are reproducible."""
     return f"{scenario.name}:{scenario.seed}:{node}"
+
+
+def combined_behaviour(plan: LabPlan, lan: str) -> NatBehaviour | None:
+    """What a host on ``lan`` sees of all the NATs between it and the public segment:
+    the most restrictive mapping and filtering of the chain."""
+    order = ["endpoint-independent", "address-dependent", "address-and-port-dependent"]
+    chain = []
+    segment = lan
+    while segment != PUBLIC:
+        router = plan.router_for(segment)
+        if router.behaviour is not None:
+            chain.append(router.behaviour)
+        segment = router.upstream
+    if not chain:
+        return None
+    first = chain[0]
+    return NatBehaviour(
+        mapping=max((b.mapping for b in chain), key=order.index),  # type: ignore[arg-type]
+        filtering=max((b.filtering for b in chain), key=order.index),  # type: ignore[arg-type]
+        hairpin=first.hairpin,
+        udp_blocked=any(b.udp_blocked for b in chain),
+    )
+

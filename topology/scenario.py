@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from topology.nat import PRESETS, NatBehaviour, resolve
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 PUBLIC = "public"
 
@@ -66,7 +68,43 @@ def _check_subnet(value: str) -> str:
     return value
 
 
-NatPreset = Literal["port-restricted"]
+class NatSpec(_Strict):
+    """A NAT as a preset, with any of its parts overridden."""
+
+    preset: str = "port-restricted"
+    mapping: Literal["endpoint-independent", "address-dependent",
+                     "address-and-port-dependent"] | None = None
+    filtering: Literal["endpoint-independent", "address-dependent",
+                       "address-and-port-dependent"] | None = None
+    hairpin: bool | None = None
+    udp_timeout: int | None = Field(default=None, gt=0, le=86400)
+    tcp_timeout: int | None = Field(default=None, gt=0, le=864000)
+    port_preservation: bool | None = None
+    udp_blocked: bool | None = None
+
+    @model_validator(mode="after")
+    def _resolvable(self) -> "NatSpec":
+        resolve(self.preset, **self.overrides())
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if k != "preset" and v is not None}
+
+    def behaviour(self) -> tuple[NatBehaviour | None, NatBehaviour | None]:
+        """(this router, the carrier NAT above it or None)."""
+        return resolve(self.preset, **self.overrides())
+
+
+def nat_spec(value: str | NatSpec | None) -> NatSpec | None:
+    if value is None or isinstance(value, NatSpec):
+        return value
+    return NatSpec(preset=value)
+
+
+def _check_nat(value: Any) -> Any:
+    if isinstance(value, str) and value not in PRESETS:
+        raise ValueError(f"unknown NAT preset {value!r}; known: {', '.join(PRESETS)}")
+    return value
 
 
 class Lan(_Strict):
@@ -74,10 +112,17 @@ class Lan(_Strict):
 
     name: str
     subnet: str
-    nat: NatPreset | None = Field(
+    nat: str | NatSpec | None = Field(
         default="port-restricted",
-        description="NAT between this LAN and the public segment; null: no router",
+        description="a preset name, {preset, mapping, filtering, hairpin, udp_timeout, "
+        "tcp_timeout, port_preservation, udp_blocked}, or null for no router",
     )
+
+    _nat = field_validator("nat", mode="before")(classmethod(lambda cls, v: _check_nat(v)))
+
+    @property
+    def nat_spec(self) -> NatSpec | None:
+        return nat_spec(self.nat)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
     _subnet = field_validator("subnet")(classmethod(lambda cls, v: _check_subnet(v)))
@@ -137,7 +182,17 @@ class Sleep(_Strict):
     sleep: float = Field(ge=0)
 
 
-STEP_TAGS = ("wait-reservation", "wait-topic-peers", "wait-connection", "publish", "sleep")
+class SetNat(_Strict):
+    """Change a LAN's NAT mid-run (its connection tracking is flushed, as on a reboot)."""
+
+    set_nat: str = Field(alias="set-nat", description="the LAN whose router changes")
+    nat: str | NatSpec
+
+    _nat = field_validator("nat", mode="before")(classmethod(lambda cls, v: _check_nat(v)))
+
+
+STEP_TAGS = ("wait-reservation", "wait-topic-peers", "wait-connection", "publish", "sleep",
+             "set-nat")
 
 
 def _step_kind(value: Any) -> str | None:
@@ -147,7 +202,7 @@ def _step_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         if "wait" in value:
             return f"wait-{value['wait']}"
-        for key in ("publish", "sleep"):
+        for key in ("publish", "sleep", "set-nat"):
             if key in value:
                 return key
     return None
@@ -160,12 +215,13 @@ Step = Annotated[
         Annotated[WaitConnection, Tag("wait-connection")],
         Annotated[Publish, Tag("publish")],
         Annotated[Sleep, Tag("sleep")],
+        Annotated[SetNat, Tag("set-nat")],
     ],
     Discriminator(
         _step_kind,
         custom_error_type="timeline_step",
         custom_error_message="a step is one of: wait: reservation | topic-peers | "
-        "connection, publish: [nodes], sleep: SECONDS",
+        "connection, publish: [nodes], sleep: SECONDS, set-nat: LAN",
     ),
 ]
 
@@ -198,6 +254,8 @@ class Scenario(_Strict):
     timeline: list[Step] = Field(default_factory=list)
     expect: Expectations = Field(default_factory=Expectations)
     settle: float = Field(default=2.0, ge=0, description="seconds after the timeline")
+    probe_nat: bool = Field(default=False, description="classify every NAT with the "
+                            "built-in probe at lab start; a mismatch fails the run")
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -217,12 +275,15 @@ class Scenario(_Strict):
         subnets = [(("public", "subnet"), ipaddress.IPv4Network(self.public.subnet))]
         subnets += [(("lans", i, "subnet"), ipaddress.IPv4Network(lan.subnet))
                     for i, lan in enumerate(self.lans)]
+        carriers = self.carrier_subnets()
+        subnets += [(("lans", i, "nat"), carriers[lan.name])
+                    for i, lan in enumerate(self.lans) if lan.name in carriers]
         for a in range(len(subnets)):
             for b in range(a):
                 if subnets[a][1].overlaps(subnets[b][1]):
                     errors.append((subnets[a][0], f"subnet {subnets[a][1]} overlaps "
                                    f"{subnets[b][1]}: give each LAN its own subnet"))
-        errors += self._capacity_errors(subnets)
+        errors += self._capacity_errors([(loc, net) for loc, net in subnets if loc[-1] == "subnet"])
         roles = {node.name: node.role for node in self.nodes}
         for i, node in enumerate(self.nodes):
             if node.lan != PUBLIC and node.lan not in lan_names:
@@ -243,6 +304,18 @@ class Scenario(_Strict):
                     errors.append((("nodes", i, "dial", j, "via"),
                                    f"{target.via!r} is not a node with role: relay"))
         for i, step in enumerate(self.timeline):
+            if isinstance(step, SetNat):
+                lan = next((l for l in self.lans if l.name == step.set_nat), None)
+                if lan is None or lan.nat is None:
+                    errors.append((("timeline", i, "set-nat"), f"{step.set_nat!r} is not a LAN "
+                                   "with a NAT router"))
+                elif (lan.nat_spec.preset == "double-nat") != (nat_spec(step.nat).preset == "double-nat"):  # type: ignore[union-attr]
+                    errors.append((("timeline", i, "nat"), "double-nat changes the topology "
+                                   "(a carrier router): it cannot be switched on or off mid-run"))
+                elif nat_spec(step.nat).preset == "public" or lan.nat_spec.preset == "public":  # type: ignore[union-attr]
+                    errors.append((("timeline", i, "nat"), "public changes routing: it cannot "
+                                   "be switched on or off mid-run"))
+                continue
             names: list[str] = []
             if isinstance(step, (WaitReservation, WaitTopicPeers)):
                 names = step.nodes
@@ -269,23 +342,33 @@ class Scenario(_Strict):
     def _capacity_errors(self, subnets: list[tuple[tuple[Any, ...], ipaddress.IPv4Network]]
                          ) -> list[tuple[tuple[Any, ...], str]]:
         """Nodes take LAN addresses from .10 up, and the public segment from .2 up; the
-        last address of every segment is kept for a container engine's bridge."""
+        last address of every segment is kept for a container engine's bridge, and room
+        is kept for the NAT probe's hosts (two reflectors, one client per LAN)."""
         errors = []
         for (loc, net) in subnets:
             if loc[0] == "public":
                 users = [n for n in self.nodes if n.lan == PUBLIC]
-                demand = len(users) + sum(1 for lan in self.lans if lan.nat is not None)
+                demand = len(users) + sum(1 for lan in self.lans if lan.nat is not None) + 2
                 supply = net.num_addresses - 4
-                what = f"{demand} routers and public nodes"
+                what = f"{demand} routers, public nodes and NAT probe reflectors"
             else:
                 lan = self.lans[loc[1]]
-                demand = sum(1 for n in self.nodes if n.lan == lan.name)
+                demand = sum(1 for n in self.nodes if n.lan == lan.name) + 1
                 supply = max(0, net.num_addresses - 2 - 9 - 1)
-                what = f"{demand} nodes"
+                what = f"{demand} nodes and NAT probe hosts"
             if demand > supply:
                 errors.append((loc, f"subnet {net} has room for {supply} but the scenario puts "
                                f"{what} on it: use a larger subnet"))
         return errors
+
+    def carrier_subnets(self) -> dict[str, ipaddress.IPv4Network]:
+        """The 100.64.0.0/10 segment between each double-NAT LAN's two routers."""
+        out = {}
+        for lan in self.lans:
+            spec = lan.nat_spec
+            if spec is not None and spec.preset == "double-nat":
+                out[lan.name] = ipaddress.IPv4Network(f"100.64.{len(out) + 1}.0/24")
+        return out
 
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
@@ -346,6 +429,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as exc:
         lines = []
+        entries = []
         for err in exc.errors():
             loc = _strip_union_tags(tuple(err["loc"]))
             cross = err.get("ctx", {}).get("error")
@@ -358,6 +442,14 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
                 message = f"unknown field {loc[-1]!r}: remove it or check its spelling"
             elif err["type"] == "missing":
                 message = f"required field {loc[-1]!r} is missing"
+            entries.append((loc, message, err["type"]))
+        for loc, message, kind in entries:
+            # A union (a name or a mapping) fails once per member: keep the member that
+            # got furthest, not "Input should be a valid string" for the other one.
+            if kind.endswith("_type") and any(
+                    other[:len(loc)] == loc and other_kind != kind
+                    for other, _, other_kind in entries if (other, other_kind) != (loc, kind)):
+                continue
             lines.append(f"{source}:{_line_for(index, loc)}: {_field(loc)}: {message}")
         raise ScenarioError("\n".join(dict.fromkeys(lines))) from None
 
@@ -366,7 +458,8 @@ def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """pydantic puts union member names ('DialTarget', 'str', step tags) into locations."""
     out: list[Any] = []
     for i, part in enumerate(loc):
-        if isinstance(part, str) and (part[:1].isupper() or part in ("str", "list[str]")):
+        if isinstance(part, str) and (part[:1].isupper() or part in ("str", "list[str]")
+                                      or "[" in part):
             continue
         if part in STEP_TAGS and i >= 2 and loc[i - 2] == "timeline":
             continue

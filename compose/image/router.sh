@@ -15,8 +15,13 @@ rename() {
 }
 rename "$lan_ip" lan0
 rename "$wan_ip" wan0
-# Docker gives even internal networks a default route: a router has none.
+# Docker gives even internal networks a default route: a router has only the plan's.
 ip route del default 2>/dev/null || true
+if [ -n "${DEFAULT_VIA:-}" ]; then ip route add default via "$DEFAULT_VIA"; fi
+# ROUTES="10.9.0.0/24 via 203.0.113.5;..." (LANs routed without NAT)
+echo "${ROUTES:-}" | tr ';' '\n' | while read -r route; do
+    [ -z "$route" ] || ip route add $route
+done
 nft -f "$rules"
 echo "p2plab-router: ready (lan0 $lan_ip, wan0 $wan_ip)"
 trap 'exit 0' TERM INT
