@@ -9,11 +9,13 @@ RESULTS  ?= results
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.p2plab-installed
 
-# Debian packages: ip and nft build the lab; gcc and libgmp-dev build fastecdsa, which
-# libp2p 0.8.1 pins and which has no wheel.
-SYSTEM_PACKAGES := iproute2 nftables iptables conntrack util-linux mmdebstrap gcc libgmp-dev procps
+# Debian packages: ip, nft, iptables, conntrack and nsenter build the lab; mmdebstrap
+# builds the image's base; gcc and libgmp-dev build fastecdsa, which libp2p 0.8.1 pins
+# and which has no wheel; chromium renders reports in the tests.
+SYSTEM_PACKAGES := iproute2 nftables iptables conntrack util-linux mmdebstrap gcc libgmp-dev \
+                   procps chromium
 
-.PHONY: setup system scenario test quick chat clean validate images compose-v2
+.PHONY: setup system scenario test quick chat clean validate images compose-v2 suite
 
 setup: $(STAMP)
 
@@ -38,8 +40,14 @@ scenario: setup
 validate: setup
 	$(BIN)/p2plab validate scenarios/*.yaml
 
+# The suite of shipped scenarios on the default backend (JUnit XML in build/suite), then
+# every test; pytest's summary is the last line.
 test: setup compose-v2
+	$(BIN)/p2plab suite --results build/suite
 	$(BIN)/pytest -q
+
+suite: setup
+	$(BIN)/p2plab suite --backend $(BACKEND) --results $(RESULTS)/suite
 
 quick: setup
 	$(BIN)/pytest -q -m quick

@@ -59,6 +59,22 @@ def delivery(events: pd.DataFrame, nodes: dict[str, dict[str, Any]]) -> dict[str
             "ratio": (len(got) / len(expected)) if expected else 1.0,
             "missing": sorted(expected - set(got["node"])),
         })
+    per_publisher: dict[str, list[int]] = {}
+    per_receiver: dict[str, list[int]] = {}
+    for m in per_message:
+        got, exp = m["received"], m["expected"]
+        acc = per_publisher.setdefault(m["origin"], [0, 0])
+        acc[0] += got
+        acc[1] += exp
+    for _, pub in published.iterrows():
+        for n, info in nodes.items():
+            if info["role"] != "peer" or info["topic"] != pub["topic"] or n == pub["node"]:
+                continue
+            acc = per_receiver.setdefault(n, [0, 0])
+            acc[1] += 1
+    for _, r in received.drop_duplicates(["node", "msg_id"]).iterrows():
+        if r["node"] in per_receiver and r["msg_id"] in set(published["msg_id"]):
+            per_receiver[r["node"]][0] += 1
     expected_total = sum(m["expected"] for m in per_message)
     received_total = sum(m["received"] for m in per_message)
     lat_series = pd.Series(latencies, dtype=float)
@@ -77,8 +93,98 @@ def delivery(events: pd.DataFrame, nodes: dict[str, dict[str, Any]]) -> dict[str
             "p99": _percentile(lat_series, 0.99),
             "max": None if lat_series.empty else round(float(lat_series.max()), 3),
         },
+        "per_publisher": {k: (g / e if e else None) for k, (g, e) in per_publisher.items()},
+        "per_receiver": {k: (g / e if e else None) for k, (g, e) in per_receiver.items()},
         "per_message": per_message,
     }
+
+
+PROPAGATION_LEVELS = (0.5, 0.9, 0.99, 1.0)
+
+
+def propagation(events: pd.DataFrame, nodes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How long until a share of a message's subscribers have it (ms since publish).
+
+    Per message, the time at which 50/90/99/100 % of its expected receivers had it
+    (None if never); over all messages, the median of each, and a curve: the mean share
+    reached at each time since publish.
+    """
+    published = events[events["type"] == "message_published"]
+    received = events[events["type"] == "message_received"].drop_duplicates(["node", "msg_id"])
+    per_message = []
+    delays: list[list[float]] = []
+    for _, pub in published.iterrows():
+        expected = [n for n, info in nodes.items() if info["role"] == "peer"
+                    and info["topic"] == pub["topic"] and n != pub["node"]]
+        if not expected:
+            continue
+        got = received[(received["msg_id"] == pub["msg_id"]) & received["node"].isin(expected)]
+        times = sorted(((got["t"] - pub["t"]) * 1000).tolist())
+        delays.append(times + [float("inf")] * (len(expected) - len(times)))
+        entry = {"msg_id": pub["msg_id"]}
+        for level in PROPAGATION_LEVELS:
+            k = max(1, int(-(-level * len(expected) // 1)))  # ceil, at least one receiver
+            entry[f"t{int(level * 100)}_ms"] = round(times[k - 1], 3) if len(times) >= k else None
+        per_message.append(entry)
+    summary: dict[str, Any] = {"messages": len(per_message)}
+    for level in PROPAGATION_LEVELS:
+        key = f"t{int(level * 100)}_ms"
+        values = [m[key] for m in per_message if m[key] is not None]
+        summary[f"{key}_median"] = round(float(pd.Series(values).median()), 3) if values else None
+        summary[f"{key}_reached"] = len(values)
+    finite = [t for d in delays for t in d if t != float("inf")]
+    horizon = max(finite) * 1.05 if finite else 1.0
+    grid = [horizon * i / 100 for i in range(101)]
+    curve = [sum(sum(1 for t in d if t <= x) / len(d) for d in delays) / len(delays)
+             if delays else 0.0 for x in grid]
+    summary["curve"] = {"t_ms": [round(x, 3) for x in grid], "share": [round(c, 4) for c in curve]}
+    summary["per_message"] = per_message
+    return summary
+
+
+def connection_mix(events: pd.DataFrame, nodes: dict[str, dict[str, Any]], until: float | None,
+                   step_s: float = 0.5) -> dict[str, Any]:
+    """Open direct and relayed connections between nodes over time (each pair once)."""
+    by_peer = {info["peer_id"]: name for name, info in nodes.items()}
+    conn = events[events["type"].isin(["connection_opened", "connection_closed"])]
+    if conn.empty:
+        return {"t_s": [], "direct": [], "relayed": []}
+    start = float(events["t"].min())
+    end = until if until is not None else float(events["t"].max())
+    open_: dict[tuple[str, str, str, str], int] = {}
+    timeline = conn.sort_values("t")
+    samples: dict[str, list[float]] = {"t_s": [], "direct": [], "relayed": []}
+    rows = list(timeline.itertuples())
+    i = 0
+    t = start
+    while t <= end + 1e-9:
+        while i < len(rows) and rows[i].t <= t:
+            r = rows[i]
+            pair = tuple(sorted((r.node, by_peer.get(r.peer, r.peer))))
+            key = (pair[0], pair[1], r.kind, r.remote_addr)
+            open_[key] = open_.get(key, 0) + (1 if r.type == "connection_opened" else -1)
+            i += 1
+        for kind in ("direct", "relayed"):
+            pairs = {(k[0], k[1]) for k, v in open_.items() if v > 0 and k[2] == kind}
+            samples[kind].append(len(pairs))
+        samples["t_s"].append(round(t - start, 3))
+        t += step_s
+    return samples
+
+
+def recovery(events: pd.DataFrame, steps: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """For each fault in the timeline (a NAT change), how long until a message got through."""
+    out = []
+    received = events[events["type"] == "message_received"]
+    for step in steps or []:
+        if "set-nat" not in step["step"]:
+            continue
+        after = received[received["t"] > step["t"]]
+        first = float(after["t"].min()) if not after.empty else None
+        out.append({"fault": f"set-nat {step['step']['set-nat']} -> {step['step']['nat']}",
+                    "t": step["t"],
+                    "recovery_ms": round((first - step["t"]) * 1000, 1) if first else None})
+    return out
 
 
 def connections(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
@@ -182,13 +288,17 @@ def startup(events: pd.DataFrame, run_started: float | None,
 
 def summarize(events_dir: Path, until: float | None = None,
               run_started: float | None = None,
-              spawned: dict[str, float] | None = None) -> dict[str, Any]:
+              spawned: dict[str, float] | None = None,
+              steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     events = load_events(events_dir)
     nodes = node_table(events)
     pairs = connections(events, nodes, until)
     return {
         "nodes": nodes,
         "delivery": delivery(events, nodes),
+        "propagation": propagation(events, nodes),
+        "connection_mix": connection_mix(events, nodes, until),
+        "recovery": recovery(events, steps),
         "connections": {k: {kk: vv for kk, vv in v.items() if kk != "first_opened"}
                         for k, v in pairs.items()},
         "hole_punch": hole_punches(events, nodes, pairs),

@@ -6,8 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import base64
+import html
+
+import pandas as pd
+
+from analysis import plots
 from analysis.expectations import Verdict, check
 from analysis.metrics import summarize
+from analysis.tables import save_tables
+from topology.plan import build_plan
 from topology.scenario import load_scenario
 
 
@@ -17,7 +25,7 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     scenario = load_scenario(run_dir / "scenario.yaml")
     summary = summarize(run_dir / "events", until=manifest.get("timeline_end"),
                         run_started=manifest.get("started"),
-                        spawned=manifest.get("node_spawned"))
+                        spawned=manifest.get("node_spawned"), steps=manifest.get("steps"))
     summary["node_rss_mb"] = manifest.get("node_rss_mb", {})
     probe_file = run_dir / "nat_probe.json"
     summary["nat_probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
@@ -27,12 +35,58 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     summary["wall_time_s"] = (round(manifest["ended"] - manifest["started"], 2)
                               if "ended" in manifest and "started" in manifest else None)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (run_dir / "report.md").write_text(render_markdown(manifest, summary, verdicts))
+    figures = render_plots(run_dir, manifest, summary, build_plan(scenario).graph)
+    (run_dir / "report.md").write_text(render_markdown(manifest, summary, verdicts, figures))
+    (run_dir / "report.html").write_text(render_html(run_dir, manifest, summary, verdicts,
+                                                     figures, scenario.description))
     return summary, verdicts
 
 
+def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any],
+                 graph: Any) -> dict[str, Path]:
+    """Tables to CSV, and every plot that has data, into plots/."""
+    tables = save_tables(run_dir)
+    out = run_dir / "plots"
+    out.mkdir(exist_ok=True)
+    meta = {k: manifest.get(k) for k in ("scenario", "backend", "seed", "libp2p_version")}
+    deliveries = tables["deliveries"]
+    expected = {m["msg_id"]: m["expected"] for m in summary["delivery"]["per_message"]}
+    per_pair = _per_pair(summary, deliveries)
+    made = {
+        "topology": plots.topology_picture(graph, meta, out / "topology.png"),
+        "latency_cdf": plots.latency_cdf(deliveries, meta, out / "latency_cdf.png"),
+        "propagation": plots.propagation_curves(summary["propagation"], deliveries, expected,
+                                                meta, out / "propagation.png"),
+        "delivery_heatmap": plots.delivery_heatmap(per_pair, meta, out / "delivery_heatmap.png"),
+        "connections": plots.connection_timeline(summary["connection_mix"], meta,
+                                                 out / "connections.png"),
+        "hole_punch": plots.hole_punch_outcomes(summary["hole_punch"], meta,
+                                                out / "hole_punch.png"),
+    }
+    return {k: v for k, v in made.items() if v is not None}
+
+
+def _per_pair(summary: dict[str, Any], deliveries: pd.DataFrame) -> pd.DataFrame:
+    """Delivery ratio for every publisher x receiver pair."""
+    peers = sorted(n for n, i in summary["nodes"].items() if i["role"] == "peer")
+    counts = {m["origin"]: 0 for m in summary["delivery"]["per_message"]}
+    for m in summary["delivery"]["per_message"]:
+        counts[m["origin"]] += 1
+    publishers = sorted(counts)
+    if not publishers:
+        return pd.DataFrame()
+    got = deliveries[~deliveries["duplicate"].astype(bool)].groupby(
+        ["origin_node", "receiver"]).size()
+    frame = pd.DataFrame(index=publishers, columns=peers, dtype=float)
+    for p in publishers:
+        for r in peers:
+            if r != p:
+                frame.loc[p, r] = got.get((p, r), 0) / counts[p]
+    return frame
+
+
 def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
-                    verdicts: list[Verdict]) -> str:
+                    verdicts: list[Verdict], figures: dict[str, Path] | None = None) -> str:
     d = summary["delivery"]
     lat = d["latency_ms"]
     out = [
@@ -82,6 +136,20 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
             out.append(f"| {lan} | {r['router']} | {r['nat']} | {_probe_cell(r['observed'], 'udp')} "
                        f"| {_probe_cell(r['observed'], 'tcp')} | "
                        f"{'yes' if r['matches'] else '**no**: ' + '; '.join(r['mismatches'])} |")
+    prop = summary.get("propagation", {})
+    if prop.get("messages"):
+        out += ["", "## Propagation", "",
+                "| share of subscribers | median time (ms) | messages that got there |",
+                "|---|---|---|"]
+        for level in (50, 90, 99, 100):
+            out.append(f"| {level} % | {prop.get(f't{level}_ms_median')} | "
+                       f"{prop.get(f't{level}_ms_reached')}/{prop['messages']} |")
+    if summary.get("recovery"):
+        out += ["", "## Faults and recovery", ""]
+        out += [f"- {r['fault']}: first delivery {r['recovery_ms']} ms later"
+                for r in summary["recovery"]]
+    if figures:
+        out += ["", "## Plots", ""] + [f"![{k}](plots/{v.name})" for k, v in figures.items()]
     p = summary["ping"]
     out += ["", "## Ping", "", f"- {p['count']} pings, {p['failed']} failed, RTT p50 "
             f"{p['rtt_ms_p50']} ms, max {p['rtt_ms_max']} ms", ""]
@@ -108,3 +176,55 @@ def _probe_cell(observed: dict[str, Any], proto: str) -> str:
              "address-and-port-dependent": "APD"}
     return (f"{short.get(seen.get('mapping'), '?')}M+{short.get(seen.get('filtering'), '?')}F"
             + (", hairpin" if seen.get("hairpin") else ""))
+
+
+def render_html(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any],
+                verdicts: list[Verdict], figures: dict[str, Path], description: str) -> str:
+    """One self-contained page: images embedded, no scripts, opens from disk."""
+    def img(key: str, alt: str) -> str:
+        if key not in figures:
+            return ""
+        data = base64.b64encode(figures[key].read_bytes()).decode()
+        return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
+
+    d, lat, prop = summary["delivery"], summary["delivery"]["latency_ms"], summary["propagation"]
+    rows = "".join(
+        f"<tr class={'pass' if v.passed else 'fail'}><td>{html.escape(v.name)}</td>"
+        f"<td>{html.escape(v.expected)}</td><td>{html.escape(v.observed)}</td>"
+        f"<td>{'pass' if v.passed else 'FAIL'}</td></tr>" for v in verdicts)
+    ratio = "n/a" if d["delivery_ratio"] is None else f"{d['delivery_ratio']:.4f}"
+    headline = [
+        ("verdict", "PASS" if summary["passed"] else "FAIL"),
+        ("delivery ratio", f"{ratio} ({d['deliveries']}/{d['deliveries_expected']})"),
+        ("latency p50 / p99", f"{lat['p50']} / {lat['p99']} ms"),
+        ("time to 90 % of subscribers (median)", f"{prop.get('t90_ms_median')} ms"),
+        ("wall time", f"{summary['wall_time_s']} s"),
+    ]
+    heads = "".join(f"<div class=num><b>{html.escape(v)}</b><br>{html.escape(k)}</div>"
+                    for k, v in headline)
+    markdown_sections = render_markdown(manifest, summary, verdicts)
+    detail = html.escape(markdown_sections.split("## Delivery", 1)[-1])
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>{html.escape(manifest['scenario'])}: p2plab report</title>
+<style>body{{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:4px 8px;font-size:14px}}
+tr.pass td:last-child{{color:#2e7d32}}tr.fail td{{background:#fdecea}}
+.num{{display:inline-block;margin:0 1.5em 1em 0}}figure{{margin:1em 0}}img{{max-width:100%}}
+pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
+<h1>{html.escape(manifest['scenario'])}: {'PASS' if summary['passed'] else 'FAIL'}</h1>
+<p>{html.escape(description.strip())}</p>
+<p>backend {html.escape(str(manifest.get('backend')))} · kernel {html.escape(str(manifest.get('kernel')))}
+ · seed {manifest.get('seed')} · p2plab {manifest.get('p2plab_version')} · libp2p
+ {manifest.get('libp2p_version')} · link impairment: {html.escape(str(manifest.get('link_impairment')))}</p>
+<div>{heads}</div>
+<h2>Expectations</h2><table><tr><th>expectation</th><th>expected</th><th>observed</th>
+<th>verdict</th></tr>{rows}</table>
+<h2>Topology</h2>{img('topology', 'topology')}
+<h2>Propagation</h2>{img('propagation', 'propagation curves')}
+<h2>Latency</h2>{img('latency_cdf', 'latency CDF')}
+<h2>Delivery</h2>{img('delivery_heatmap', 'delivery heat map')}
+<h2>Connections</h2>{img('connections', 'connection timeline')}
+{('<h2>Hole punching</h2>' + img('hole_punch', 'hole-punch outcomes')) if 'hole_punch' in figures else ''}
+<h2>Details</h2><pre>## Delivery{detail}</pre>
+<p>Tables: <code>tables/*.csv</code> in this folder.</p></body></html>
+"""

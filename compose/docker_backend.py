@@ -17,6 +17,7 @@ the run's prefix, lets a bridge's own traffic through.
 from __future__ import annotations
 
 import platform
+from concurrent.futures import ThreadPoolExecutor
 import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
@@ -26,6 +27,7 @@ from compose.backend import PREFIX, BackendError
 from compose.images import ensure_image
 from topology.plan import LabPlan
 
+PARALLEL = 6  # concurrent Docker API calls while building a lab
 LABEL = "p2plab"
 RUN_LABEL = "p2plab.run"
 LAB_MOUNT = PurePosixPath("/lab")
@@ -120,23 +122,27 @@ class DockerBackend:
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
         for segment in plan.segments:
             self._create_network(segment)
-        # Carrier NATs first: a home router behind one routes through it.
-        for router in sorted(plan.routers.values(), key=lambda r: r.upstream != "public"):
-            rules = run_dir / "routers" / f"{router.name}.nft"
-            rules.write_text(router.nft_ruleset)
-            container = self._create_container(
-                router.name, router.lan, str(router.lan_ip),
-                command=["p2plab-router", str(router.lan_ip), str(router.wan_ip),
-                         str(LAB_MOUNT / "routers" / rules.name)],
-                cap_add=["NET_ADMIN"], environment=router_environment(router),
-                sysctls={"net.ipv4.ip_forward": "1", **router.sysctls},
-            )
-            self.networks[router.upstream].connect(container, ipv4_address=str(router.wan_ip))
-            container.start()
-            self._wait_router(router.name)
-        for host in plan.hosts():
-            self._create_container(host.name, host.segment, str(host.ip),
-                                   command=["python", *host.command(LAB_MOUNT)])
+        # Containers are created in parallel: on slow storage drivers each takes a while.
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            list(pool.map(self._create_router, plan.routers.values()))
+            list(pool.map(self._wait_router, plan.routers))
+            list(pool.map(lambda h: self._create_container(
+                h.name, h.segment, str(h.ip), command=["python", *h.command(LAB_MOUNT)]),
+                list(plan.hosts())))
+
+    def _create_router(self, router: Any) -> None:
+        assert self.run_dir is not None
+        rules = self.run_dir / "routers" / f"{router.name}.nft"
+        rules.write_text(router.nft_ruleset)
+        container = self._create_container(
+            router.name, router.lan, str(router.lan_ip),
+            command=["p2plab-router", str(router.lan_ip), str(router.wan_ip),
+                     str(LAB_MOUNT / "routers" / rules.name)],
+            cap_add=["NET_ADMIN"], environment=router_environment(router),
+            sysctls={"net.ipv4.ip_forward": "1", **router.sysctls},
+        )
+        self.networks[router.upstream].connect(container, ipv4_address=str(router.wan_ip))
+        container.start()
 
     def _create_container(self, name: str, segment: str, ip: str, command: list[str],
                           **kwargs: Any) -> Any:

@@ -31,7 +31,8 @@ LOCAL_BASE = f"p2plab-base:bookworm-{hashlib.sha256(BASE_PACKAGES.encode()).hexd
 DEBIAN_MIRROR = os.environ.get("P2PLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # The node's runtime dependencies, pinned to what this checkout runs with.
 NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr")
-CODE_DIRS = ("p2plab", "node")
+# What the image runs: the chat node, the event format it writes, the NAT probe.
+IMAGE_CODE = ("node", "p2plab/__init__.py", "p2plab/events.py", "p2plab/natprobe.py")
 
 
 def requirements() -> str:
@@ -43,7 +44,11 @@ def base_image() -> str:
 
 
 def _code_files() -> list[Path]:
-    return sorted(p for d in CODE_DIRS for p in (PROJECT / d).rglob("*.py"))
+    files = []
+    for item in IMAGE_CODE:
+        path = PROJECT / item
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
 
 
 def image_tag() -> str:
@@ -129,8 +134,10 @@ def write_build_context(ctx: Path, wheels: Path) -> None:
     shutil.copy(IMAGE_DIR / "Dockerfile", ctx / "Dockerfile")
     shutil.copytree(wheels, ctx / "wheels")
     app = ctx / "app"
-    for d in CODE_DIRS:
-        shutil.copytree(PROJECT / d, app / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for path in _code_files():
+        target = app / path.relative_to(PROJECT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
     (app / "bin").mkdir()
     shutil.copy(IMAGE_DIR / "router.sh", app / "bin" / "p2plab-router")
 

@@ -14,6 +14,7 @@ import platform
 import secrets
 import signal
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,7 +43,11 @@ POLL_S = 0.1
 
 
 class StepFailed(Exception):
-    """A wait step timed out: the run goes on to teardown and is reported as failed."""
+    """A step could not complete: the run goes on to teardown and is reported as failed."""
+
+
+class StepTimeout(StepFailed):
+    """A wait step's condition did not come true in time."""
 
 
 @dataclass
@@ -139,7 +144,7 @@ class Runner:
                     raise StepFailed(f"node {name} exited while waiting for {what}; "
                                      f"see logs/{name}.log")
             if time.monotonic() > deadline:
-                raise StepFailed(f"timed out after {timeout:g} s waiting for {what}")
+                raise StepTimeout(f"timed out after {timeout:g} s waiting for {what}")
             time.sleep(POLL_S)
 
     def _reserved(self, node: str) -> bool:
@@ -155,12 +160,19 @@ class Runner:
 
     # -- the timeline ----------------------------------------------------------------
     def start_nodes(self) -> None:
-        # Relays first: peers reserve on them as soon as they start.
-        order = sorted(self.plan.nodes.values(), key=lambda n: n.role != "relay")
-        for node in order:
-            self.spawned[node.name] = time.time()
-            self.backend.start_node(node.name)
-        self.progress(f"started {len(order)} nodes, waiting until they are ready")
+        # Relays first (peers reserve on them as soon as they start), then the rest at
+        # once: starting a container takes a while on some storage drivers.
+        def start(name: str) -> None:
+            self.spawned[name] = time.time()
+            self.backend.start_node(name)
+
+        relays = [n.name for n in self.plan.nodes.values() if n.role == "relay"]
+        others = [n for n in self.plan.nodes if n not in relays]
+        for name in relays:
+            start(name)
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(start, others))
+        self.progress(f"started {len(self.plan.nodes)} nodes, waiting until they are ready")
         self.wait_until(
             "every node to start",
             lambda: all(self.tail.last(n, "node_started") for n in self.plan.nodes),
@@ -178,11 +190,17 @@ class Runner:
                             lambda: all(self._mesh_size(n) >= step.min for n in step.nodes),
                             step.timeout)
         elif isinstance(step, WaitConnection):
-            a, b = step.between
-            self.progress(f"waiting for a {step.kind} connection {a} <-> {b}")
-            self.wait_until(f"a {step.kind} connection between {a} and {b}",
-                            lambda: self._connected(a, b, step.kind)
-                            or self._connected(b, a, step.kind), step.timeout)
+            pairs = step.all_pairs()
+            what = f"a {step.kind} connection " + ", ".join(f"{a} <-> {b}" for a, b in pairs)
+            self.progress(f"waiting for {what}")
+            try:
+                self.wait_until(what, lambda: all(
+                    self._connected(a, b, step.kind) or self._connected(b, a, step.kind)
+                    for a, b in pairs), step.timeout)
+            except StepTimeout:
+                if step.required:
+                    raise
+                self.progress(f"not every pair got {step.kind}; going on")
         elif isinstance(step, Publish):
             publishers = ([n.name for n in self.plan.scenario.peers()]
                           if step.publish == "all" else step.publish)

@@ -123,7 +123,8 @@ class ChatNode:
         else:
             key_pair = None
         ips = list(config.listen_ips) or default_listen_ips()
-        self.listen_addrs = [Multiaddr(f"/ip4/{ip}/tcp/{config.port}") for ip in ips]
+        self.listen_addrs = ([Multiaddr(f"/ip4/{ip}/tcp/{config.port}") for ip in ips]
+                             if config.tcp else [])
         if config.quic:
             self.listen_addrs += [
                 Multiaddr(f"/ip4/{ip}/udp/{config.port}/quic-v1") for ip in ips

@@ -42,6 +42,7 @@ class NodeConfig:
     listen_ips: tuple[str, ...]
     port: int
     quic: bool
+    tcp: bool
     mdns: bool
     dial: tuple[Multiaddr, ...]
     relays: tuple[Multiaddr, ...]
@@ -99,6 +100,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--quic", action="store_true",
                         help="listen and dial QUIC as well as TCP")
+    parser.add_argument("--no-tcp", action="store_true",
+                        help="with --quic: QUIC only (py-libp2p then cannot dial TCP peers)")
     parser.add_argument("--mdns", action="store_true",
                         help="discover LAN peers with mDNS and connect to them")
     parser.add_argument("--dial", action="append", default=[], metavar="MULTIADDR")
@@ -143,6 +146,8 @@ def parse_args(argv: list[str]) -> NodeConfig:
         raise UsageError(f"--port {args.port}: must be 1-65535")
     if not (0 < args.degree_low <= args.degree <= args.degree_high):
         raise UsageError("gossipsub degrees must satisfy 0 < D_lo <= D <= D_hi")
+    if args.no_tcp and not args.quic:
+        raise UsageError("--no-tcp needs --quic: a node must listen on something")
     if args.heartbeat <= 0:
         raise UsageError("--heartbeat must be positive")
     relays = tuple(parse_multiaddr(a, "--relay") for a in args.relay)
@@ -158,6 +163,7 @@ def parse_args(argv: list[str]) -> NodeConfig:
         listen_ips=tuple(args.listen_ip),
         port=args.port,
         quic=args.quic,
+        tcp=not args.no_tcp,
         mdns=args.mdns,
         dial=tuple(parse_multiaddr(a, "--dial") for a in args.dial),
         relays=relays,

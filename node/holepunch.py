@@ -11,7 +11,8 @@ import time
 from typing import Callable
 
 from libp2p.peer.id import ID
-from libp2p.relay.circuit_v2.dcutr import DCUtRProtocol
+import trio
+from libp2p.relay.circuit_v2.dcutr import MAX_HOLE_PUNCH_ATTEMPTS, DCUtRProtocol
 from multiaddr import Multiaddr
 
 DCUTR_LOGGER = "libp2p.relay.circuit_v2.dcutr"
@@ -38,7 +39,11 @@ def transport_of(addrs: list[Multiaddr]) -> str:
 
 
 class RecordingDCUtR(DCUtRProtocol):
-    """DCUtRProtocol that reports every punch through ``on_attempt``."""
+    """DCUtRProtocol that reports every punch through ``on_attempt``, and that starts a
+    punch only from the side that accepted the relayed connection, as the DCUtR spec
+    says. py-libp2p 0.8.1 drives punches from both sides at once; two concurrent
+    sessions interfere, and a punch that theory allows (full cone with symmetric) then
+    fails at random."""
 
     def __init__(self, host, on_attempt: Callable[..., None]) -> None:  # type: ignore[no-untyped-def]
         super().__init__(host)
@@ -49,6 +54,25 @@ class RecordingDCUtR(DCUtRProtocol):
         logger.addHandler(self._reason)
         if logger.level == logging.NOTSET or logger.level > logging.WARNING:
             logger.setLevel(logging.WARNING)
+
+    async def _auto_drive_loop(self) -> None:
+        while True:
+            await trio.sleep(1.0)
+            network = self.host.get_network()
+            for peer_id, conns in list(getattr(network, "connections", {}).items()):
+                if peer_id in self._in_progress or peer_id in self._direct_connections:
+                    continue
+                if self._hole_punch_attempts.get(peer_id, 0) >= MAX_HOLE_PUNCH_ATTEMPTS:
+                    continue
+                conns = conns if isinstance(conns, list) else [conns]
+                kinds = [(_relayed(c), _inbound(c)) for c in conns]
+                if kinds and all(relayed for relayed, _ in kinds) and any(i for _, i in kinds):
+                    try:
+                        await self.initiate_hole_punch(peer_id)
+                    except trio.Cancelled:
+                        raise
+                    except Exception as exc:  # recorded by the punch itself when it ran
+                        self._reason.last = str(exc)
 
     async def _perform_hole_punch(  # type: ignore[override]
         self, peer_id: ID, addrs: list[Multiaddr], as_responder: bool = False
@@ -64,6 +88,8 @@ class RecordingDCUtR(DCUtRProtocol):
             reason = "" if ok else (self._reason.last or "no direct connection")
             if not addrs:
                 reason = "peer sent no direct addresses"
+            elif not ok and all(_private(a) for a in addrs):
+                reason += f" (the peer offered only private addresses: {[str(a) for a in addrs]})"
             self._on_attempt(
                 peer=peer_id.to_base58(),
                 attempt=attempt,
@@ -75,3 +101,29 @@ class RecordingDCUtR(DCUtRProtocol):
                 addrs=[str(a) for a in addrs],
             )
         return ok
+
+
+RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+
+def _private(addr: Multiaddr) -> bool:
+    """True for an RFC 1918 address: no one outside the peer's own LAN can dial it."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(addr.value_for_protocol("ip4"))
+    except Exception:
+        return False
+    return any(ip in ipaddress.ip_network(net) for net in RFC1918)
+
+
+def _relayed(conn) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        return any("/p2p-circuit" in str(a) for a in conn.get_transport_addresses())
+    except Exception:
+        return False
+
+
+def _inbound(conn) -> bool:  # type: ignore[no-untyped-def]
+    direction = getattr(conn, "direction", None)
+    return str(getattr(direction, "name", direction)).lower() == "inbound"

@@ -7,11 +7,12 @@ unusable environment (the message says what to do).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
-from compose.backend import BACKENDS, BackendError, make_backend
+from compose.backend import BACKENDS, BackendError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
@@ -46,38 +47,50 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from analysis.report import build_report
-    from compose.runner import execute, new_run_dir, new_run_id
-    from topology.plan import build_plan
-    from topology.scenario import ScenarioError, find_scenario, load_scenario
+    from compose.session import run_scenario
+    from topology.matrix import is_matrix_file
+    from topology.scenario import ScenarioError, find_scenario
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
-        scenario = load_scenario(path)
-        build_plan(scenario)  # address-plan errors surface before anything is made
+        if is_matrix_file(path):
+            return _run_matrix(path, args)
+        result = run_scenario(path, args.backend, Path(args.results), _progress,
+                              probe=True if args.probe else None)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
-    run_id = new_run_id()
-    try:
-        backend = make_backend(args.backend, run_id, log=_progress)
-        backend.check_environment()
     except BackendError as exc:
-        return _fail(str(exc))
-    run_dir = new_run_dir(Path(args.results), scenario, run_id)
-    _progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
-    try:
-        execute(path, scenario, backend, run_id, run_dir, _progress,
-                probe=True if args.probe else None)
-    except BackendError as exc:
-        return _fail(f"{exc}\n(the lab was torn down; results so far in {run_dir})")
+        return _fail(f"{exc}\n(nothing of the lab is left running)")
     except KeyboardInterrupt:
-        return _fail(f"interrupted; the lab was torn down (partial results in {run_dir})", 130)
-    summary, verdicts = build_report(run_dir)
-    for v in verdicts:
+        return _fail("interrupted; the lab was torn down (partial results kept)", 130)
+    for v in result.verdicts:
         print(f"  {'pass' if v.passed else 'FAIL'}  {v.name}: expected {v.expected}, "
               f"observed {v.observed}")
-    print(f"{scenario.name}: {'PASS' if summary['passed'] else 'FAIL'} "
-          f"({summary['wall_time_s']} s) -> {run_dir}/report.md")
+    print(f"{result.scenario}: {'PASS' if result.passed else 'FAIL'} "
+          f"({result.summary['wall_time_s']} s) -> {result.run_dir}/report.md")
+    return 0 if result.passed else 1
+
+
+def _run_matrix(path: Path, args: argparse.Namespace) -> int:
+    from compose.matrix import run_matrix
+    from topology.matrix import lab_scenarios, load_matrix
+
+    matrix = load_matrix(path)
+    lab_scenarios(matrix)  # every generated scenario validates before anything is made
+    try:
+        out, rows = run_matrix(matrix, path, args.backend, Path(args.results), _progress)
+    except BackendError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted; the labs were torn down", 130)
+    summary = json.loads((out / "matrix.json").read_text())["summary"]
+    for transport, figures in summary["figures"].items():
+        print(f"  {transport}: {figures}")
+    for row in summary["unexplained_disagreements"]:
+        print(f"  FAIL  {row['a']} <-> {row['b']} over {row['transport']}: observed "
+              f"{row['outcome']}, theory says {row['theory']}")
+    print(f"{matrix.name}: {'PASS' if summary['passed'] else 'FAIL'} "
+          f"({summary['wall_time_s']} s) -> {out}/matrix.html")
     return 0 if summary["passed"] else 1
 
 
@@ -107,6 +120,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(f"wrote {compose_file}; run it with: cd {out} && docker compose up --build -d")
     return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.compare import compare, render
+
+    runs = [Path(args.run_a), Path(args.run_b)]
+    for run in runs:
+        if not (run / "summary.json").exists():
+            return _fail(f"{run} has no summary.json: is it a results folder? "
+                         "(p2plab report RUN rebuilds it from events)")
+    rows = compare(*runs, tolerance=args.tolerance)
+    print(render(rows, *runs, args.tolerance))
+    return 1 if any(r.regression for r in rows) else 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from compose.suite import default_suite, run_suite
+    from topology.scenario import ScenarioError
+
+    try:
+        paths = default_suite(SCENARIOS_DIR, args.scenarios)
+    except ScenarioError as exc:
+        return _fail(str(exc))
+    return run_suite(paths, args.backend, Path(args.results), Path(args.junit) if args.junit else None)
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -142,6 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--format", choices=("compose",), default="compose")
     export.add_argument("--output", "-o", default=None, help="folder (default: export-NAME)")
     export.set_defaults(func=cmd_export)
+    compare = sub.add_parser("compare", help="compare two results folders, flag regressions")
+    compare.add_argument("run_a")
+    compare.add_argument("run_b")
+    compare.add_argument("--tolerance", type=float, default=0.10,
+                         help="relative change that counts as a regression (default 0.10)")
+    compare.set_defaults(func=cmd_compare)
+    suite = sub.add_parser("suite", help="run several scenarios; JUnit XML and a summary")
+    suite.add_argument("scenarios", nargs="*",
+                       help="scenario files, names or folders (default: the shipped ones, "
+                            "without the long nat-matrix)")
+    suite.add_argument("--backend", default="docker", choices=BACKENDS)
+    suite.add_argument("--results", default="results/suite")
+    suite.add_argument("--junit", default=None, help="JUnit XML path (default: RESULTS/junit.xml)")
+    suite.set_defaults(func=cmd_suite)
     clean = sub.add_parser("clean", help="remove everything any lab run left behind")
     clean.set_defaults(func=cmd_clean)
     args = parser.parse_args(argv)

@@ -209,7 +209,12 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
         addresses[spec_node.name] = next(free[spec_node.lan])
     peer_ids = {n.name: peer_id_for_seed(_seed(scenario, n.name)) for n in scenario.nodes}
 
-    def node_addr(name: str) -> str:
+    specs = {n.name: n for n in scenario.nodes}
+
+    def node_addr(name: str, dialer: str) -> str:
+        """TCP, or QUIC when the dialer cannot speak TCP (both must then speak QUIC)."""
+        if not specs[dialer].tcp and specs[name].quic:
+            return f"/ip4/{addresses[name]}/udp/{NODE_PORT}/quic-v1/p2p/{peer_ids[name]}"
         return f"/ip4/{addresses[name]}/tcp/{NODE_PORT}/p2p/{peer_ids[name]}"
 
     def host_routes(segment: str) -> tuple[Route, ...]:
@@ -228,12 +233,14 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
         ]
         if spec_node.quic:
             args.append("--quic")
+        if not spec_node.tcp:
+            args.append("--no-tcp")
         if spec_node.mdns:
             args.append("--mdns")
         if not spec_node.holepunch:
             args.append("--no-holepunch")
         for relay in spec_node.relay:
-            args += ["--relay", node_addr(relay)]
+            args += ["--relay", node_addr(relay, spec_node.name)]
         for target in spec_node.dial:
             if isinstance(target, str) and target.startswith("/"):
                 args += ["--dial", target]
@@ -241,9 +248,10 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             if isinstance(target, str):
                 target = DialTarget(node=target)
             if target.via is None:
-                args += ["--dial", node_addr(target.node)]
+                args += ["--dial", node_addr(target.node, spec_node.name)]
             else:
-                args += ["--dial", f"{node_addr(target.via)}/p2p-circuit/p2p/{peer_ids[target.node]}"]
+                args += ["--dial", f"{node_addr(target.via, spec_node.name)}/p2p-circuit/p2p/"
+                         f"{peer_ids[target.node]}"]
         nodes[spec_node.name] = NodePlan(
             name=spec_node.name, segment=spec_node.lan, ip=addresses[spec_node.name],
             gateway=segments[spec_node.lan].gateway, role=spec_node.role,

@@ -140,6 +140,7 @@ class NodeSpec(_Strict):
     lan: str = Field(description=f"a LAN name, or {PUBLIC!r}")
     role: Literal["peer", "relay"] = "peer"
     quic: bool = False
+    tcp: bool = Field(default=True, description="false with quic: true makes a QUIC-only node")
     mdns: bool = False
     holepunch: bool = Field(default=True, description="run DCUtR on relayed connections")
     relay: list[str] = Field(default_factory=list, description="relay nodes to reserve on")
@@ -165,10 +166,23 @@ class WaitTopicPeers(_Strict):
 
 
 class WaitConnection(_Strict):
+    """Wait for a connection of a kind between one pair, or (``pairs``) several at once."""
+
     wait: Literal["connection"]
-    between: tuple[str, str]
+    between: tuple[str, str] | None = None
+    pairs: list[tuple[str, str]] = Field(default_factory=list)
     kind: Literal["any", "direct", "relayed"] = "any"
     timeout: float = 30.0
+    required: bool = Field(default=True, description="false: on timeout, just go on")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "WaitConnection":
+        if (self.between is None) == (not self.pairs):
+            raise ValueError("give either between: [a, b] or pairs: [[a, b], ...]")
+        return self
+
+    def all_pairs(self) -> list[tuple[str, str]]:
+        return [self.between] if self.between else list(self.pairs)
 
 
 class Publish(_Strict):
@@ -286,6 +300,8 @@ class Scenario(_Strict):
         errors += self._capacity_errors([(loc, net) for loc, net in subnets if loc[-1] == "subnet"])
         roles = {node.name: node.role for node in self.nodes}
         for i, node in enumerate(self.nodes):
+            if not node.tcp and not node.quic:
+                errors.append((("nodes", i, "tcp"), "a node needs tcp or quic: set quic: true"))
             if node.lan != PUBLIC and node.lan not in lan_names:
                 errors.append(((("nodes", i, "lan")), f"LAN {node.lan!r} does not exist; "
                                f"known: {', '.join([PUBLIC] + lan_names)}"))
@@ -320,7 +336,7 @@ class Scenario(_Strict):
             if isinstance(step, (WaitReservation, WaitTopicPeers)):
                 names = step.nodes
             elif isinstance(step, WaitConnection):
-                names = list(step.between)
+                names = [n for pair in step.all_pairs() for n in pair]
             elif isinstance(step, Publish) and step.publish != "all":
                 names = list(step.publish)
             for name in names:

@@ -1,0 +1,190 @@
+"""The hole-punch grid: cell outcomes from lab summaries, compared with theory, and
+rendered as CSV, JSON, a PNG grid and a self-contained HTML page with a legend."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from topology.matrix import Cell, MatrixFile, theory  # noqa: E402
+from topology.nat import PRESETS, resolve  # noqa: E402
+
+OUTCOMES = ("direct", "relayed", "failed")
+COLOURS = {"direct": "#2e9d4f", "relayed": "#e8a33d", "failed": "#c8453b"}
+QUIC_CAUSE = ("py-libp2p 0.8.1's DCUtR predicts only TCP addresses, so a QUIC punch "
+              "never gets a usable address")
+
+
+def cell_results(cells: list[Cell], summary: dict[str, Any], lab: str) -> list[dict[str, Any]]:
+    rows = []
+    for c in cells:
+        key = "<->".join(sorted((c.node_a, c.node_b)))
+        conn = summary["connections"].get(key, {})
+        punch = summary["hole_punch"].get(key, {})
+        ever = conn.get("ever", [])
+        outcome = "direct" if "direct" in ever else ("relayed" if "relayed" in ever else "failed")
+        expected = theory(c.a, c.b, c.transport)
+        reasons = sorted({f["reason"] for f in punch.get("failures", []) if f.get("reason")})
+        row = {
+            "a": c.a, "b": c.b, "transport": c.transport, "outcome": outcome,
+            "theory": expected, "agrees": outcome == expected,
+            "time_to_direct_ms": punch.get("time_to_direct_ms"),
+            "attempts": punch.get("attempts", 0), "successes": punch.get("successes", 0),
+            "reasons": "; ".join(reasons)[:300], "lab": lab, "nodes": f"{c.node_a},{c.node_b}",
+        }
+        row["known_cause"] = (QUIC_CAUSE if not row["agrees"] and c.transport == "quic"
+                              and expected == "direct" and outcome == "relayed" else "")
+        rows.append(row)
+    return rows
+
+
+def _grid(rows: list[dict[str, Any]], presets: list[str], transport: str) -> list[list[str]]:
+    grid = [["" for _ in presets] for _ in presets]
+    for r in rows:
+        if r["transport"] != transport:
+            continue
+        i, j = presets.index(r["a"]), presets.index(r["b"])
+        grid[i][j] = grid[j][i] = r["outcome"]
+    return grid
+
+
+def render_png(rows: list[dict[str, Any]], presets: list[str], transports: list[str],
+               path: Path, meta: dict[str, Any]) -> None:
+    fig, axes = plt.subplots(1, len(transports), figsize=(6.2 * len(transports), 6.4),
+                             squeeze=False)
+    cmap = ListedColormap([COLOURS[o] for o in OUTCOMES] + ["#dddddd"])
+    for ax, transport in zip(axes[0], transports):
+        grid = _grid(rows, presets, transport)
+        values = [[OUTCOMES.index(v) if v in OUTCOMES else 3 for v in row] for row in grid]
+        ax.imshow(values, cmap=cmap, vmin=0, vmax=3)
+        by_key = {(r["a"], r["b"]): r for r in rows if r["transport"] == transport}
+        for i, a in enumerate(presets):
+            for j, b in enumerate(presets):
+                r = by_key.get((a, b)) or by_key.get((b, a))
+                if r is None:
+                    continue
+                label = r["outcome"]
+                if r["time_to_direct_ms"]:
+                    label += f"\n{r['time_to_direct_ms'] / 1000:.1f} s"
+                if not r["agrees"]:
+                    label += "\n≠ theory" + ("*" if r["known_cause"] else " (!)")
+                ax.text(j, i, label, ha="center", va="center", fontsize=7, color="white")
+        ax.set_xticks(range(len(presets)), presets, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(presets)), presets, fontsize=8)
+        ax.set_title(f"{transport.upper()}: outcome per NAT pair")
+        ax.set_xlabel("NAT of the dialling node")
+        ax.set_ylabel("NAT of the dialled node")
+    fig.legend(handles=[Patch(color=COLOURS[o], label=o) for o in OUTCOMES],
+               loc="lower center", ncol=3)
+    if any(r["known_cause"] for r in rows):
+        fig.text(0.5, 0.005, "* disagrees with theory for a known reason: " + QUIC_CAUSE,
+                 ha="center", fontsize=8)
+    fig.suptitle(f"Hole punching through emulated NATs — backend {meta['backend']}, "
+                 f"libp2p {meta['libp2p_version']}, seed {meta['seed']}")
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for transport in sorted({r["transport"] for r in rows}):
+        mine = [r for r in rows if r["transport"] == transport]
+        times = [r["time_to_direct_ms"] for r in mine if r["time_to_direct_ms"]]
+        out[transport] = {
+            "cells": len(mine),
+            **{o: sum(r["outcome"] == o for r in mine) for o in OUTCOMES},
+            "median_time_to_direct_ms": round(median(times), 1) if times else None,
+            "disagree_with_theory": sum(not r["agrees"] for r in mine),
+        }
+    return out
+
+
+def write_matrix_report(out: Path, matrix: MatrixFile, rows: list[dict[str, Any]],
+                        meta: dict[str, Any]) -> dict[str, Any]:
+    presets = matrix.matrix.presets
+    transports = list(matrix.matrix.transports)
+    with open(out / "matrix.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    figures = _figures(rows)
+    unexplained = [r for r in rows if not r["agrees"] and not r["known_cause"]]
+    summary = {**meta, "figures": figures, "passed": not unexplained,
+               "unexplained_disagreements": unexplained}
+    (out / "matrix.json").write_text(json.dumps({"summary": summary, "cells": rows}, indent=2))
+    render_png(rows, presets, transports, out / "matrix.png", meta)
+    (out / "matrix.html").write_text(_html(rows, presets, transports, summary, out / "matrix.png"))
+    return summary
+
+
+def _html(rows: list[dict[str, Any]], presets: list[str], transports: list[str],
+          summary: dict[str, Any], png: Path) -> str:
+    image = base64.b64encode(png.read_bytes()).decode()
+    legend = "".join(
+        f"<tr><td><b>{html.escape(p)}</b></td><td>{html.escape(PRESETS[p].description)}</td>"
+        f"<td>{html.escape(_short(p))}</td></tr>" for p in presets)
+    tables = []
+    for transport in transports:
+        by_key = {(r["a"], r["b"]): r for r in rows if r["transport"] == transport}
+        head = "".join(f"<th>{html.escape(p)}</th>" for p in presets)
+        body = []
+        for a in presets:
+            cells_html = []
+            for b in presets:
+                r = by_key.get((a, b)) or by_key.get((b, a))
+                if r is None:
+                    cells_html.append("<td></td>")
+                    continue
+                t = f"<br>{r['time_to_direct_ms'] / 1000:.1f} s" if r["time_to_direct_ms"] else ""
+                flag = "" if r["agrees"] else f"<br><i>theory: {r['theory']}</i>"
+                cells_html.append(f"<td style='background:{COLOURS[r['outcome']]}' title="
+                                  f"'{html.escape(r['reasons'])}'>{r['outcome']}{t}{flag}</td>")
+            body.append(f"<tr><th>{html.escape(a)}</th>{''.join(cells_html)}</tr>")
+        tables.append(f"<h2>{transport.upper()}</h2><table class=grid><tr><th></th>{head}</tr>"
+                      f"{''.join(body)}</table>")
+    disagreements = "".join(
+        f"<li>{html.escape(r['a'])} ↔ {html.escape(r['b'])} over {r['transport']}: observed "
+        f"<b>{r['outcome']}</b>, theory <b>{r['theory']}</b>. "
+        f"{html.escape(r['known_cause'] or 'Unexplained: a node bug or a finding.')} "
+        f"{html.escape(r['reasons'])}</li>"
+        for r in rows if not r["agrees"])
+    figures = "".join(f"<li>{t.upper()}: {json.dumps(f)}</li>" for t, f in summary["figures"].items())
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>{html.escape(summary['matrix'])}: hole-punch matrix</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #999;padding:4px 8px;
+font-size:13px;text-align:center}}table.grid td{{color:white;min-width:7em}}</style></head><body>
+<h1>Hole-punch matrix: {html.escape(summary['matrix'])}</h1>
+<p>Backend {summary['backend']}, kernel {summary['kernel']}, p2plab {summary['p2plab_version']},
+libp2p {summary['libp2p_version']}, seed {summary['seed']}; {summary['cells']} cells in
+{summary['labs']} labs, {summary['wall_time_s']} s. Each cell: two chat nodes behind the two
+NATs meet through a circuit relay, then DCUtR tries to make the connection direct.
+<b>direct</b>: a direct connection opened; <b>relayed</b>: only the relayed one;
+<b>failed</b>: no connection at all. Times are from the relayed to the direct connection.</p>
+<ul>{figures}</ul>
+<img alt="hole-punch grid" src="data:image/png;base64,{image}" style="max-width:100%">
+{''.join(tables)}
+<h2>Cells that disagree with theory</h2><ul>{disagreements or '<li>none</li>'}</ul>
+<h2>Legend: the NAT presets</h2><table><tr><th>preset</th><th>what it is</th>
+<th>mapping + filtering</th></tr>{legend}</table></body></html>
+"""
+
+
+def _short(preset: str) -> str:
+    own, cgnat = resolve(preset)
+    if own is None:
+        return "no NAT"
+    return own.short() + (f" behind {cgnat.short()}" if cgnat else "")

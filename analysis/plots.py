@@ -1,0 +1,151 @@
+"""The report's plots, each a PNG labelled with units and the run's parameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import networkx as nx  # noqa: E402
+import pandas as pd  # noqa: E402
+
+COLOURS = {"direct": "#2e9d4f", "relayed": "#e8a33d", "success": "#2e9d4f", "failure": "#c8453b"}
+
+
+def _subtitle(meta: dict[str, Any]) -> str:
+    return (f"{meta.get('scenario')} · backend {meta.get('backend')} · seed {meta.get('seed')} "
+            f"· libp2p {meta.get('libp2p_version')}")
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def latency_cdf(deliveries: pd.DataFrame, meta: dict[str, Any], path: Path) -> Path | None:
+    lat = deliveries.loc[~deliveries["duplicate"].astype(bool), "latency_ms"].dropna()
+    if lat.empty:
+        return None
+    values = lat.sort_values().to_numpy()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post")
+    for q in (0.5, 0.95, 0.99):
+        x = float(lat.quantile(q))
+        ax.axvline(x, color="grey", lw=0.8, ls="--")
+        ax.text(x, 0.02 + q * 0.1, f"p{int(q * 100)} {x:.1f} ms", fontsize=8, rotation=90)
+    ax.set_xlabel("delivery latency (ms, receive time − publish time)")
+    ax.set_ylabel("share of deliveries")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Latency CDF ({len(values)} deliveries)\n{_subtitle(meta)}", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def propagation_curves(prop: dict[str, Any], deliveries: pd.DataFrame, expected: dict[str, int],
+                       meta: dict[str, Any], path: Path) -> Path | None:
+    curve = prop.get("curve", {})
+    if not curve.get("t_ms") or not prop.get("messages"):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for msg_id, group in deliveries[~deliveries["duplicate"].astype(bool)].groupby("msg_id"):
+        n = expected.get(msg_id)
+        if not n:
+            continue
+        times = sorted(group["latency_ms"].dropna())
+        ax.step([0] + times, [0] + [(i + 1) / n for i in range(len(times))], where="post",
+                color="#9bb7d4", lw=0.6, alpha=0.6)
+    ax.plot(curve["t_ms"], curve["share"], color="#1f4e79", lw=2.2, label="mean over messages")
+    t90 = prop.get("t90_ms_median")
+    if t90 is not None:
+        ax.axhline(0.9, color="#c8453b", lw=0.8, ls="--")
+        ax.axvline(t90, color="#c8453b", lw=0.8, ls="--")
+        ax.annotate(f"90 % of subscribers: {t90:.1f} ms (median)", (t90, 0.9),
+                    xytext=(10, -30), textcoords="offset points", fontsize=9, color="#c8453b")
+    ax.set_xlabel("time since publish (ms)")
+    ax.set_ylabel("share of subscribers that have the message")
+    ax.set_ylim(0, 1.05)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"Gossip propagation ({prop['messages']} messages)\n{_subtitle(meta)}",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def delivery_heatmap(per_pair: pd.DataFrame, meta: dict[str, Any], path: Path) -> Path | None:
+    if per_pair.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + 0.5 * len(per_pair.columns)),
+                                    max(4.0, 1.2 + 0.45 * len(per_pair))))
+    image = ax.imshow(per_pair.to_numpy(dtype=float), vmin=0, vmax=1, cmap="RdYlGn")
+    ax.set_xticks(range(len(per_pair.columns)), per_pair.columns, rotation=45, ha="right")
+    ax.set_yticks(range(len(per_pair.index)), per_pair.index)
+    for i in range(len(per_pair.index)):
+        for j in range(len(per_pair.columns)):
+            v = per_pair.iat[i, j]
+            if pd.notna(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xlabel("receiver")
+    ax.set_ylabel("publisher")
+    fig.colorbar(image, ax=ax, label="delivery ratio")
+    ax.set_title(f"Delivery ratio, publisher × receiver\n{_subtitle(meta)}", fontsize=9)
+    return _save(fig, path)
+
+
+def connection_timeline(mix: dict[str, Any], meta: dict[str, Any], path: Path) -> Path | None:
+    if not mix.get("t_s"):
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    ax.stackplot(mix["t_s"], mix["direct"], mix["relayed"], labels=["direct", "relayed"],
+                 colors=[COLOURS["direct"], COLOURS["relayed"]], alpha=0.85)
+    ax.set_xlabel("time since the first event (s)")
+    ax.set_ylabel("node pairs connected")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"Connections over time, direct vs relayed\n{_subtitle(meta)}", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def hole_punch_outcomes(punches: dict[str, Any], meta: dict[str, Any], path: Path) -> Path | None:
+    if not punches:
+        return None
+    pairs = list(punches)
+    ok = [punches[p]["successes"] for p in pairs]
+    bad = [punches[p]["attempts"] - punches[p]["successes"] for p in pairs]
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(pairs)), 3.4))
+    ax.bar(pairs, ok, color=COLOURS["success"], label="succeeded")
+    ax.bar(pairs, bad, bottom=ok, color=COLOURS["failure"], label="failed")
+    for i, p in enumerate(pairs):
+        t = punches[p].get("time_to_direct_ms")
+        if t:
+            ax.text(i, ok[i] + bad[i] + 0.05, f"{t / 1000:.1f} s to direct", ha="center", fontsize=8)
+    ax.set_ylabel("hole-punch attempts")
+    ax.set_ylim(0, max(o + b for o, b in zip(ok, bad)) + 1)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Hole-punch outcomes (DCUtR)\n{_subtitle(meta)}", fontsize=10)
+    return _save(fig, path)
+
+
+def topology_picture(graph: nx.Graph, meta: dict[str, Any], path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    pos = nx.spring_layout(graph, seed=int(meta.get("seed") or 0))
+    kinds = nx.get_node_attributes(graph, "kind")
+    style = {"segment": ("s", "#bcd4e6", 900), "router": ("D", "#e8a33d", 500),
+             "node": ("o", "#2e9d4f", 400)}
+    for kind, (shape, colour, size) in style.items():
+        members = [n for n, k in kinds.items() if k == kind]
+        nx.draw_networkx_nodes(graph, pos, nodelist=members, node_shape=shape,
+                               node_color=colour, node_size=size, ax=ax)
+    nx.draw_networkx_edges(graph, pos, ax=ax, alpha=0.5)
+    labels = {n: (f"{n}\n{graph.nodes[n].get('subnet', '')}" if kinds.get(n) == "segment"
+                  else f"{n}\n{graph.nodes[n].get('nat', '')}" if kinds.get(n) == "router" else n)
+              for n in graph.nodes}
+    nx.draw_networkx_labels(graph, pos, labels=labels, font_size=7, ax=ax)
+    ax.set_title(f"Topology: segments (squares), NAT routers (diamonds), nodes (circles)\n"
+                 f"{_subtitle(meta)}", fontsize=10)
+    ax.axis("off")
+    return _save(fig, path)

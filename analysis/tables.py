@@ -1,0 +1,74 @@
+"""Event logs as tidy tables: one row per message, delivery, connection event, hole punch,
+ping and timeline step. Saved as CSV next to the report, so anyone can reload them:
+
+    pandas.read_csv("results/RUN/tables/deliveries.csv")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.metrics import load_events, node_table
+
+TABLES = ("messages", "deliveries", "connections", "hole_punches", "pings", "steps")
+
+
+def _cols(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    for column in columns:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=object)
+    return frame[columns].reset_index(drop=True)
+
+
+def build_tables(events: pd.DataFrame, steps: list[dict] | None = None) -> dict[str, pd.DataFrame]:
+    nodes = node_table(events)
+    by_peer = {info["peer_id"]: name for name, info in nodes.items()}
+    pub = events[events["type"] == "message_published"].copy()
+    messages = _cols(pub.rename(columns={"node": "origin_node", "t": "t_published"}),
+                     ["msg_id", "origin_node", "seq", "size", "topic", "t_published"])
+    rec = events[events["type"] == "message_received"].copy()
+    rec = rec.rename(columns={"node": "receiver", "t": "t_received"})
+    deliveries = rec.merge(messages[["msg_id", "origin_node", "t_published"]], on="msg_id",
+                           how="left")
+    deliveries["latency_ms"] = (deliveries["t_received"] - deliveries["t_published"]) * 1000
+    deliveries["duplicate"] = deliveries.duplicated(["msg_id", "receiver"])
+    deliveries = _cols(deliveries, ["msg_id", "origin_node", "receiver", "t_published",
+                                    "t_received", "latency_ms", "size", "duplicate"])
+    conn = events[events["type"].isin(["connection_opened", "connection_closed"])].copy()
+    conn["peer_node"] = conn["peer"].map(by_peer) if not conn.empty else None
+    connections = _cols(conn, ["t", "node", "peer_node", "type", "kind", "transport",
+                               "direction", "remote_addr"])
+    hp = events[events["type"] == "hole_punch"].copy()
+    if not hp.empty:
+        hp["peer_node"] = hp["peer"].map(by_peer)
+    hole_punches = _cols(hp, ["t", "node", "peer_node", "attempt", "outcome", "elapsed_ms",
+                              "transport", "role", "reason"])
+    pg = events[events["type"] == "ping"].copy()
+    if not pg.empty:
+        pg["peer_node"] = pg["peer"].map(by_peer)
+    pings = _cols(pg, ["t", "node", "peer_node", "rtt_ms", "outcome", "reason"])
+    step_rows = [{"t": s["t"], "step": json.dumps(s["step"], sort_keys=True),
+                  "kind": _step_kind(s["step"])} for s in (steps or [])]
+    steps_frame = _cols(pd.DataFrame(step_rows), ["t", "kind", "step"])
+    return {"messages": messages, "deliveries": deliveries, "connections": connections,
+            "hole_punches": hole_punches, "pings": pings, "steps": steps_frame}
+
+
+def _step_kind(step: dict) -> str:
+    for key in ("wait", "publish", "sleep", "set-nat"):
+        if key in step:
+            return key if key != "wait" else f"wait-{step['wait']}"
+    return "?"
+
+
+def save_tables(run_dir: Path) -> dict[str, pd.DataFrame]:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    tables = build_tables(load_events(run_dir / "events"), manifest.get("steps"))
+    out = run_dir / "tables"
+    out.mkdir(exist_ok=True)
+    for name, frame in tables.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+    return tables

@@ -1,0 +1,42 @@
+"""One scenario from file to verdict: the path shared by `p2plab run` and `p2plab suite`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from analysis.expectations import Verdict
+from analysis.report import build_report
+from compose.backend import make_backend
+from compose.runner import execute, new_run_dir, new_run_id
+from topology.plan import build_plan
+from topology.scenario import load_scenario
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    run_dir: Path
+    summary: dict[str, Any]
+    verdicts: list[Verdict]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.summary["passed"])
+
+
+def run_scenario(path: Path, backend_name: str, results: Path,
+                 progress: Callable[[str], None], probe: bool | None = None) -> RunResult:
+    """Validate, check the environment, run, report. Raises ScenarioError (bad input),
+    BackendError (unusable environment) or KeyboardInterrupt, after tearing down."""
+    scenario = load_scenario(path)
+    build_plan(scenario)  # address-plan errors surface before anything is made
+    run_id = new_run_id()
+    backend = make_backend(backend_name, run_id, log=progress)
+    backend.check_environment()
+    run_dir = new_run_dir(results, scenario, run_id)
+    progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
+    execute(path, scenario, backend, run_id, run_dir, progress, probe=probe)
+    summary, verdicts = build_report(run_dir)
+    return RunResult(scenario.name, run_dir, summary, verdicts)

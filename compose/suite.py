@@ -1,0 +1,82 @@
+"""A suite: several scenarios in a row, with a progress display, JUnit XML and a summary.
+
+Its last line is ``suite: N passed, N failed`` (expectations), and it exits non-zero if
+any expectation failed or any scenario could not run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from analysis.junit import write_junit
+from compose.backend import BackendError
+from compose.session import run_scenario
+from topology.matrix import is_matrix_file
+from topology.scenario import ScenarioError, find_scenario
+
+
+def default_suite(scenarios_dir: Path, items: list[str]) -> list[Path]:
+    """Scenario files from names, files or folders; by default every shipped scenario
+    except matrix files (a matrix is its own long run: p2plab run nat-matrix)."""
+    if not items:
+        return sorted(p for p in scenarios_dir.glob("*.yaml") if not is_matrix_file(p))
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            paths += sorted(p for p in path.glob("*.yaml") if not is_matrix_file(p))
+        else:
+            found = find_scenario(item, scenarios_dir)
+            if is_matrix_file(found):
+                raise ScenarioError(f"{found} is a matrix: run it with p2plab run, not in a suite")
+            paths.append(found)
+    return paths
+
+
+def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None) -> int:
+    console = Console(stderr=True)
+    results.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    started = time.time()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total}"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("suite", total=len(paths))
+        for path in paths:
+            progress.update(task, description=f"{path.stem} on {backend}")
+            note = lambda m, name=path.stem: progress.console.print(f"[dim]{name}: {m}")  # noqa: E731
+            entry: dict[str, Any] = {"scenario": path.stem, "file": str(path)}
+            try:
+                result = run_scenario(path, backend, results, note)
+                entry.update(run_dir=str(result.run_dir), passed=result.passed,
+                             wall_time_s=result.summary["wall_time_s"],
+                             verdicts=[v.as_dict() for v in result.verdicts], error=None)
+            except (ScenarioError, BackendError, ValueError) as exc:
+                entry.update(passed=False, verdicts=[], error=str(exc), wall_time_s=0)
+            runs.append(entry)
+            mark = "[green]PASS" if entry["passed"] else "[red]FAIL"
+            progress.console.print(f"{mark}[/] {path.stem} ({entry['wall_time_s']} s)"
+                                   + (f": {entry['error']}" if entry["error"] else ""))
+            progress.advance(task)
+    passed = sum(v["passed"] for r in runs for v in r["verdicts"])
+    failed = sum(not v["passed"] for r in runs for v in r["verdicts"]) + sum(
+        1 for r in runs if r["error"])
+    write_junit(junit or results / "junit.xml", runs)
+    summary = {"backend": backend, "wall_time_s": round(time.time() - started, 1),
+               "scenarios": len(runs), "expectations_passed": passed,
+               "expectations_failed": failed, "runs": runs}
+    (results / "suite.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = ["| scenario | verdict | wall time (s) | failed expectations |", "|---|---|---|---|"]
+    for r in runs:
+        bad = "; ".join(v["name"] for v in r["verdicts"] if not v["passed"]) or r["error"] or "-"
+        lines.append(f"| {r['scenario']} | {'PASS' if r['passed'] else 'FAIL'} | "
+                     f"{r['wall_time_s']} | {bad} |")
+    (results / "suite.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"suite: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1

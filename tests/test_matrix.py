@@ -1,0 +1,78 @@
+"""The hole-punch matrix: theory for every cell, generation, and a real (small) grid
+whose cells must agree with theory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import P2PLAB, ROOT
+from topology.matrix import MatrixFile, MatrixSpec, cells, lab_scenarios, load_matrix, theory
+from topology.plan import build_plan
+
+
+@pytest.mark.quick
+def test_theory_cells() -> None:
+    assert theory("full-cone", "full-cone", "tcp") == "direct"
+    assert theory("symmetric", "symmetric", "tcp") == "relayed"
+    assert theory("symmetric", "port-restricted", "tcp") == "relayed"
+    assert theory("restricted-cone", "symmetric", "tcp") == "direct"
+    assert theory("double-nat", "double-nat", "quic") == "relayed"
+    assert theory("udp-blocked", "full-cone", "quic") == "failed"
+    assert theory("udp-blocked", "full-cone", "tcp") == "direct"
+    assert theory("public", "symmetric", "tcp") == "direct"
+    # Symmetric in its arguments.
+    presets = MatrixSpec().presets
+    assert all(theory(a, b, t) == theory(b, a, t) for a in presets for b in presets
+               for t in ("tcp", "quic"))
+
+
+@pytest.mark.quick
+def test_shipped_matrix_expands_into_valid_labs() -> None:
+    matrix = load_matrix(ROOT / "scenarios" / "nat-matrix.yaml")
+    all_cells = cells(matrix.matrix)
+    assert len(all_cells) == 2 * 7 * 8 // 2
+    labs = lab_scenarios(matrix)
+    assert sum(len(c) for _, c in labs) == len(all_cells)
+    for scenario, mine in labs:
+        plan = build_plan(scenario)
+        assert len(plan.nodes) == 2 * len(mine) + 1
+        for c in mine:
+            flags = plan.nodes[c.node_b].args
+            assert ("--no-tcp" in flags) == (c.transport == "quic")
+
+
+@pytest.mark.netns
+@pytest.mark.usefixtures("no_leftovers")
+def test_small_grid_agrees_with_theory(tmp_path: Path) -> None:
+    path = tmp_path / "grid.yaml"
+    path.write_text("""
+name: grid
+seed: 21
+matrix:
+  presets: [full-cone, port-restricted, symmetric]
+  transports: [tcp]
+  direct_timeout: 30
+""")
+    result = subprocess.run([*P2PLAB, "run", str(path), "--backend", "netns",
+                             "--results", str(tmp_path / "r")],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = next((tmp_path / "r").iterdir())
+    rows = list(csv.DictReader(open(out / "matrix.csv")))
+    assert len(rows) == 6
+    by = {(r["a"], r["b"]): r for r in rows}
+    assert by[("full-cone", "full-cone")]["outcome"] == "direct"
+    assert by[("full-cone", "symmetric")]["outcome"] == "direct"
+    assert by[("symmetric", "symmetric")]["outcome"] == "relayed"
+    assert by[("port-restricted", "symmetric")]["outcome"] == "relayed"
+    assert all(r["agrees"] == "True" for r in rows)
+    summary = json.loads((out / "matrix.json").read_text())["summary"]
+    assert summary["passed"] and summary["figures"]["tcp"]["direct"] == 4
+    page = (out / "matrix.html").read_text()
+    assert "data:image/png;base64," in page and "port-restricted" in page
+    assert (out / "matrix.png").stat().st_size > 10_000

@@ -1,0 +1,132 @@
+"""Reports: tidy tables, propagation, plots with content, the HTML page in a real
+browser, `p2plab compare` flagging a worsened run, and suites with JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from analysis.compare import compare
+from analysis.metrics import load_events, summarize
+from analysis.tables import build_tables
+from tests.conftest import P2PLAB, ROOT
+from tests.test_analysis import IDS, _msg, _started, _write
+
+
+def _colour_share(png: Path) -> tuple[float, int]:
+    """(share of pixels that are not white or grey, number of distinct colours)."""
+    img = mpimg.imread(png)[..., :3]
+    spread = img.max(axis=2) - img.min(axis=2)
+    colours = len(np.unique((img * 255).astype(np.uint8).reshape(-1, 3), axis=0))
+    return float((spread > 0.15).mean()), colours
+
+
+@pytest.mark.quick
+def test_propagation_and_per_node_delivery(tmp_path: Path) -> None:
+    events = [_started("a"), _started("b"), _started("c"),
+              _msg("message_published", "a", "a", 1, 10.0),
+              _msg("message_received", "b", "a", 1, 10.010),
+              _msg("message_received", "c", "a", 1, 10.030),
+              _msg("message_published", "b", "b", 1, 20.0),
+              _msg("message_received", "a", "b", 1, 20.005)]
+    summary = summarize(_write(tmp_path, events))
+    prop = summary["propagation"]
+    first = prop["per_message"][0]
+    assert (first["t50_ms"], first["t90_ms"], first["t100_ms"]) == pytest.approx((10.0, 30.0, 30.0))
+    second = prop["per_message"][1]
+    assert second["t50_ms"] == pytest.approx(5.0) and second["t100_ms"] is None
+    assert prop["t100_ms_reached"] == 1 and prop["curve"]["share"][-1] == pytest.approx(0.75)
+    d = summary["delivery"]
+    assert d["per_publisher"] == {"a": 1.0, "b": 0.5}
+    assert d["per_receiver"] == {"a": 1.0, "b": 1.0, "c": 0.5}
+    tables = build_tables(load_events(tmp_path / "events"))
+    deliveries = tables["deliveries"]
+    assert len(deliveries) == 3 and set(deliveries["origin_node"]) == {"a", "b"}
+    assert deliveries["latency_ms"].round(3).tolist() == [10.0, 30.0, 5.0]
+
+
+@pytest.mark.quick
+def test_compare_flags_regressions(tmp_path: Path) -> None:
+    base = {"delivery": {"delivery_ratio": 1.0, "latency_ms": {"p50": 10, "p95": 20, "p99": 30}},
+            "propagation": {"t90_ms_median": 40, "t100_ms_median": 50}, "hole_punch": {},
+            "verdicts": [{"passed": True}]}
+    worse = json.loads(json.dumps(base))
+    worse["delivery"]["delivery_ratio"] = 0.9
+    worse["delivery"]["latency_ms"]["p99"] = 45
+    for name, summary in (("a", base), ("b", worse), ("c", base)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(summary))
+    rows = {r.figure: r for r in compare(tmp_path / "a", tmp_path / "b")}
+    assert rows["delivery ratio"].regression and rows["latency p99 (ms)"].regression
+    assert not rows["latency p50 (ms)"].regression
+    assert not any(r.regression for r in compare(tmp_path / "a", tmp_path / "c"))
+    result = subprocess.run([*P2PLAB, "compare", str(tmp_path / "a"), str(tmp_path / "b")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "REGRESSION" in result.stdout
+
+
+@pytest.mark.netns
+@pytest.mark.usefixtures("no_leftovers")
+def test_suite_report_browser_and_compare(tmp_path: Path) -> None:
+    results = tmp_path / "suite"
+    done = subprocess.run([*P2PLAB, "suite", "lan", "nat-holepunch", "--backend", "netns",
+                           "--results", str(results)], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("suite: ")
+    assert done.stdout.strip().endswith(" passed, 0 failed")
+    tree = ET.parse(results / "junit.xml")
+    cases = tree.getroot().findall(".//testcase")
+    suite = json.loads((results / "suite.json").read_text())
+    assert len(cases) == sum(len(r["verdicts"]) for r in suite["runs"]) >= 6
+    assert {c.get("classname") for c in cases} == {"p2plab.lan", "p2plab.nat-holepunch"}
+    assert not tree.getroot().findall(".//failure")
+
+    lan = Path(next(r["run_dir"] for r in suite["runs"] if r["scenario"] == "lan"))
+    # Tables reload, and plots have content.
+    import pandas as pd
+
+    deliveries = pd.read_csv(lan / "tables" / "deliveries.csv")
+    assert len(deliveries) == 200 and deliveries["latency_ms"].gt(0).all()
+    for plot in ("propagation", "latency_cdf", "delivery_heatmap", "connections", "topology"):
+        share, colours = _colour_share(lan / "plots" / f"{plot}.png")
+        assert share > 0.002 and colours > 50, (plot, share, colours)
+    summary = json.loads((lan / "summary.json").read_text())
+    assert 0 < summary["propagation"]["t90_ms_median"] <= summary["propagation"]["t100_ms_median"]
+
+    # The HTML report renders in a real browser, images included.
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium missing: make test installs it (apt-get install chromium)")
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1200,3000", f"--screenshot={shot}",
+                    f"file://{lan / 'report.html'}"], capture_output=True, timeout=120)
+    share, colours = _colour_share(shot)
+    assert share > 0.02 and colours > 200, (share, colours)
+    text_only = tmp_path / "text.html"
+    text_only.write_text((lan / "report.html").read_text().split("<h2>Topology")[0])
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--window-size=1200,3000", f"--screenshot={tmp_path / 'text.png'}",
+                    f"file://{text_only}"], capture_output=True, timeout=120)
+    assert _colour_share(tmp_path / "text.png")[0] < share / 2  # the images made the colour
+
+    # A deliberately worsened copy: n5 loses a quarter of what it received.
+    worse = tmp_path / "worse"
+    shutil.copytree(lan, worse, ignore=shutil.ignore_patterns("*.fifo"))
+    log = worse / "events" / "n5.jsonl"
+    lines = log.read_text().splitlines()
+    received = [i for i, l in enumerate(lines) if '"message_received"' in l]
+    drop = set(received[::4])
+    log.write_text("".join(l + "\n" for i, l in enumerate(lines) if i not in drop))
+    assert subprocess.run([*P2PLAB, "report", str(worse)], capture_output=True).returncode == 1
+    cmp = subprocess.run([*P2PLAB, "compare", str(lan), str(worse)], capture_output=True, text=True)
+    assert cmp.returncode == 1
+    assert any("delivery ratio" in l and "REGRESSION" in l for l in cmp.stdout.splitlines())

@@ -1,0 +1,148 @@
+"""The hole-punch matrix: every pair of NAT presets x transports, as generated scenarios.
+
+A matrix file (``matrix:`` at the top level) is expanded into a few ordinary scenarios,
+each holding several cells side by side (two NAT'd chat nodes per cell, one relay per
+lab), so the whole grid runs in a handful of labs. Theory says which cells can punch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from topology.nat import PRESETS, resolve
+from topology.scenario import Scenario, ScenarioError
+
+Transport = Literal["tcp", "quic"]
+
+
+class MatrixSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    presets: list[str] = Field(default_factory=lambda: list(PRESETS))
+    transports: list[Transport] = Field(default_factory=lambda: ["tcp", "quic"])
+    direct_timeout: float = Field(default=40.0, gt=0,
+                                  description="seconds a cell may take to turn direct")
+    cells_per_lab: int = Field(default=8, ge=1, le=20)
+
+    @field_validator("presets")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in PRESETS:
+                raise ValueError(f"unknown NAT preset {name!r}; known: {', '.join(PRESETS)}")
+        return value
+
+
+class MatrixFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    seed: int = 1
+    matrix: MatrixSpec = Field(default_factory=MatrixSpec)
+
+
+@dataclass(frozen=True)
+class Cell:
+    a: str  # preset of the listening side (dialled through the relay)
+    b: str  # preset of the dialling side
+    transport: Transport
+    node_a: str
+    node_b: str
+    lab: int
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.a, self.b, self.transport)
+
+
+def is_matrix_file(path: Path) -> bool:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and "matrix" in data
+
+
+def load_matrix(path: Path) -> MatrixFile:
+    try:
+        return MatrixFile.model_validate(yaml.safe_load(path.read_text()))
+    except ValidationError as exc:
+        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ScenarioError("\n".join(lines)) from None
+
+
+def theory(a: str, b: str, transport: Transport) -> str:
+    """What the NAT literature predicts for a cell: direct, relayed or failed.
+
+    A public side is dialled directly. Otherwise a punch works unless a side with an
+    address-and-port-dependent (unpredictable) mapping meets a side whose filtering
+    only admits the exact address:port it sent to, or two such mappings meet. UDP
+    blocked stops QUIC altogether (no relay, no punch) and is a home router for TCP.
+    """
+    if transport == "quic" and "udp-blocked" in (a, b):
+        return "failed"
+    behaviours = [resolve(p) for p in (a, b)]
+    if any(own is None for own, _ in behaviours):
+        return "direct"
+    mapping = [cg.mapping if cg else own.mapping for own, cg in behaviours]  # type: ignore[union-attr]
+    filtering = [cg.filtering if cg else own.filtering for own, cg in behaviours]  # type: ignore[union-attr]
+    hard = [m == "address-and-port-dependent" for m in mapping]
+    if all(hard):
+        return "relayed"
+    for i in (0, 1):
+        if hard[i] and filtering[1 - i] == "address-and-port-dependent":
+            return "relayed"
+    return "direct"
+
+
+def cells(spec: MatrixSpec) -> list[Cell]:
+    """Unordered preset pairs (each with itself too) for every transport."""
+    out = []
+    pairs = list(itertools.combinations_with_replacement(spec.presets, 2))
+    for transport in spec.transports:
+        for a, b in pairs:
+            n = len(out)
+            out.append(Cell(a, b, transport, f"a{n}", f"b{n}", n // spec.cells_per_lab))
+    return out
+
+
+def lab_scenarios(matrix: MatrixFile) -> list[tuple[Scenario, list[Cell]]]:
+    """One scenario per lab: a relay, and per cell two LANs with a chat node each."""
+    all_cells = cells(matrix.matrix)
+    labs = []
+    for lab in sorted({c.lab for c in all_cells}):
+        mine = [c for c in all_cells if c.lab == lab]
+        quic = any(c.transport == "quic" for c in mine)
+        lans, nodes, pairs = [], [{"name": "relay", "lan": "public", "role": "relay",
+                                   "quic": quic}], []
+        for c in mine:
+            n = int(c.node_a[1:])
+            for side, preset in (("a", c.a), ("b", c.b)):
+                lans.append({"name": f"{side}{n}-lan", "subnet": f"10.{n + 1}.{ord(side) - 96}.0/24",
+                             "nat": preset})
+            q = c.transport == "quic"
+            nodes.append({"name": c.node_a, "lan": f"a{n}-lan", "relay": ["relay"],
+                          "quic": q, "tcp": not q})
+            nodes.append({"name": c.node_b, "lan": f"b{n}-lan", "relay": ["relay"],
+                          "quic": q, "tcp": not q,
+                          "dial": [{"node": c.node_a, "via": "relay"}]})
+            pairs.append([c.node_a, c.node_b])
+        timeline = [{"wait": "connection", "pairs": pairs, "kind": "relayed", "timeout": 15,
+                     "required": False},
+                    {"wait": "connection", "pairs": pairs, "kind": "direct",
+                     "timeout": matrix.matrix.direct_timeout, "required": False}]
+        scenario = Scenario.model_validate({
+            "name": f"{matrix.name}-{lab}", "seed": matrix.seed + lab,
+            "description": f"{matrix.name} lab {lab}: cells {mine[0].node_a[1:]}-{mine[-1].node_a[1:]}",
+            "public": {"subnet": "203.0.113.0/24"}, "lans": lans, "nodes": nodes,
+            "timeline": timeline, "settle": 0,
+        })
+        labs.append((scenario, mine))
+    return labs
