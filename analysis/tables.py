@@ -30,7 +30,8 @@ def build_tables(events: pd.DataFrame, steps: list[dict] | None = None) -> dict[
     messages = _cols(pub.rename(columns={"node": "origin_node", "t": "t_published"}),
                      ["msg_id", "origin_node", "seq", "size", "topic", "t_published"])
     rec = events[events["type"] == "message_received"].copy()
-    rec = rec.rename(columns={"node": "receiver", "t": "t_received"})
+    rec = _cols(rec.rename(columns={"node": "receiver", "t": "t_received"}),
+                ["msg_id", "receiver", "t_received", "size"])
     deliveries = rec.merge(messages[["msg_id", "origin_node", "t_published"]], on="msg_id",
                            how="left")
     deliveries["latency_ms"] = (deliveries["t_received"] - deliveries["t_published"]) * 1000
@@ -38,7 +39,8 @@ def build_tables(events: pd.DataFrame, steps: list[dict] | None = None) -> dict[
     deliveries = _cols(deliveries, ["msg_id", "origin_node", "receiver", "t_published",
                                     "t_received", "latency_ms", "size", "duplicate"])
     conn = events[events["type"].isin(["connection_opened", "connection_closed"])].copy()
-    conn["peer_node"] = conn["peer"].map(by_peer) if not conn.empty else None
+    if not conn.empty:
+        conn["peer_node"] = conn["peer"].map(by_peer)
     connections = _cols(conn, ["t", "node", "peer_node", "type", "kind", "transport",
                                "direction", "remote_addr"])
     hp = events[events["type"] == "hole_punch"].copy()

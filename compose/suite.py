@@ -58,6 +58,9 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
                              verdicts=[v.as_dict() for v in result.verdicts], error=None)
             except (ScenarioError, BackendError, ValueError) as exc:
                 entry.update(passed=False, verdicts=[], error=str(exc), wall_time_s=0)
+            except Exception as exc:  # a bug in p2plab: report it and go on with the suite
+                entry.update(passed=False, verdicts=[], wall_time_s=0,
+                             error=f"internal error: {type(exc).__name__}: {exc}")
             runs.append(entry)
             mark = "[green]PASS" if entry["passed"] else "[red]FAIL"
             progress.console.print(f"{mark}[/] {path.stem} ({entry['wall_time_s']} s)"

@@ -53,6 +53,15 @@ def test_propagation_and_per_node_delivery(tmp_path: Path) -> None:
 
 
 @pytest.mark.quick
+def test_tables_and_summary_of_a_run_without_messages(tmp_path: Path) -> None:
+    events_dir = _write(tmp_path, [_started("a"), _started("r", "relay")])
+    tables = build_tables(load_events(events_dir))
+    assert all(frame.empty for frame in tables.values())
+    summary = summarize(events_dir)
+    assert summary["propagation"]["messages"] == 0 and summary["delivery"]["deliveries"] == 0
+
+
+@pytest.mark.quick
 def test_compare_flags_regressions(tmp_path: Path) -> None:
     base = {"delivery": {"delivery_ratio": 1.0, "latency_ms": {"p50": 10, "p95": 20, "p99": 30}},
             "propagation": {"t90_ms_median": 40, "t100_ms_median": 50}, "hole_punch": {},
