@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from analysis.metrics import pair_key
 from topology.scenario import Expectations
 
 
@@ -17,11 +18,6 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _pair_key(a: str, b: str) -> str:
-    x, y = sorted((a, b))
-    return f"{x}<->{y}"
 
 
 def check(expect: Expectations, summary: dict[str, Any],
@@ -45,12 +41,12 @@ def check(expect: Expectations, summary: dict[str, Any],
                                 "no deliveries" if p99 is None else f"{p99} ms",
                                 p99 is not None and p99 <= expect.latency_p99_ms_max))
     for item in expect.connections:
-        key = _pair_key(*item.between)
+        key = pair_key(*item.between)[0]
         final = summary["connections"].get(key, {}).get("final", "none")
         verdicts.append(Verdict(f"connection {key}", f"ends {item.final}", f"ends {final}",
                                 final == item.final))
     for item in expect.hole_punch:
-        key = _pair_key(*item.between)
+        key = pair_key(*item.between)[0]
         punch = summary["hole_punch"].get(key)
         outcome = punch["outcome"] if punch else "no attempt"
         detail = (f"{outcome} ({punch['successes']}/{punch['attempts']} attempts, "

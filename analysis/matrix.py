@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from analysis.metrics import pair_key  # noqa: E402
 from topology.matrix import Cell, MatrixFile, theory  # noqa: E402
 from topology.nat import PRESETS, resolve  # noqa: E402
 
@@ -30,7 +31,7 @@ QUIC_CAUSE = ("py-libp2p 0.8.1's DCUtR predicts only TCP addresses, so a QUIC pu
 def cell_results(cells: list[Cell], summary: dict[str, Any], lab: str) -> list[dict[str, Any]]:
     rows = []
     for c in cells:
-        key = "<->".join(sorted((c.node_a, c.node_b)))
+        key = pair_key(c.node_a, c.node_b)[0]
         conn = summary["connections"].get(key, {})
         punch = summary["hole_punch"].get(key, {})
         ever = conn.get("ever", [])

@@ -29,6 +29,12 @@ def _percentile(series: pd.Series, q: float) -> float | None:
     return None if series.empty else round(float(series.quantile(q)), 3)
 
 
+def pair_key(x: str, y: str) -> tuple[str, str, str]:
+    """('a<->b', 'a', 'b') with the names in order: one key per unordered pair."""
+    a, b = sorted((x, y))
+    return f"{a}<->{b}", a, b
+
+
 def node_table(events: pd.DataFrame) -> dict[str, dict[str, Any]]:
     started = events[events["type"] == "node_started"]
     return {
@@ -200,8 +206,7 @@ def connections(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
         other = by_peer_id.get(ev["peer"])
         if other is None:
             continue
-        a, b = sorted((ev["node"], other))
-        key = f"{a}<->{b}"
+        key, a, b = pair_key(ev["node"], other)
         pair = pairs.setdefault(key, {"nodes": [a, b], "ever": [], "first_opened": {}})
         side = (ev["node"], other)
         entry = (ev["remote_addr"], ev["kind"])
@@ -232,8 +237,7 @@ def hole_punches(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
         other = by_peer_id.get(ev["peer"])
         if other is None:
             continue
-        a, b = sorted((ev["node"], other))
-        key = f"{a}<->{b}"
+        key, a, b = pair_key(ev["node"], other)
         entry = result.setdefault(key, {"nodes": [a, b], "attempts": 0, "successes": 0,
                                         "failures": [], "first_success_t": None})
         # Both sides report the same punch; count the initiator's view only.

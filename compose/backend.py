@@ -55,6 +55,16 @@ class Backend(Protocol):
         """Facts for the results manifest (kernel, mechanisms)."""
 
 
+def rss_mb_of_pid(pid: int) -> float | None:
+    """Resident memory of a host process, read the same way for every backend."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kb = next((int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:")), None)
+    return None if kb is None else round(kb / 1024, 1)
+
+
 BACKENDS = ("docker", "netns")
 
 

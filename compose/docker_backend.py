@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from compose.backend import PREFIX, BackendError
+from compose.backend import PREFIX, BackendError, rss_mb_of_pid
 from compose.images import ensure_image
 from topology.plan import LabPlan
 
@@ -212,12 +212,7 @@ class DockerBackend:
     def node_rss_mb(self, name: str) -> float | None:
         if not self.node_running(name):
             return None
-        try:
-            status = Path(f"/proc/{self._pid(name)}/status").read_text()
-        except OSError:
-            return None
-        kb = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:"))
-        return round(kb / 1024, 1)
+        return rss_mb_of_pid(self._pid(name))
 
     def stop_node(self, name: str, timeout: float) -> int | None:
         container = self.containers.get(name)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
-from compose.backend import PREFIX, BackendError
+from compose.backend import PREFIX, BackendError, rss_mb_of_pid
 from compose.cleanup import kill_namespace_processes, remove_namespaces
 from topology.plan import LAN_IF, NODE_IF, WAN_IF, LabPlan
 
@@ -158,12 +158,7 @@ class NetnsBackend:
         proc = self.processes.get(name)
         if proc is None or proc.poll() is not None:
             return None
-        try:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-        except OSError:
-            return None
-        kb = next(int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:"))
-        return round(kb / 1024, 1)
+        return rss_mb_of_pid(proc.pid)
 
     def stop_node(self, name: str, timeout: float) -> int | None:
         proc = self.processes.get(name)

@@ -356,8 +356,9 @@ class ChatNode:
             # Make sure we are connected to the relay, then dial through it.
             relay_part = Multiaddr(str(addr).split("/p2p-circuit")[0])
             await self.host.connect(info_from_p2p_addr(relay_part))
-            conn = await self.relaying.transport.dial(addr)
-            del conn
+            # py-libp2p's host.connect cannot dial /p2p-circuit; the transport can, and
+            # the connection it returns is registered with the swarm like any other.
+            await self.relaying.transport.dial(addr)
             return
         await self.host.connect(info)
 

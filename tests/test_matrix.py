@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import P2PLAB, ROOT
-from topology.matrix import MatrixFile, MatrixSpec, cells, lab_scenarios, load_matrix, theory
+from topology.matrix import MatrixSpec, cells, lab_scenarios, load_matrix, theory
 from topology.plan import build_plan
 
 

@@ -17,7 +17,7 @@ from analysis.compare import compare
 from analysis.metrics import load_events, summarize
 from analysis.tables import build_tables
 from tests.conftest import P2PLAB, ROOT
-from tests.test_analysis import IDS, _msg, _started, _write
+from tests.test_analysis import _msg, _started, _write
 
 
 def _colour_share(png: Path) -> tuple[float, int]:
