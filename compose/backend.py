@@ -48,6 +48,10 @@ class Backend(Protocol):
     def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """Run a command inside a node's or router's network."""
 
+    def netns_command(self, host: str) -> list[str]:
+        """A prefix that runs one of this machine's programs (tcpdump) in a started
+        host's network namespace."""
+
     def destroy(self) -> None:
         """Remove everything this backend created for this run. Safe to call twice."""
 

@@ -224,6 +224,9 @@ class DockerBackend:
         (self.run_dir / "logs" / f"{name}.log").write_bytes(container.logs())
         return int(code)
 
+    def netns_command(self, host: str) -> list[str]:
+        return ["nsenter", "-t", str(self._pid(host)), "-n"]
+
     def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         result = self.containers[host].exec_run(argv, demux=True)
         out, err = result.output

@@ -38,8 +38,7 @@ def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results
                           lambda m: progress(f"  {m}"))
         summary = summarize(lab_dir / "events", until=outcome.timeline_end)
         rows += cell_results(cells, summary, lab_dir.name)
-    manifest = json.loads((out / "labs" / next(iter(sorted((out / "labs").iterdir()))).name
-                           / "manifest.json").read_text())
+    manifest = json.loads((sorted((out / "labs").iterdir())[0] / "manifest.json").read_text())
     meta = {"matrix": matrix.name, "seed": matrix.seed, "backend": backend_name,
             "labs": len(labs), "cells": len(rows), "wall_time_s": round(time.time() - started, 1),
             "p2plab_version": manifest["p2plab_version"],

@@ -173,6 +173,9 @@ class NetnsBackend:
                 proc.wait()
         return proc.returncode
 
+    def netns_command(self, host: str) -> list[str]:
+        return ["ip", "netns", "exec", self.ns(host)]
+
     def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.ns(host), *argv],
                               capture_output=True, text=True)

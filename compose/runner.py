@@ -13,6 +13,7 @@ import os
 import platform
 import secrets
 import signal
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
@@ -26,6 +27,7 @@ import p2plab
 from analysis.natcheck import declared_view, mismatches
 from compose.backend import Backend
 from compose.events_tail import EventTail
+from compose.kept import KeptLab
 from topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour
 from topology.scenario import (
     Publish,
@@ -102,7 +104,10 @@ def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Ba
 
 class Runner:
     def __init__(self, plan: LabPlan, backend: Backend, run_dir: Path,
-                 progress: Callable[[str], None] = lambda message: None) -> None:
+                 progress: Callable[[str], None] = lambda message: None,
+                 capture: bool = False) -> None:
+        self.capture = capture
+        self.captures: dict[str, subprocess.Popen[bytes]] = {}
         self.plan = plan
         self.backend = backend
         self.run_dir = run_dir
@@ -158,6 +163,33 @@ class Runner:
         conns = self.tail.open_connections(a, self.plan.nodes[b].peer_id)
         return any(kind == "any" or c["kind"] == kind for c in conns)
 
+    # -- packet capture ----------------------------------------------------------------
+    def start_captures(self, hosts: list[str]) -> None:
+        """tcpdump on every interface of each host, into pcap/HOST.pcap (for Wireshark)."""
+        if not self.capture:
+            return
+        out = self.run_dir / "pcap"
+        out.mkdir(exist_ok=True)
+        for host in hosts:
+            if host in self.captures:
+                continue
+            argv = [*self.backend.netns_command(host), "tcpdump", "-i", "any", "-U", "-q",
+                    "-w", str(out / f"{host}.pcap")]
+            self.captures[host] = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL,
+                                                   start_new_session=True)
+        time.sleep(0.5)  # tcpdump needs a moment before the first packet it should see
+
+    def stop_captures(self) -> None:
+        for proc in self.captures.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.captures.values():
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
     # -- the timeline ----------------------------------------------------------------
     def start_nodes(self) -> None:
         # Relays first (peers reserve on them as soon as they start), then the rest at
@@ -172,6 +204,7 @@ class Runner:
             start(name)
         with ThreadPoolExecutor(6) as pool:
             list(pool.map(start, others))
+        self.start_captures(list(self.plan.nodes))
         self.progress(f"started {len(self.plan.nodes)} nodes, waiting until they are ready")
         self.wait_until(
             "every node to start",
@@ -226,6 +259,7 @@ class Runner:
         for name in self.plan.probes:
             if not self.backend.node_running(name):
                 self.backend.start_node(name)
+        self.start_captures(list(self.plan.probes))
         ready = self.run_dir / "probe"
         self.wait_until("the NAT probe's reflectors",
                         lambda: all((ready / f"{r}.ready").exists() for r in REFLECTORS), 20)
@@ -287,6 +321,7 @@ class Runner:
     def run(self) -> RunOutcome:
         error: str | None = None
         try:
+            self.start_captures(list(self.plan.routers))
             if self.plan.probing:
                 self.probe_nats()
             self.start_nodes()
@@ -304,27 +339,38 @@ class Runner:
 
 def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
             run_id: str, run_dir: Path, progress: Callable[[str], None],
-            probe: bool | None = None) -> RunOutcome:
-    """Create the lab, run the timeline, always tear down."""
+            probe: bool | None = None, keep: bool = False,
+            capture: bool = False) -> RunOutcome:
+    """Create the lab, run the timeline, and tear down: always, except that ``keep``
+    leaves a lab whose timeline ended up and running (recorded for exec and down)."""
     plan = build_plan(scenario, probing=probe)
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
                    scenario_file=str(scenario_path))
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    runner = Runner(plan, backend, run_dir, progress)
+    runner = Runner(plan, backend, run_dir, progress, capture=capture)
     started = time.time()
+    kept = False
     try:
         progress(f"creating the lab on {backend.name}")
         backend.create(plan, run_dir)
         outcome = runner.run()
+        if keep:
+            hosts = [*plan.routers, *(h.name for h in plan.hosts())]
+            KeptLab(run_id, backend.name, str(run_dir), hosts,
+                    [p.pid for p in runner.captures.values()]).save()
+            kept = True
+            progress(f"lab kept up (run id {run_id}): p2plab exec HOST -- sh; p2plab down")
     finally:
-        # A second Ctrl-C must not cut teardown short.
-        sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            runner.stop_nodes()
-        finally:
-            backend.destroy()
-            signal.signal(signal.SIGINT, sigint)
-            signal.signal(signal.SIGTERM, previous)
+        if not kept:
+            # A second Ctrl-C must not cut teardown short.
+            sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                runner.stop_captures()
+                runner.stop_nodes()
+            finally:
+                backend.destroy()
+                signal.signal(signal.SIGINT, sigint)
+        signal.signal(signal.SIGTERM, previous)
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
                    started=started, timeline_end=outcome.timeline_end,
                    ended=time.time(), timeline_error=outcome.timeline_error,

@@ -27,7 +27,8 @@ class RunResult:
 
 
 def run_scenario(path: Path, backend_name: str, results: Path,
-                 progress: Callable[[str], None], probe: bool | None = None) -> RunResult:
+                 progress: Callable[[str], None], probe: bool | None = None,
+                 keep: bool = False, capture: bool = False) -> RunResult:
     """Validate, check the environment, run, report. Raises ScenarioError (bad input),
     BackendError (unusable environment) or KeyboardInterrupt, after tearing down."""
     scenario = load_scenario(path)
@@ -37,6 +38,7 @@ def run_scenario(path: Path, backend_name: str, results: Path,
     backend.check_environment()
     run_dir = new_run_dir(results, scenario, run_id)
     progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
-    execute(path, scenario, backend, run_id, run_dir, progress, probe=probe)
+    execute(path, scenario, backend, run_id, run_dir, progress, probe=probe, keep=keep,
+            capture=capture)
     summary, verdicts = build_report(run_dir)
     return RunResult(scenario.name, run_dir, summary, verdicts)

@@ -56,7 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if is_matrix_file(path):
             return _run_matrix(path, args)
         result = run_scenario(path, args.backend, Path(args.results), _progress,
-                              probe=True if args.probe else None)
+                              probe=True if args.probe else None, keep=args.keep,
+                              capture=args.capture)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
     except BackendError as exc:
@@ -146,12 +147,41 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return run_suite(paths, args.backend, Path(args.results), Path(args.junit) if args.junit else None)
 
 
+def cmd_exec(args: argparse.Namespace) -> int:
+    import os
+
+    from compose.kept import find
+
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    try:
+        lab = find(args.run)
+        full = lab.exec_argv(args.host, argv or ["sh"])
+    except BackendError as exc:
+        return _fail(str(exc))
+    os.execvp(full[0], full)  # the command takes over this terminal
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from compose.kept import down, find
+
+    try:
+        lab = find(args.run)
+    except BackendError as exc:
+        return _fail(str(exc))
+    removed = down(lab)
+    print(f"lab {lab.run_id} is down ({len(removed)} objects removed); results in {lab.run_dir}")
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from compose.cleanup import remove_namespaces
 
     from compose.docker_backend import remove_docker_objects
 
-    removed = remove_namespaces() + remove_docker_objects()
+    from compose.kept import forget_all
+
+    removed = forget_all() + remove_namespaces() + remove_docker_objects()
     print(f"removed {len(removed)} lab objects" + (f": {' '.join(removed)}" if removed else ""))
     return 0
 
@@ -164,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--backend", default="docker", choices=BACKENDS,
                      help="docker (default): containers; netns: plain network namespaces")
     run.add_argument("--results", default="results", help="folder for results (default: results)")
+    run.add_argument("--keep", action="store_true",
+                     help="leave the lab up after the timeline (p2plab exec, p2plab down)")
+    run.add_argument("--capture", action="store_true",
+                     help="record every router's and node's traffic into RESULTS/pcap/HOST.pcap")
     run.add_argument("--probe", action="store_true",
                      help="classify every NAT with the built-in probe before the timeline "
                           "(also: probe_nat: true in the scenario); a mismatch fails the run")
@@ -179,6 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--format", choices=("compose",), default="compose")
     export.add_argument("--output", "-o", default=None, help="folder (default: export-NAME)")
     export.set_defaults(func=cmd_export)
+    exec_ = sub.add_parser("exec", help="run a command (default: a shell) in a host of a kept lab")
+    exec_.add_argument("host", help="a node or router name, e.g. alice or home-a-gw")
+    exec_.add_argument("argv", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    exec_.add_argument("--run", default=None, help="run id, when several labs are kept")
+    exec_.set_defaults(func=cmd_exec)
+    down = sub.add_parser("down", help="tear down a lab kept with run --keep")
+    down.add_argument("--run", default=None, help="run id, when several labs are kept")
+    down.set_defaults(func=cmd_down)
     compare = sub.add_parser("compare", help="compare two results folders, flag regressions")
     compare.add_argument("run_a")
     compare.add_argument("run_b")

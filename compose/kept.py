@@ -1,0 +1,95 @@
+"""Labs kept up after their timeline (`p2plab run --keep`), for reproducing bugs by hand.
+
+A kept lab is recorded in /run/p2plab/kept/RUN_ID.json (gone at reboot, as its
+namespaces and containers are): which backend, which hosts, which packet captures.
+`p2plab exec HOST -- CMD` runs a command or a shell in it; `p2plab down` tears it down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from compose.backend import PREFIX, BackendError
+
+KEPT_DIR = Path(os.environ.get("P2PLAB_STATE_DIR", "/run/p2plab")) / "kept"
+
+
+@dataclass
+class KeptLab:
+    run_id: str
+    backend: str
+    run_dir: str
+    hosts: list[str]
+    capture_pids: list[int] = field(default_factory=list)
+
+    def save(self) -> Path:
+        KEPT_DIR.mkdir(parents=True, exist_ok=True)
+        path = KEPT_DIR / f"{self.run_id}.json"
+        path.write_text(json.dumps(asdict(self), indent=2))
+        return path
+
+    def exec_argv(self, host: str, argv: list[str]) -> list[str]:
+        if host not in self.hosts:
+            raise BackendError(f"no host {host!r} in kept lab {self.run_id}; hosts: "
+                               f"{', '.join(self.hosts)}")
+        name = f"{PREFIX}{self.run_id}-{host}"
+        if self.backend == "netns":
+            return ["ip", "netns", "exec", name, *argv]
+        tty = ["-it"] if sys.stdin.isatty() else ["-i"]
+        return ["docker", "exec", *tty, name, *argv]
+
+
+def kept_labs() -> list[KeptLab]:
+    if not KEPT_DIR.exists():
+        return []
+    return [KeptLab(**json.loads(p.read_text())) for p in sorted(KEPT_DIR.glob("*.json"))]
+
+
+def find(run_id: str | None) -> KeptLab:
+    labs = kept_labs()
+    if run_id is not None:
+        labs = [lab for lab in labs if lab.run_id == run_id]
+    if not labs:
+        raise BackendError("no kept lab" + (f" with run id {run_id}" if run_id else "")
+                           + ": start one with p2plab run SCENARIO --keep")
+    if len(labs) > 1:
+        raise BackendError("several kept labs: choose one with --run "
+                           + " or ".join(lab.run_id for lab in labs))
+    return labs[0]
+
+
+def stop_captures(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def down(lab: KeptLab) -> list[str]:
+    """Tear a kept lab down and forget it."""
+    from compose.cleanup import remove_namespaces
+    from compose.docker_backend import remove_docker_objects
+
+    stop_captures(lab.capture_pids)
+    if lab.backend == "netns":
+        removed = remove_namespaces(f"{PREFIX}{lab.run_id}-")
+    else:
+        removed = remove_docker_objects(run_id=lab.run_id)
+    (KEPT_DIR / f"{lab.run_id}.json").unlink(missing_ok=True)
+    return removed
+
+
+def forget_all() -> list[str]:
+    """For `p2plab clean`: stop every kept lab's captures and drop the records."""
+    names = []
+    for lab in kept_labs():
+        stop_captures(lab.capture_pids)
+        (KEPT_DIR / f"{lab.run_id}.json").unlink(missing_ok=True)
+        names.append(f"kept record {lab.run_id}")
+    return names
