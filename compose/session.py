@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from analysis.expectations import Verdict
 from analysis.report import build_report
-from compose.backend import make_backend
+from compose.backend import BackendError, make_backend
 from compose.runner import execute, new_run_dir, new_run_id
 from topology.plan import build_plan
 from topology.scenario import load_scenario
@@ -38,7 +39,13 @@ def run_scenario(path: Path, backend_name: str, results: Path,
     backend.check_environment()
     run_dir = new_run_dir(results, scenario, run_id)
     progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
-    execute(path, scenario, backend, run_id, run_dir, progress, probe=probe, keep=keep,
-            capture=capture)
+    try:
+        execute(path, scenario, backend, run_id, run_dir, progress, probe=probe, keep=keep,
+                capture=capture)
+    except BackendError:
+        # The lab could not be built: no node ever ran, so there are no results to keep.
+        if not any((run_dir / "events").glob("*.jsonl")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     summary, verdicts = build_report(run_dir)
     return RunResult(scenario.name, run_dir, summary, verdicts)

@@ -134,3 +134,20 @@ def test_node_image_starts_a_node(tmp_path: Path) -> None:
         from node.identity import peer_id_for_seed
 
         assert f"peer id: {peer_id_for_seed('solo')}" in out.decode()
+
+
+def test_subnet_in_use_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
+    import docker
+
+    client = docker.from_env()
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.2.0.0/24")])
+    blocker = client.networks.create("p2plab-test-blocker", internal=True, ipam=ipam)
+    try:
+        result = subprocess.run([*P2PLAB, "run", "nat-relay", "--backend", "docker",
+                                 "--results", str(tmp_path)], capture_output=True, text=True,
+                                timeout=300, cwd=ROOT)
+    finally:
+        blocker.remove()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "10.2.0.0/24" in result.stderr and "already used by another Docker network" in result.stderr
+    assert leftovers() == [] and list(tmp_path.iterdir()) == []
