@@ -104,10 +104,9 @@ class DockerBackend:
             raise BackendError(f"cannot create Docker network {name}: {exc}") from None
         self.networks[segment] = network
         bridge = network.attrs["Options"]["com.docker.network.bridge.name"]
-        # Take the host off the lab network, and let the bridge's own traffic pass.
-        _run(["ip", "addr", "flush", "dev", bridge], check=False)
-        _run(["iptables", "-I", "DOCKER-USER", "-i", bridge, "-o", bridge, "-j", "ACCEPT",
-              "-m", "comment", "--comment", self.prefix + segment])
+        unhost, allow = seal_bridge_commands(bridge, self.prefix + segment)
+        _run(unhost, check=False)
+        _run(allow)
 
     def _bridge_name(self, segment: str) -> str:
         """Host bridge names are limited to 15 characters: p2 + run id + segment index."""
@@ -235,6 +234,19 @@ class DockerBackend:
 
     def destroy(self) -> None:
         remove_docker_objects(self.client, run_id=self.run_id)
+
+
+def bridge_rule(bridge: str, comment: str) -> list[str]:
+    """The DOCKER-USER rule (after -I or -D) that lets a lab bridge's own traffic pass."""
+    return ["DOCKER-USER", "-i", bridge, "-o", bridge, "-j", "ACCEPT",
+            "-m", "comment", "--comment", comment]
+
+
+def seal_bridge_commands(bridge: str, comment: str) -> tuple[list[str], list[str]]:
+    """Take the host's address off a lab bridge; let NAT'd traffic past Docker's
+    isolation rules (which drop it when br_netfilter is loaded)."""
+    return (["ip", "addr", "flush", "dev", bridge],
+            ["iptables", "-I", *bridge_rule(bridge, comment)])
 
 
 def route_commands(gateway: Any, routes: tuple[tuple[str, str], ...]) -> list[list[str]]:

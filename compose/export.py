@@ -15,12 +15,18 @@ holds no NET_ADMIN.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
-from compose.docker_backend import route_commands, router_environment
+from compose.docker_backend import (
+    bridge_rule,
+    route_commands,
+    router_environment,
+    seal_bridge_commands,
+)
 from compose.images import base_image, ensure_wheels, image_tag, write_build_context
 from topology.plan import LabPlan
 
@@ -37,9 +43,9 @@ def _host_script(plan: LabPlan) -> str:
     add, delete = [], []
     for segment in plan.segments:
         bridge = _bridge(plan, segment)
-        rule = f"DOCKER-USER -i {bridge} -o {bridge} -j ACCEPT -m comment --comment {comment}"
-        add += [f"ip addr flush dev {bridge}", f"iptables -I {rule}"]
-        delete.append(f"iptables -D {rule} 2>/dev/null || true")
+        add += [shlex.join(c) for c in seal_bridge_commands(bridge, comment)]
+        delete.append(f"{shlex.join(['iptables', '-D', *bridge_rule(bridge, comment)])} "
+                      "2>/dev/null || true")
     undo = "; ".join(delete)
     return "\n".join([
         "set -e",
