@@ -30,16 +30,72 @@ def check(expect: Expectations, summary: dict[str, Any],
                                 else "; ".join(probe["mismatches"]), probe["matches"]))
     delivery = summary["delivery"]
     if expect.delivery_ratio_min is not None:
-        ratio = delivery["delivery_ratio"]
-        observed = ("no message was published" if ratio is None else
-                    f"{ratio:.4f} ({delivery['deliveries']}/{delivery['deliveries_expected']})")
-        verdicts.append(Verdict("delivery ratio", f">= {expect.delivery_ratio_min}", observed,
-                                ratio is not None and ratio >= expect.delivery_ratio_min))
-    if expect.latency_p99_ms_max is not None:
-        p99 = delivery["latency_ms"]["p99"]
-        verdicts.append(Verdict("latency p99", f"<= {expect.latency_p99_ms_max} ms",
-                                "no deliveries" if p99 is None else f"{p99} ms",
-                                p99 is not None and p99 <= expect.latency_p99_ms_max))
+        verdicts.append(_ratio("delivery ratio", expect.delivery_ratio_min, delivery))
+    if expect.reachable_delivery_ratio_min is not None:
+        verdicts.append(_ratio("delivery ratio among reachable receivers",
+                               expect.reachable_delivery_ratio_min, delivery, reachable=True))
+    for level, limit in (("p50", expect.latency_p50_ms_max), ("p99", expect.latency_p99_ms_max)):
+        if limit is not None:
+            value = delivery["latency_ms"][level]
+            verdicts.append(Verdict(f"latency {level}", f"<= {limit} ms",
+                                    "no deliveries" if value is None else f"{value} ms",
+                                    value is not None and value <= limit))
+    prop = summary.get("propagation", {})
+    for item in expect.propagation:
+        value = prop.get(f"t{item.percent}_ms_median")
+        reached = f"{prop.get(f't{item.percent}_ms_reached')}/{prop.get('messages')}"
+        verdicts.append(Verdict(f"time to {item.percent} % of subscribers (median message)",
+                                f"<= {item.max_ms} ms",
+                                f"never (reached by {reached} messages)" if value is None
+                                else f"{value} ms (reached by {reached} messages)",
+                                value is not None and value <= item.max_ms))
+    for item in expect.flows:
+        flow = delivery.get("per_flow", {}).get(item.flow)
+        if flow is None:
+            verdicts.append(Verdict(f"flow {item.flow}", "messages published",
+                                    "no message of this flow was published", False))
+            continue
+        if item.delivery_ratio_min is not None:
+            verdicts.append(_ratio(f"flow {item.flow}: delivery ratio", item.delivery_ratio_min,
+                                   flow))
+        if item.delivery_ratio_max is not None:
+            ratio = flow["delivery_ratio"]
+            verdicts.append(Verdict(f"flow {item.flow}: delivery ratio at most",
+                                    f"<= {item.delivery_ratio_max}", _ratio_text(flow),
+                                    ratio is not None and ratio <= item.delivery_ratio_max))
+        if item.reachable_delivery_ratio_min is not None:
+            verdicts.append(_ratio(f"flow {item.flow}: delivery ratio among reachable",
+                                   item.reachable_delivery_ratio_min, flow, reachable=True))
+        if item.latency_p99_ms_max is not None:
+            p99 = flow["latency_ms"]["p99"]
+            verdicts.append(Verdict(f"flow {item.flow}: latency p99",
+                                    f"<= {item.latency_p99_ms_max} ms",
+                                    "no deliveries" if p99 is None else f"{p99} ms",
+                                    p99 is not None and p99 <= item.latency_p99_ms_max))
+    for item in expect.recovery:
+        faults = [r for r in summary.get("recovery", []) if r["action"] == item.after]
+        for r in faults or [None]:
+            if r is None:
+                verdicts.append(Verdict(f"recovery after {item.after}", f"<= {item.max_s} s",
+                                        "the fault was never applied", False))
+                continue
+            ms = r["recovery_ms"]
+            verdicts.append(Verdict(
+                f"recovery after {r['fault']}", f"<= {item.max_s} s",
+                f"not recovered ({r['messages_after']} messages after it)" if ms is None
+                else f"{ms / 1000:.2f} s", ms is not None and ms <= item.max_s * 1000))
+    if expect.link_rtt_tolerance_pct is not None:
+        rows = summary.get("link_rtt", {}).get("pairs", [])
+        tol = expect.link_rtt_tolerance_pct
+        bad = [r for r in rows if r["measured_ms"] is None or abs(
+            r["measured_ms"] - r["configured_ms"]) > r["configured_ms"] * tol / 100 + 2.0]
+        verdicts.append(Verdict("measured RTT matches the configured links",
+                                f"within {tol} % + 2 ms, {len(rows)} paths",
+                                "no impaired link was measured" if not rows else
+                                (f"all {len(rows)} within" if not bad else
+                                 "; ".join(f"{r['pair']} {r['measured_ms']} vs "
+                                           f"{r['configured_ms']} ms" for r in bad[:5])),
+                                bool(rows) and not bad))
     for item in expect.connections:
         key = pair_key(*item.between)[0]
         final = summary["connections"].get(key, {}).get("final", "none")
@@ -54,3 +110,18 @@ def check(expect: Expectations, summary: dict[str, Any],
         verdicts.append(Verdict(f"hole punch {key}", item.outcome, detail,
                                 outcome == item.outcome))
     return verdicts
+
+
+def _ratio_text(figures: dict[str, Any], reachable: bool = False) -> str:
+    key = "reachable_delivery_ratio" if reachable else "delivery_ratio"
+    got, of = (("reachable_deliveries", "reachable_expected") if reachable
+               else ("deliveries", "deliveries_expected"))
+    ratio = figures[key]
+    return ("no message was published" if ratio is None
+            else f"{ratio:.4f} ({figures[got]}/{figures[of]})")
+
+
+def _ratio(name: str, minimum: float, figures: dict[str, Any], reachable: bool = False) -> Verdict:
+    ratio = figures["reachable_delivery_ratio" if reachable else "delivery_ratio"]
+    return Verdict(name, f">= {minimum}", _ratio_text(figures, reachable),
+                   ratio is not None and ratio >= minimum)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.lab_state import LabState
 from p2plab.events import read_events
 
 
@@ -37,115 +38,159 @@ def pair_key(x: str, y: str) -> tuple[str, str, str]:
 
 def node_table(events: pd.DataFrame) -> dict[str, dict[str, Any]]:
     started = events[events["type"] == "node_started"]
-    return {
-        row["node"]: {"peer_id": row["peer_id"], "role": row["role"], "topic": row["topic"]}
-        for _, row in started.iterrows()
-    }
+    table = {}
+    for _, row in started.iterrows():
+        topics = row.get("topics")
+        table[row["node"]] = {"peer_id": row["peer_id"], "role": row["role"],
+                              "topic": row["topic"],
+                              "topics": list(topics) if isinstance(topics, list) else [row["topic"]]}
+    return table
 
 
-def delivery(events: pd.DataFrame, nodes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per message: which subscribers of its topic (other than the origin) received it."""
+def message_outcomes(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
+                     state: LabState) -> list[dict[str, Any]]:
+    """Per published message: its eligible and reachable receivers and who got it when.
+
+    Eligible: peers subscribed to its topic (not the origin) alive when it went out;
+    reachable: those of them the origin could reach then (no cut link, same partition).
+    """
     published = events[events["type"] == "message_published"]
     received = events[events["type"] == "message_received"]
-    per_message = []
-    latencies = []
-    for _, pub in published.iterrows():
-        expected = {n for n, info in nodes.items()
-                    if info["role"] == "peer" and info["topic"] == pub["topic"]
-                    and n != pub["node"]}
-        got = received[(received["msg_id"] == pub["msg_id"]) & received["node"].isin(expected)]
-        got = got.drop_duplicates("node")
-        lat = (got["t"] - pub["t"]) * 1000.0
-        latencies.extend(lat.tolist())
-        per_message.append({
-            "msg_id": pub["msg_id"],
-            "origin": pub["node"],
-            "expected": len(expected),
-            "received": len(got),
-            "ratio": (len(got) / len(expected)) if expected else 1.0,
-            "missing": sorted(expected - set(got["node"])),
+    got_by_msg: dict[str, dict[str, float]] = {}
+    for r in received.itertuples():
+        got = got_by_msg.setdefault(r.msg_id, {})
+        if r.node not in got:
+            got[r.node] = float(r.t)
+    subscribers: dict[str, list[str]] = {}
+    for name, info in nodes.items():
+        if info["role"] == "peer":
+            for topic in info["topics"]:
+                subscribers.setdefault(topic, []).append(name)
+    out = []
+    has_flow = "flow" in published.columns
+    for pub in published.itertuples():
+        t = float(pub.t)
+        eligible = [n for n in subscribers.get(pub.topic, []) if n != pub.node
+                    and state.alive(n, t)]
+        reachable = [n for n in eligible if state.reachable(pub.node, n, t)]
+        got = got_by_msg.get(pub.msg_id, {})
+        flow = getattr(pub, "flow", None) if has_flow else None
+        out.append({
+            "msg_id": pub.msg_id, "origin": pub.node, "t": t, "topic": pub.topic,
+            "flow": flow if isinstance(flow, str) else None,
+            "eligible": eligible, "reachable": reachable,
+            "delays_ms": {n: round((got[n] - t) * 1000.0, 3) for n in eligible if n in got},
         })
+    return out
+
+
+def _delivery_figures(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    expected = sum(len(m["eligible"]) for m in messages)
+    delivered = sum(len(m["delays_ms"]) for m in messages)
+    reach_expected = sum(len(m["reachable"]) for m in messages)
+    reach_delivered = sum(sum(1 for n in m["reachable"] if n in m["delays_ms"]) for m in messages)
+    lat = pd.Series([d for m in messages for d in m["delays_ms"].values()], dtype=float)
+    return {
+        "messages_published": len(messages),
+        "deliveries_expected": expected,
+        "deliveries": delivered,
+        "delivery_ratio": (delivered / expected) if expected else None,
+        "reachable_expected": reach_expected,
+        "reachable_deliveries": reach_delivered,
+        "reachable_delivery_ratio": (reach_delivered / reach_expected) if reach_expected else None,
+        "messages_fully_delivered": sum(1 for m in messages
+                                        if len(m["delays_ms"]) >= len(m["eligible"])),
+        "latency_ms": {
+            "count": int(lat.size),
+            "p50": _percentile(lat, 0.50),
+            "p95": _percentile(lat, 0.95),
+            "p99": _percentile(lat, 0.99),
+            "max": None if lat.empty else round(float(lat.max()), 3),
+        },
+    }
+
+
+def delivery(events: pd.DataFrame, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Delivery and latency over all messages, per flow, per publisher and per receiver."""
+    received = events[events["type"] == "message_received"]
+    out = _delivery_figures(messages)
+    out["duplicate_receptions"] = int(
+        len(received) - len(received.drop_duplicates(["node", "msg_id"])))
+    flows: dict[str, list[dict[str, Any]]] = {}
     per_publisher: dict[str, list[int]] = {}
     per_receiver: dict[str, list[int]] = {}
-    for m in per_message:
-        got, exp = m["received"], m["expected"]
+    for m in messages:
+        flows.setdefault(m["flow"] or "(unnamed)", []).append(m)
         acc = per_publisher.setdefault(m["origin"], [0, 0])
-        acc[0] += got
-        acc[1] += exp
-    for _, pub in published.iterrows():
-        for n, info in nodes.items():
-            if info["role"] != "peer" or info["topic"] != pub["topic"] or n == pub["node"]:
-                continue
-            acc = per_receiver.setdefault(n, [0, 0])
-            acc[1] += 1
-    for _, r in received.drop_duplicates(["node", "msg_id"]).iterrows():
-        if r["node"] in per_receiver and r["msg_id"] in set(published["msg_id"]):
-            per_receiver[r["node"]][0] += 1
-    expected_total = sum(m["expected"] for m in per_message)
-    received_total = sum(m["received"] for m in per_message)
-    lat_series = pd.Series(latencies, dtype=float)
-    duplicates = int(len(received) - len(received.drop_duplicates(["node", "msg_id"])))
-    return {
-        "messages_published": len(per_message),
-        "deliveries_expected": expected_total,
-        "deliveries": received_total,
-        "delivery_ratio": (received_total / expected_total) if expected_total else None,
-        "messages_fully_delivered": sum(1 for m in per_message if m["ratio"] >= 1.0),
-        "duplicate_receptions": duplicates,
-        "latency_ms": {
-            "count": int(lat_series.size),
-            "p50": _percentile(lat_series, 0.50),
-            "p95": _percentile(lat_series, 0.95),
-            "p99": _percentile(lat_series, 0.99),
-            "max": None if lat_series.empty else round(float(lat_series.max()), 3),
-        },
-        "per_publisher": {k: (g / e if e else None) for k, (g, e) in per_publisher.items()},
-        "per_receiver": {k: (g / e if e else None) for k, (g, e) in per_receiver.items()},
-        "per_message": per_message,
-    }
+        acc[0] += len(m["delays_ms"])
+        acc[1] += len(m["eligible"])
+        for n in m["eligible"]:
+            r = per_receiver.setdefault(n, [0, 0])
+            r[1] += 1
+            r[0] += n in m["delays_ms"]
+    out["per_flow"] = {name: {k: v for k, v in _delivery_figures(ms).items()}
+                       for name, ms in flows.items()}
+    out["per_publisher"] = {k: (g / e if e else None) for k, (g, e) in per_publisher.items()}
+    out["per_receiver"] = {k: (g / e if e else None) for k, (g, e) in per_receiver.items()}
+    out["per_message"] = [
+        {"msg_id": m["msg_id"], "origin": m["origin"], "flow": m["flow"],
+         "expected": len(m["eligible"]), "received": len(m["delays_ms"]),
+         "ratio": len(m["delays_ms"]) / len(m["eligible"]) if m["eligible"] else 1.0,
+         "missing": sorted(set(m["eligible"]) - set(m["delays_ms"]))}
+        for m in messages]
+    return out
 
 
 PROPAGATION_LEVELS = (0.5, 0.9, 0.99, 1.0)
 
 
-def propagation(events: pd.DataFrame, nodes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def propagation(messages: list[dict[str, Any]]) -> dict[str, Any]:
     """How long until a share of a message's subscribers have it (ms since publish).
 
-    Per message, the time at which 50/90/99/100 % of its expected receivers had it
+    Per message, the time at which 50/90/99/100 % of its eligible receivers had it
     (None if never); over all messages, the median of each, and a curve: the mean share
     reached at each time since publish.
     """
-    published = events[events["type"] == "message_published"]
-    received = events[events["type"] == "message_received"].drop_duplicates(["node", "msg_id"])
     per_message = []
     delays: list[list[float]] = []
-    for _, pub in published.iterrows():
-        expected = [n for n, info in nodes.items() if info["role"] == "peer"
-                    and info["topic"] == pub["topic"] and n != pub["node"]]
-        if not expected:
+    for m in messages:
+        n = len(m["eligible"])
+        if not n:
             continue
-        got = received[(received["msg_id"] == pub["msg_id"]) & received["node"].isin(expected)]
-        times = sorted(((got["t"] - pub["t"]) * 1000).tolist())
-        delays.append(times + [float("inf")] * (len(expected) - len(times)))
-        entry = {"msg_id": pub["msg_id"]}
+        times = sorted(m["delays_ms"].values())
+        delays.append(times + [float("inf")] * (n - len(times)))
+        entry: dict[str, Any] = {"msg_id": m["msg_id"]}
         for level in PROPAGATION_LEVELS:
-            k = max(1, int(-(-level * len(expected) // 1)))  # ceil, at least one receiver
+            k = max(1, int(-(-level * n // 1)))  # ceil, at least one receiver
             entry[f"t{int(level * 100)}_ms"] = round(times[k - 1], 3) if len(times) >= k else None
         per_message.append(entry)
     summary: dict[str, Any] = {"messages": len(per_message)}
     for level in PROPAGATION_LEVELS:
         key = f"t{int(level * 100)}_ms"
         values = [m[key] for m in per_message if m[key] is not None]
-        summary[f"{key}_median"] = round(float(pd.Series(values).median()), 3) if values else None
+        # A message that never reached the level counts as infinitely slow in the median.
+        ranked = sorted(values) + [float("inf")] * (len(per_message) - len(values))
+        median = ranked[(len(ranked) - 1) // 2] if ranked else None
+        summary[f"{key}_median"] = (round(float(median), 3) if median is not None
+                                    and median != float("inf") else None)
         summary[f"{key}_reached"] = len(values)
     finite = [t for d in delays for t in d if t != float("inf")]
     horizon = max(finite) * 1.05 if finite else 1.0
     grid = [horizon * i / 100 for i in range(101)]
-    curve = [sum(sum(1 for t in d if t <= x) / len(d) for d in delays) / len(delays)
-             if delays else 0.0 for x in grid]
+    curve = _mean_share_curve(delays, grid)
     summary["curve"] = {"t_ms": [round(x, 3) for x in grid], "share": [round(c, 4) for c in curve]}
     summary["per_message"] = per_message
     return summary
+
+
+def _mean_share_curve(delays: list[list[float]], grid: list[float]) -> list[float]:
+    if not delays:
+        return [0.0 for _ in grid]
+    import bisect
+
+    sorted_delays = [sorted(d) for d in delays]
+    return [sum(bisect.bisect_right(d, x) / len(d) for d in sorted_delays) / len(sorted_delays)
+            for x in grid]
 
 
 def connection_mix(events: pd.DataFrame, nodes: dict[str, dict[str, Any]], until: float | None,
@@ -178,18 +223,26 @@ def connection_mix(events: pd.DataFrame, nodes: dict[str, dict[str, Any]], until
     return samples
 
 
-def recovery(events: pd.DataFrame, steps: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """For each fault in the timeline (a NAT change), how long until a message got through."""
+def recovery(messages: list[dict[str, Any]], state: LabState) -> list[dict[str, Any]]:
+    """For each fault the timeline applied: how long until a message published after it
+    reached every subscriber that was alive and reachable (the network works again),
+    and how many messages published after it fell short before then."""
     out = []
-    received = events[events["type"] == "message_received"]
-    for step in steps or []:
-        if "set-nat" not in step["step"]:
-            continue
-        after = received[received["t"] > step["t"]]
-        first = float(after["t"].min()) if not after.empty else None
-        out.append({"fault": f"set-nat {step['step']['set-nat']} -> {step['step']['nat']}",
-                    "t": step["t"],
-                    "recovery_ms": round((first - step["t"]) * 1000, 1) if first else None})
+    for fault in state.faults:
+        t = fault["t"]
+        after = [m for m in messages if m["t"] > t and m["reachable"]]
+        recovered = None
+        short = 0
+        for m in after:
+            if all(n in m["delays_ms"] for n in m["reachable"]):
+                done = m["t"] + max((m["delays_ms"][n] for n in m["reachable"]), default=0) / 1000
+                recovered = round((done - t) * 1000, 1)
+                break
+            short += 1
+        out.append({"fault": f"{fault['action']} {', '.join(fault['targets'][:4])}"
+                    + (" ..." if len(fault["targets"]) > 4 else ""),
+                    "action": fault["action"], "t": t, "recovery_ms": recovered,
+                    "messages_after": len(after), "short_before_recovery": short})
     return out
 
 
@@ -292,17 +345,18 @@ def startup(events: pd.DataFrame, run_started: float | None,
 
 def summarize(events_dir: Path, until: float | None = None,
               run_started: float | None = None,
-              spawned: dict[str, float] | None = None,
-              steps: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+              spawned: dict[str, float] | None = None) -> dict[str, Any]:
     events = load_events(events_dir)
     nodes = node_table(events)
     pairs = connections(events, nodes, until)
+    state = LabState.from_events(events)
+    messages = message_outcomes(events, nodes, state)
     return {
         "nodes": nodes,
-        "delivery": delivery(events, nodes),
-        "propagation": propagation(events, nodes),
+        "delivery": delivery(events, messages),
+        "propagation": propagation(messages),
         "connection_mix": connection_mix(events, nodes, until),
-        "recovery": recovery(events, steps),
+        "recovery": recovery(messages, state),
         "connections": {k: {kk: vv for kk, vv in v.items() if kk != "first_opened"}
                         for k, v in pairs.items()},
         "hole_punch": hole_punches(events, nodes, pairs),

@@ -25,7 +25,9 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     scenario = load_scenario(run_dir / "scenario.yaml")
     summary = summarize(run_dir / "events", until=manifest.get("timeline_end"),
                         run_started=manifest.get("started"),
-                        spawned=manifest.get("node_spawned"), steps=manifest.get("steps"))
+                        spawned=manifest.get("node_spawned"))
+    rtt_file = run_dir / "link_rtt.json"
+    summary["link_rtt"] = json.loads(rtt_file.read_text()) if rtt_file.exists() else {}
     summary["node_rss_mb"] = manifest.get("node_rss_mb", {})
     probe_file = run_dir / "nat_probe.json"
     summary["nat_probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
@@ -113,6 +115,10 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
         f"- deliveries: {d['deliveries']}/{d['deliveries_expected']} (ratio {ratio}), "
         f"duplicate receptions: {d['duplicate_receptions']}",
         f"- latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}, max {lat['max']}",
+        f"- receivers that could reach the publisher (no cut link, same partition): "
+        f"{d['reachable_deliveries']}/{d['reachable_expected']}",
+        "",
+        "Eligible receivers are the topic's subscribers alive when a message went out.",
         "",
         "## Connections at the end of the timeline",
         "",
@@ -144,10 +150,43 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
         for level in (50, 90, 99, 100):
             out.append(f"| {level} % | {prop.get(f't{level}_ms_median')} | "
                        f"{prop.get(f't{level}_ms_reached')}/{prop['messages']} |")
+    flows = d.get("per_flow", {})
+    if len(flows) > 1 or any(k != "(unnamed)" for k in flows):
+        out += ["", "## Traffic flows", "", "| flow | messages | delivered | ratio | reachable "
+                "ratio | latency p50 / p99 (ms) |", "|---|---|---|---|---|---|"]
+        for name, f in flows.items():
+            r = "n/a" if f["delivery_ratio"] is None else f"{f['delivery_ratio']:.4f}"
+            rr = ("n/a" if f["reachable_delivery_ratio"] is None
+                  else f"{f['reachable_delivery_ratio']:.4f}")
+            out.append(f"| {name} | {f['messages_published']} | {f['deliveries']}/"
+                       f"{f['deliveries_expected']} | {r} | {rr} | {f['latency_ms']['p50']} / "
+                       f"{f['latency_ms']['p99']} |")
     if summary.get("recovery"):
-        out += ["", "## Faults and recovery", ""]
-        out += [f"- {r['fault']}: first delivery {r['recovery_ms']} ms later"
-                for r in summary["recovery"]]
+        out += ["", "## Faults and recovery", "",
+                "Recovery: from the fault until a message published after it reached every "
+                "live, reachable subscriber.", "",
+                "| fault | recovery (ms) | messages after it | short before recovery |",
+                "|---|---|---|---|"]
+        out += [f"| {r['fault']} | {r['recovery_ms']} | {r['messages_after']} | "
+                f"{r['short_before_recovery']} |" for r in summary["recovery"]]
+    shaping = manifest.get("link_shaping") or {}
+    if shaping.get("links"):
+        out += ["", "## Links", "", f"Impairment applied by **{shaping.get('mechanism')}** "
+                f"({shaping.get('why')}).", "",
+                "| node | latency ms | jitter ms | loss % | bandwidth kbit/s |",
+                "|---|---|---|---|---|"]
+        for node, link in shaping["links"].items():
+            out.append(f"| {node} | {link['latency_ms']} | {link['jitter_ms']} | "
+                       f"{link['loss_pct']} | {link['bandwidth_kbit'] or '-'} |")
+        rtt = summary.get("link_rtt", {})
+        if rtt.get("pairs"):
+            out += ["", "Round trips measured with UDP echoes before the timeline (median of "
+                    "20), against the configured 2 x (latency of both access links):", "",
+                    "| path | configured ms | measured ms (min / median / max) | error % | "
+                    "echoes back |", "|---|---|---|---|---|"]
+            out += [f"| {r['pair']} | {r['configured_ms']} | {r.get('min_ms')} / "
+                    f"{r['measured_ms']} / {r.get('max_ms')} | {r['error_pct']} | "
+                    f"{r.get('received', 0)}/{r.get('sent', 0)} |" for r in rtt["pairs"]]
     if figures:
         out += ["", "## Plots", ""] + [f"![{k}](plots/{v.name})" for k, v in figures.items()]
     p = summary["ping"]
@@ -215,7 +254,7 @@ pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
 <p>{html.escape(description.strip())}</p>
 <p>backend {html.escape(str(manifest.get('backend')))} · kernel {html.escape(str(manifest.get('kernel')))}
  · seed {manifest.get('seed')} · p2plab {manifest.get('p2plab_version')} · libp2p
- {manifest.get('libp2p_version')} · link impairment: {html.escape(str(manifest.get('link_impairment')))}</p>
+ {manifest.get('libp2p_version')} · link impairment: {html.escape(str((manifest.get('link_shaping') or {}).get('mechanism') or 'none'))}</p>
 <div>{heads}</div>
 <h2>Expectations</h2><table><tr><th>expectation</th><th>expected</th><th>observed</th>
 <th>verdict</th></tr>{rows}</table>

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from topology.scenario import _step_kind as step_kind_of
+
 from analysis.metrics import load_events, node_table
 
 TABLES = ("messages", "deliveries", "connections", "hole_punches", "pings", "steps")
@@ -28,7 +30,7 @@ def build_tables(events: pd.DataFrame, steps: list[dict] | None = None) -> dict[
     by_peer = {info["peer_id"]: name for name, info in nodes.items()}
     pub = events[events["type"] == "message_published"].copy()
     messages = _cols(pub.rename(columns={"node": "origin_node", "t": "t_published"}),
-                     ["msg_id", "origin_node", "seq", "size", "topic", "t_published"])
+                     ["msg_id", "origin_node", "seq", "size", "topic", "flow", "t_published"])
     rec = events[events["type"] == "message_received"].copy()
     rec = _cols(rec.rename(columns={"node": "receiver", "t": "t_received"}),
                 ["msg_id", "receiver", "t_received", "size"])
@@ -60,10 +62,7 @@ def build_tables(events: pd.DataFrame, steps: list[dict] | None = None) -> dict[
 
 
 def _step_kind(step: dict) -> str:
-    for key in ("wait", "publish", "sleep", "set-nat"):
-        if key in step:
-            return key if key != "wait" else f"wait-{step['wait']}"
-    return "?"
+    return step_kind_of(step) or "?"
 
 
 def save_tables(run_dir: Path) -> dict[str, pd.DataFrame]:

@@ -37,6 +37,9 @@ class Backend(Protocol):
     def stop_node(self, name: str, timeout: float) -> int | None:
         """SIGTERM the node, wait up to ``timeout``, then kill; return its exit code."""
 
+    def kill_node(self, name: str) -> None:
+        """SIGKILL the node (a crash); ``start_node`` starts it again, same identity."""
+
     def node_running(self, name: str) -> bool: ...
 
     def reconfigure_router(self, name: str, ruleset: str, sysctls: dict[str, str]) -> None:

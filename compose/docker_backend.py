@@ -47,6 +47,8 @@ class DockerBackend:
         self.run_dir: Path | None = None
         self.networks: dict[str, Any] = {}
         self.containers: dict[str, Any] = {}
+        self._status: dict[str, str] = {}
+        self._status_at = 0.0
 
     # -- environment ----------------------------------------------------------------
     def check_environment(self) -> None:
@@ -181,6 +183,7 @@ class DockerBackend:
 
     def start_node(self, name: str) -> None:
         assert self.plan is not None
+        self._forget_status()
         container = self.containers[name]
         container.start()
         # The node has no NET_ADMIN; the host sets its routes inside its namespace: via
@@ -201,12 +204,32 @@ class DockerBackend:
             raise BackendError(f"router {name} refused its new rules: {result.stderr.strip()}")
         self.exec(name, ["conntrack", "-F"])
 
-    def node_running(self, name: str) -> bool:
-        container = self.containers.get(name)
-        if container is None:
-            return False
+    def kill_node(self, name: str) -> None:
+        self._forget_status()
+        container = self.containers[name]
         container.reload()
-        return container.status == "running"
+        if container.status == "running":
+            container.kill()
+            container.wait(timeout=30)
+
+    def node_running(self, name: str) -> bool:
+        """From one listing of the run's containers, at most a second old: the runner
+        asks about every node many times a second, and 50 inspections a poll load the
+        engine more than the lab does."""
+        import time
+
+        if name not in self.containers:
+            return False
+        now = time.monotonic()
+        if now - self._status_at > 1.0 or name not in self._status:
+            listing = self.client.containers.list(all=True,
+                                                  filters={"label": f"{RUN_LABEL}={self.run_id}"})
+            self._status = {c.name.removeprefix(self.prefix): c.status for c in listing}
+            self._status_at = now
+        return self._status.get(name) == "running"
+
+    def _forget_status(self) -> None:
+        self._status_at = 0.0
 
     def node_rss_mb(self, name: str) -> float | None:
         if not self.node_running(name):

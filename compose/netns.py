@@ -150,6 +150,12 @@ class NetnsBackend:
         )
         log.close()
 
+    def kill_node(self, name: str) -> None:
+        proc = self.processes.get(name)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def node_running(self, name: str) -> bool:
         proc = self.processes.get(name)
         return proc is not None and proc.poll() is None

@@ -14,6 +14,7 @@ import platform
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
@@ -27,19 +28,35 @@ import p2plab
 from analysis.natcheck import declared_view, mismatches
 from compose.backend import Backend
 from compose.events_tail import EventTail
+from compose.fault_filters import FaultFilters
 from compose.kept import KeptLab
-from topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour
+from compose.links import LinkShaper
+from p2plab.events import EventWriter
+from topology import traffic
+from topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
 from topology.scenario import (
+    LAB_EVENTS,
+    Heal,
+    Kill,
+    LinkDown,
+    LinkUp,
+    Partition,
     Publish,
+    Restart,
     Scenario,
     SetNat,
     Sleep,
+    StopTraffic,
     WaitConnection,
+    WaitHolePunch,
     WaitReservation,
     WaitTopicPeers,
+    step_kind,
 )
 
 READY_TIMEOUT_S = 30.0
+# Each node imports py-libp2p (about 1 s of CPU): a big lab on a small machine needs time.
+READY_S_PER_NODE = 1.5
 STOP_TIMEOUT_S = 3.0
 POLL_S = 0.1
 
@@ -113,11 +130,17 @@ class Runner:
         self.run_dir = run_dir
         self.tail = EventTail(run_dir / "events")
         self.progress = progress
-        self.expected_publishes: dict[str, int] = {}
         self.spawned: dict[str, float] = {}
         self.rss_mb: dict[str, float | None] = {}
         self.steps: list[dict[str, Any]] = []  # what the timeline did, and when
         self.publish_deadline = 0.0
+        # (publisher, flow) -> messages still to be seen published
+        self.expected_flows: dict[tuple[str, str], int] = {}
+        self.down: set[str] = set()  # killed and not restarted
+        self.links = LinkShaper(plan, backend, run_dir, progress)
+        self.faults = FaultFilters(plan, backend)
+        self.lab_events: EventWriter | None = None
+        self.timeline_start = 0.0
 
     # -- commands ------------------------------------------------------------------
     def send(self, node: str, command: dict[str, Any]) -> None:
@@ -145,7 +168,7 @@ class Runner:
             if condition():
                 return
             for name in self.plan.nodes:  # probe hosts may come and go
-                if not self.backend.node_running(name):
+                if name not in self.down and not self.backend.node_running(name):
                     raise StepFailed(f"node {name} exited while waiting for {what}; "
                                      f"see logs/{name}.log")
             if time.monotonic() > deadline:
@@ -156,8 +179,25 @@ class Runner:
         return any(e["outcome"] == "ok" for e in self.tail.of(node, "relay_reservation"))
 
     def _mesh_size(self, node: str) -> int:
-        last = self.tail.last(node, "topic_peers")
-        return len(last.get("mesh", last["peers"])) if last else 0
+        """Mesh peers on the node's first topic."""
+        topic = self.plan.scenario.topics_of(self.plan.scenario.node(node))[0]
+        events = [e for e in self.tail.of(node, "topic_peers") if e["topic"] == topic]
+        return len(events[-1].get("mesh", events[-1]["peers"])) if events else 0
+
+    def _punched(self, a: str, b: str) -> bool:
+        ids = {a: self.plan.nodes[a].peer_id, b: self.plan.nodes[b].peer_id}
+        return any(e["peer"] == ids[y] for x, y in ((a, b), (b, a))
+                   for e in self.tail.of(x, "hole_punch"))
+
+    def lab_event(self, type_: str, **fields: Any) -> None:
+        """The lab's own event log (faults, traffic), in the nodes' format."""
+        if self.lab_events is None:
+            self.lab_events = EventWriter.open(LAB_EVENTS,
+                                               self.run_dir / "events" / f"{LAB_EVENTS}.jsonl")
+        self.lab_events.emit(type_, **fields)
+
+    def running(self) -> set[str]:
+        return {n for n in self.plan.nodes if n not in self.down}
 
     def _connected(self, a: str, b: str, kind: str) -> bool:
         conns = self.tail.open_connections(a, self.plan.nodes[b].peer_id)
@@ -197,6 +237,7 @@ class Runner:
         def start(name: str) -> None:
             self.spawned[name] = time.time()
             self.backend.start_node(name)
+            self.links.apply(name)
 
         relays = [n.name for n in self.plan.nodes.values() if n.role == "relay"]
         others = [n for n in self.plan.nodes if n not in relays]
@@ -209,42 +250,56 @@ class Runner:
         self.wait_until(
             "every node to start",
             lambda: all(self.tail.last(n, "node_started") for n in self.plan.nodes),
-            READY_TIMEOUT_S,
+            READY_TIMEOUT_S + READY_S_PER_NODE * len(self.plan.nodes),
         )
 
-    def run_step(self, step: Any) -> None:
+    def run_step(self, index: int, step: Any) -> None:
+        if step.at is not None:
+            delay = self.timeline_start + step.at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        scenario = self.plan.scenario
         if isinstance(step, WaitReservation):
-            self.progress(f"waiting for relay reservations of {', '.join(step.nodes)}")
-            self.wait_until(f"relay reservations of {step.nodes}",
-                            lambda: all(self._reserved(n) for n in step.nodes), step.timeout)
+            nodes = scenario.match_nodes(step.nodes)
+            self.progress(f"waiting for relay reservations of {_names(nodes)}")
+            self.wait_until(f"relay reservations of {_names(nodes)}",
+                            lambda: all(self._reserved(n) for n in nodes), step.timeout)
         elif isinstance(step, WaitTopicPeers):
-            self.progress(f"waiting until {', '.join(step.nodes)} have {step.min}+ mesh peers")
-            self.wait_until(f"{step.min}+ gossipsub mesh peers at {step.nodes}",
-                            lambda: all(self._mesh_size(n) >= step.min for n in step.nodes),
+            nodes = [n for n in scenario.match_nodes(step.nodes) if n not in self.down]
+            self.progress(f"waiting until {_names(nodes)} have {step.min}+ mesh peers")
+            self.wait_until(f"{step.min}+ gossipsub mesh peers at {_names(nodes)}",
+                            lambda: all(self._mesh_size(n) >= step.min for n in nodes),
                             step.timeout)
-        elif isinstance(step, WaitConnection):
+        elif isinstance(step, (WaitConnection, WaitHolePunch)):
             pairs = step.all_pairs()
-            what = f"a {step.kind} connection " + ", ".join(f"{a} <-> {b}" for a, b in pairs)
+            if isinstance(step, WaitConnection):
+                what = f"a {step.kind} connection "
+                done = lambda a, b: (self._connected(a, b, step.kind)  # noqa: E731
+                                     or self._connected(b, a, step.kind))
+            else:
+                what = "a finished hole punch "
+                done = self._punched
+            what += ", ".join(f"{a} <-> {b}" for a, b in pairs)
             self.progress(f"waiting for {what}")
             try:
-                self.wait_until(what, lambda: all(
-                    self._connected(a, b, step.kind) or self._connected(b, a, step.kind)
-                    for a, b in pairs), step.timeout)
+                self.wait_until(what, lambda: all(done(a, b) for a, b in pairs), step.timeout)
             except StepTimeout:
                 if step.required:
                     raise
-                self.progress(f"not every pair got {step.kind}; going on")
+                self.progress(f"not every pair got there ({what}); going on")
         elif isinstance(step, Publish):
-            publishers = ([n.name for n in self.plan.scenario.peers()]
-                          if step.publish == "all" else step.publish)
-            for name in publishers:
-                self.send(name, {"cmd": "publish", "count": step.count,
-                                 "size": step.size, "rate": step.rate})
-                self.expected_publishes[name] = self.expected_publishes.get(name, 0) + step.count
-            self.publish_deadline = max(self.publish_deadline,
-                                        time.monotonic() + step.count / step.rate)
-            self.progress(f"{', '.join(publishers)} publishing {step.count} x "
-                          f"{step.size} B at {step.rate:g}/s")
+            self._publish(index, step)
+        elif isinstance(step, StopTraffic):
+            flow = step.stop_traffic
+            for (node, key) in list(self.expected_flows):
+                if flow in ("all", key):
+                    del self.expected_flows[(node, key)]
+            for name in self.running():
+                if scenario.node(name).chats:
+                    self.send(name, {"cmd": "stop-traffic", "flow": flow})
+            self.lab_event("traffic", flow=flow, publishers=[], count=0, topic="",
+                           action="stop")
+            self.progress(f"stopped traffic: {flow}")
         elif isinstance(step, Sleep):
             time.sleep(step.sleep)
         elif isinstance(step, SetNat):
@@ -252,7 +307,109 @@ class Runner:
             behaviour, ruleset, sysctls = self.plan.ruleset_for(router, step.nat)
             self.progress(f"switching {router} to {behaviour.short() if behaviour else 'no NAT'}")
             self.backend.reconfigure_router(router, ruleset, sysctls)
-        self.steps.append({"t": time.time(), "step": step.model_dump(by_alias=True)})
+            self.lab_event("fault", action="set-nat", targets=[step.set_nat],
+                           nat=behaviour.short() if behaviour else "no NAT")
+        elif isinstance(step, Kill):
+            nodes = [n for n in scenario.match_nodes(step.kill) if n not in self.down]
+            for name in nodes:
+                self.links.release(name)
+                self.backend.kill_node(name)
+                self.down.add(name)
+                for key in [k for k in self.expected_flows if k[0] == name]:
+                    del self.expected_flows[key]
+            self.lab_event("fault", action="kill", targets=nodes)
+            self.progress(f"killed {_names(nodes)}")
+        elif isinstance(step, Restart):
+            nodes = [n for n in scenario.match_nodes(step.restart) if n in self.down]
+            starts = {n: len(self.tail.of(n, "node_started")) for n in nodes}
+            for name in nodes:
+                self.backend.start_node(name)
+                self.links.apply(name)
+                self.faults.restore(name)
+                self.down.discard(name)
+            self.lab_event("fault", action="restart", targets=nodes)
+            self.progress(f"restarted {_names(nodes)}")
+            self.wait_until(f"{_names(nodes)} to start again", lambda: all(
+                len(self.tail.of(n, "node_started")) > starts[n] for n in nodes), READY_TIMEOUT_S)
+        elif isinstance(step, (LinkDown, LinkUp)):
+            up = isinstance(step, LinkUp)
+            targets = step.link_up if up else step.link_down
+            nodes = scenario.match_link_targets(targets)
+            self.faults.set_link(nodes, up, self.running())
+            self.lab_event("fault", action=step_kind(step), targets=nodes, named=targets)
+            self.progress(f"link {'up' if up else 'down'}: {_names(nodes)}")
+        elif isinstance(step, Partition):
+            groups = [scenario.match_link_targets(g) for g in step.partition]
+            self.faults.partition(groups, self.running())
+            self.lab_event("fault", action="partition", targets=sorted(n for g in groups for n in g),
+                           groups=groups)
+            self.progress("partitioned: " + " | ".join(_names(g) for g in groups) + " | rest")
+        elif isinstance(step, Heal):
+            self.faults.heal(self.running())
+            self.lab_event("fault", action="heal", targets=[])
+            self.progress("partition healed")
+        self.steps.append({"t": time.time(), "step": step.model_dump(by_alias=True,
+                                                                     exclude_none=True)})
+
+    def _publish(self, index: int, step: Publish) -> None:
+        scenario = self.plan.scenario
+        flow = step.name or f"step-{index}"
+        publishers = [n for n in traffic.publishers(step, scenario) if n not in self.down]
+        longest = 0.0
+        for name in publishers:
+            offsets = traffic.send_offsets(step, scenario, index, name)
+            topic = traffic.topic_for(step, scenario, name)
+            self.send(name, {"cmd": "publish", "count": step.count, "size": step.size,
+                             "rate": step.rate, "topic": topic, "flow": flow,
+                             "offsets": offsets})
+            self.expected_flows[(name, flow)] = step.count
+            longest = max(longest, offsets[-1])
+        self.publish_deadline = max(self.publish_deadline, time.monotonic() + longest)
+        self.lab_event("traffic", flow=flow, publishers=publishers, count=step.count,
+                       topic=step.topic or "", pattern=step.pattern, rate=step.rate,
+                       size=step.size, action="start")
+        self.progress(f"{_names(publishers)} publishing {step.count} x {step.size} B, "
+                      f"{step.pattern} at {step.rate:g}/s ({flow})")
+
+    def measure_links(self) -> None:
+        """UDP round trips over the impaired links, against their configuration, into
+        link_rtt.json (one check per distinct link, run side by side)."""
+        checks = link_checks(self.plan)
+        if not checks:
+            return
+        self.progress(f"measuring {len(checks)} impaired link(s) with UDP echoes")
+        rows: list[dict[str, Any]] = []
+
+        def check(c: Any) -> None:
+            target_ip = str(self.plan.nodes[c.target].ip)
+            server = subprocess.Popen(
+                [*self.backend.netns_command(c.target), sys.executable, "-m",
+                 "p2plab.linkcheck", "serve", "--ip", target_ip, "--port", str(c.port),
+                 "--seconds", "15"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True)
+            try:
+                time.sleep(0.5)
+                done = subprocess.run(
+                    [*self.backend.netns_command(c.source), sys.executable, "-m",
+                     "p2plab.linkcheck", "ping", "--ip", target_ip, "--port", str(c.port)],
+                    capture_output=True, text=True, timeout=30)
+                result = json.loads(done.stdout) if done.returncode == 0 else {
+                    "error": done.stderr.strip()[-300:]}
+            finally:
+                server.terminate()
+                server.wait()
+            measured = result.get("median_ms")
+            rows.append({"pair": f"{c.source}->{c.target}", "configured_ms": c.configured_rtt_ms,
+                         "measured_ms": measured, **result,
+                         "error_pct": (round(100 * (measured - c.configured_rtt_ms)
+                                             / c.configured_rtt_ms, 1)
+                                       if measured is not None and c.configured_rtt_ms else None)})
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(check, checks))
+        rows.sort(key=lambda r: r["pair"])
+        (self.run_dir / "link_rtt.json").write_text(json.dumps(
+            {"mechanism": self.links.mechanism, "pairs": rows}, indent=2) + "\n")
 
     def probe_nats(self) -> dict[str, Any]:
         """Classify every LAN's NAT with the probe and compare with what was declared."""
@@ -300,14 +457,22 @@ class Runner:
     def finish_publishing(self) -> None:
         """Wait for every publish plan to have gone out (with slack for a slow host)."""
         timeout = max(0.0, self.publish_deadline - time.monotonic()) + 10.0
+        def published(node: str, flow: str) -> int:
+            return sum(1 for e in self.tail.of(node, "message_published") if e.get("flow") == flow)
+
         self.wait_until(
             "publishers to finish",
-            lambda: all(len(self.tail.of(n, "message_published")) >= count
-                        for n, count in self.expected_publishes.items()),
+            lambda: all(published(n, flow) >= count
+                        for (n, flow), count in list(self.expected_flows.items())
+                        if n not in self.down),
             timeout,
         )
 
     def stop_nodes(self) -> None:
+        self.links.stop_all()
+        if self.lab_events is not None:
+            self.lab_events.close()
+            self.lab_events = None
         for name in self.plan.nodes:
             if self.backend.node_running(name):
                 try:
@@ -325,8 +490,10 @@ class Runner:
             if self.plan.probing:
                 self.probe_nats()
             self.start_nodes()
-            for step in self.plan.scenario.timeline:
-                self.run_step(step)
+            self.measure_links()
+            self.timeline_start = time.monotonic()
+            for index, step in enumerate(self.plan.scenario.timeline):
+                self.run_step(index, step)
             self.finish_publishing()
             time.sleep(self.plan.scenario.settle)
         except StepFailed as exc:
@@ -357,7 +524,8 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
         if keep:
             hosts = [*plan.routers, *(h.name for h in plan.hosts())]
             KeptLab(run_id, backend.name, str(run_dir), hosts,
-                    [p.pid for p in runner.captures.values()]).save()
+                    [p.pid for p in [*runner.captures.values(),
+                                     *runner.links.stages.values()]]).save()
             kept = True
             progress(f"lab kept up (run id {run_id}): p2plab exec HOST -- sh; p2plab down")
     finally:
@@ -374,8 +542,16 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
                    started=started, timeline_end=outcome.timeline_end,
                    ended=time.time(), timeline_error=outcome.timeline_error,
-                   node_spawned=runner.spawned, node_rss_mb=runner.rss_mb, steps=runner.steps)
+                   node_spawned=runner.spawned, node_rss_mb=runner.rss_mb, steps=runner.steps,
+                   link_shaping=runner.links.describe())
     return outcome
+
+
+def _names(nodes: list[str], limit: int = 6) -> str:
+    """A readable list of node names for progress lines, shortened for big groups."""
+    if len(nodes) <= limit:
+        return ", ".join(nodes) or "nobody"
+    return f"{', '.join(nodes[:limit])} and {len(nodes) - limit} more"
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -34,6 +34,8 @@ from node.relay import Relaying, circuit_addr
 from p2plab.events import EventWriter
 
 log = logging.getLogger("p2plab.node")
+# After losing a persistent peer or a relay: wait this long, then dial again.
+REDIAL_PAUSE_S = 2.0
 
 
 def connection_kind(addrs: list[Multiaddr]) -> tuple[str, str]:
@@ -138,6 +140,7 @@ class ChatNode:
         self.gossipsub: GossipSub | None = None
         self.relaying: Relaying | None = None
         self.quit = trio.Event()
+        self._flows: dict[str, list[trio.CancelScope]] = {}  # running publish plans
         self._discovered_send, self._discovered_recv = trio.open_memory_channel[PeerInfo](256)
 
     # -- events -----------------------------------------------------------------
@@ -173,9 +176,9 @@ class ChatNode:
             if self.config.mdns:
                 nursery.start_soon(self._mdns_connector)
             for relay in self.config.relays:
-                nursery.start_soon(self._reserve, relay, nursery)
+                nursery.start_soon(self._keep_reserved, relay, nursery)
             for addr in self.config.dial:
-                nursery.start_soon(self._dial_with_retry, addr)
+                nursery.start_soon(self._keep_dialed, addr)
             if self.config.ping_interval > 0:
                 nursery.start_soon(self._ping_loop)
             if self.config.control is not None:
@@ -215,8 +218,9 @@ class ChatNode:
 
         nursery.start_soon(run_pubsub)
         await ready.wait()
-        subscription = await self.pubsub.subscribe(self.config.topic)
-        nursery.start_soon(self._receive, subscription)
+        for topic in self.config.topics:
+            subscription = await self.pubsub.subscribe(topic)
+            nursery.start_soon(self._receive, subscription, topic)
         nursery.start_soon(self._watch_topic_peers)
 
     def _announce_start(self) -> None:
@@ -230,6 +234,7 @@ class ChatNode:
             announced_addrs=announced,
             role=self.config.role,
             topic=self.config.topic,
+            topics=list(self.config.topics),
             nick=self.config.nick,
         )
         self.say(f"peer id: {own}")
@@ -237,7 +242,8 @@ class ChatNode:
             self.say(f"listening on: {addr}")
 
     # -- chat ------------------------------------------------------------------
-    async def publish(self, text: str, size: int = 0, topic: str | None = None) -> None:
+    async def publish(self, text: str, size: int = 0, topic: str | None = None,
+                      flow: str | None = None) -> None:
         assert self.pubsub is not None, "a relay does not chat"
         topic = topic or self.config.topic
         self.seq += 1
@@ -250,10 +256,11 @@ class ChatNode:
             seq=self.seq,
             size=len(data),
             topic=topic,
+            flow=flow,
         )
         await self.pubsub.publish(topic, data)
 
-    async def _receive(self, subscription: Any) -> None:
+    async def _receive(self, subscription: Any, topic: str) -> None:
         own = self.peer_id.to_bytes()
         while True:
             message = await subscription.get()
@@ -267,28 +274,35 @@ class ChatNode:
                 origin=origin,
                 seq=seq,
                 size=len(message.data),
-                topic=self.config.topic,
+                topic=topic,
             )
             if self.config.interactive or self.config.control is None:
                 self.say(f"{nick}: {text}")
 
-    async def _publish_plan(self, count: int, size: int, rate: float, topic: str | None) -> None:
-        """Publish ``count`` messages at ``rate`` per second on a fixed schedule."""
+    async def _publish_plan(self, offsets: list[float], size: int, topic: str | None,
+                            flow: str | None) -> None:
+        """Publish one message at each offset (seconds from now); the lab computes the
+        offsets from its seed, so the schedule is the same on every backend. A
+        stop-traffic command for the flow (or "all") ends the plan early."""
         start = trio.current_time()
-        for i in range(count):
-            await trio.sleep_until(start + i / rate)
-            await self.publish(f"message {self.seq + 1}", size=size, topic=topic)
+        with trio.CancelScope() as scope:
+            self._flows.setdefault(flow or "", []).append(scope)
+            for offset in offsets:
+                await trio.sleep_until(start + offset)
+                await self.publish(f"message {self.seq + 1}", size=size, topic=topic, flow=flow)
+        self._flows[flow or ""].remove(scope)
 
     async def _watch_topic_peers(self) -> None:
-        """Report who shares our topic: the lab waits on this before driving traffic."""
-        last: tuple[list[str], list[str]] | None = None
+        """Report who shares each topic: the lab waits on this before driving traffic."""
+        last: dict[str, tuple[list[str], list[str]]] = {}
         while True:
             assert self.pubsub is not None and self.gossipsub is not None
-            peers = sorted(p.to_base58() for p in self.pubsub.peer_topics.get(self.config.topic, ()))
-            mesh = sorted(p.to_base58() for p in self.gossipsub.mesh.get(self.config.topic, ()))
-            if (peers, mesh) != last:
-                last = (peers, mesh)
-                self.emit("topic_peers", topic=self.config.topic, peers=peers, mesh=mesh)
+            for topic in self.config.topics:
+                peers = sorted(p.to_base58() for p in self.pubsub.peer_topics.get(topic, ()))
+                mesh = sorted(p.to_base58() for p in self.gossipsub.mesh.get(topic, ()))
+                if (peers, mesh) != last.get(topic):
+                    last[topic] = (peers, mesh)
+                    self.emit("topic_peers", topic=topic, peers=peers, mesh=mesh)
             await trio.sleep(0.2)
 
     # -- connectivity ------------------------------------------------------------
@@ -362,7 +376,7 @@ class ChatNode:
             return
         await self.host.connect(info)
 
-    async def _dial_with_retry(self, addr: Multiaddr) -> None:
+    async def _dial_with_retry(self, addr: Multiaddr) -> bool:
         """Keep dialing until it works or --dial-timeout passes (peers start in any order)."""
         start = time.monotonic()
         attempts = 0
@@ -391,6 +405,35 @@ class ChatNode:
         )
         if outcome != "ok":
             self.say(f"dial {addr} failed: {reason}")
+        return outcome == "ok"
+
+    def _connected_to(self, peer: ID) -> bool:
+        return peer in self.host.get_network().connections
+
+    async def _keep_dialed(self, addr: Multiaddr) -> None:
+        """A --dial peer is a persistent peer: dial it, and dial again whenever every
+        connection to it is gone (it crashed and came back, its relay restarted)."""
+        peer_text = str(addr).rsplit("/p2p/", 1)[-1] if "/p2p/" in str(addr) else None
+        while True:
+            if not await self._dial_with_retry(addr):
+                await trio.sleep(REDIAL_PAUSE_S)
+                continue
+            if peer_text is None:
+                return  # no id to watch (it was learnt during the dial)
+            peer = ID.from_base58(peer_text)
+            while self._connected_to(peer):
+                await trio.sleep(1.0)
+            await trio.sleep(REDIAL_PAUSE_S)
+
+    async def _keep_reserved(self, relay: Multiaddr, nursery: trio.Nursery) -> None:
+        """Reserve on the relay, and reserve again after losing the connection to it."""
+        relay_id = info_from_p2p_addr(relay).peer_id
+        while True:
+            await self._reserve(relay, nursery)
+            await trio.sleep(1.0)
+            while self._connected_to(relay_id):
+                await trio.sleep(1.0)
+            await trio.sleep(REDIAL_PAUSE_S)
 
     def _listen_for_mdns(self) -> Callable[[PeerInfo], None]:
         """Hand mDNS discoveries (made on zeroconf's thread) over to trio.
@@ -473,8 +516,16 @@ class ChatNode:
         elif cmd == "publish":
             if self.pubsub is None:
                 raise CommandError("a relay does not publish")
-            await self._publish_plan(int(command["count"]), int(command["size"]),
-                                     float(command["rate"]), command.get("topic"))
+            count, rate = int(command["count"]), float(command["rate"])
+            offsets = command.get("offsets") or [i / rate for i in range(count)]
+            await self._publish_plan([float(o) for o in offsets], int(command["size"]),
+                                     command.get("topic"), command.get("flow"))
+        elif cmd == "stop-traffic":
+            flow = str(command["flow"])
+            for name, scopes in self._flows.items():
+                if flow in ("all", name):
+                    for scope in scopes:
+                        scope.cancel()
         elif cmd == "say":
             await self.publish(str(command["text"]))
         elif cmd == "dial":

@@ -38,7 +38,7 @@ class NodeConfig:
     name: str
     nick: str
     role: str  # "peer" or "relay"
-    topic: str
+    topics: tuple[str, ...]  # subscribed; the first is where chat lines go
     listen_ips: tuple[str, ...]
     port: int
     quic: bool
@@ -55,6 +55,10 @@ class NodeConfig:
     dial_timeout: float
     holepunch: bool
     gossip: GossipParams = field(default_factory=GossipParams)
+
+    @property
+    def topic(self) -> str:
+        return self.topics[0]
 
 
 SUPPORTED_TRANSPORTS = ("tcp", "quic-v1")
@@ -93,7 +97,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nick", default=None, help="chat nickname (default: the name)")
     parser.add_argument("--role", choices=("peer", "relay"), default="peer",
                         help="relay: act as a circuit relay v2 hop and do not chat")
-    parser.add_argument("--topic", default=DEFAULT_TOPIC)
+    parser.add_argument("--topic", action="append", default=None, metavar="TOPIC",
+                        help=f"subscribe (repeatable; default {DEFAULT_TOPIC})")
     parser.add_argument("--listen-ip", action="append", default=[], metavar="IP",
                         help="address to listen on (repeatable; default: every "
                              "non-loopback IPv4 address of this host)")
@@ -159,7 +164,7 @@ def parse_args(argv: list[str]) -> NodeConfig:
         name=name,
         nick=args.nick or name,
         role=args.role,
-        topic=args.topic,
+        topics=tuple(dict.fromkeys(args.topic or [DEFAULT_TOPIC])),
         listen_ips=tuple(args.listen_ip),
         port=args.port,
         quic=args.quic,

@@ -2,7 +2,9 @@
 a container with a mounted run directory, so the lab needs no control network.
 
 Commands (one JSON object a line):
-  {"cmd": "publish", "count": N, "size": BYTES, "rate": PER_SECOND, "topic": T?}
+  {"cmd": "publish", "count": N, "size": BYTES, "rate": PER_SECOND, "topic": T?,
+   "offsets": [SECONDS, ...]?, "flow": NAME?}
+  {"cmd": "stop-traffic", "flow": NAME or "all"}
   {"cmd": "say", "text": "..."}
   {"cmd": "dial", "addr": MULTIADDR}
   {"cmd": "ping", "peer": PEER_ID, "count": N}
@@ -26,6 +28,7 @@ class CommandError(ValueError):
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "publish": ("count", "size", "rate"),
+    "stop-traffic": ("flow",),
     "say": ("text",),
     "dial": ("addr",),
     "ping": ("peer",),

@@ -29,6 +29,9 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "message_received": ("msg_id", "origin", "seq", "size", "topic"),
     "ping": ("peer", "rtt_ms", "outcome", "reason"),
     "command": ("cmd", "outcome", "reason"),
+    # Written by the lab itself (node "_lab"): what the timeline did to the network.
+    "fault": ("action", "targets"),
+    "traffic": ("flow", "publishers", "count", "topic"),
 }
 
 ENVELOPE = ("v", "t", "node", "type")

@@ -14,6 +14,7 @@ Every lab the fixture starts is torn down when the test ends, pass or fail.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -46,8 +47,9 @@ class Lab:
             raise
 
     def run_timeline(self) -> None:
-        for step in self.plan.scenario.timeline:
-            self.runner.run_step(step)
+        self.runner.timeline_start = time.monotonic()
+        for index, step in enumerate(self.plan.scenario.timeline):
+            self.runner.run_step(index, step)
         self.runner.finish_publishing()
 
     def probe_nats(self) -> dict[str, Any]:

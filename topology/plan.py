@@ -16,7 +16,7 @@ import networkx as nx
 
 from node.identity import peer_id_for_seed
 from topology.nat import NatBehaviour, conntrack_sysctls, nat_ruleset
-from topology.scenario import PUBLIC, DialTarget, NatSpec, Scenario, nat_spec
+from topology.scenario import PUBLIC, DialTarget, LinkSpec, NatSpec, Scenario, nat_spec
 
 NODE_PORT = 4001
 PROBE_PORTS = (3478, 3479)
@@ -71,6 +71,7 @@ class NodePlan:
     key_seed: str
     args: tuple[str, ...]  # program flags except the run-directory paths
     routes: tuple[Route, ...] = ()
+    link: LinkSpec | None = None  # access-link impairment, both directions
 
     def argv(self, run_dir: PurePosixPath) -> list[str]:
         """Flags with the event log and control FIFO under ``run_dir`` as the node sees it."""
@@ -227,10 +228,12 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             "--key-seed", _seed(scenario, spec_node.name),
             "--listen-ip", str(addresses[spec_node.name]),
             "--port", str(NODE_PORT),
-            "--topic", scenario.topic,
-            "--role", spec_node.role,
+            "--role", "relay" if spec_node.role == "relay" else "peer",
+            "--ping-interval", f"{scenario.ping_interval:g}",
             "--no-stdin",
         ]
+        for topic in scenario.topics_of(spec_node):
+            args += ["--topic", topic]
         if spec_node.quic:
             args.append("--quic")
         if not spec_node.tcp:
@@ -257,6 +260,7 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             gateway=segments[spec_node.lan].gateway, role=spec_node.role,
             peer_id=peer_ids[spec_node.name], key_seed=_seed(scenario, spec_node.name),
             args=tuple(args), routes=host_routes(spec_node.lan),
+            link=_impairment(scenario.link_of(spec_node)),
         )
         graph.add_node(spec_node.name, kind="node", role=spec_node.role,
                        peer_id=peer_ids[spec_node.name])
@@ -283,6 +287,10 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
         )
     return LabPlan(scenario, segments, routers, nodes, probes, graph,
                    probing=scenario.probe_nat if probing is None else probing)
+
+
+def _impairment(link: LinkSpec | None) -> LinkSpec | None:
+    return link if link is not None and link.is_impaired() else None
 
 
 def _with_routes(router: RouterPlan, routes: tuple[Route, ...]) -> RouterPlan:
@@ -318,3 +326,42 @@ def combined_behaviour(plan: LabPlan, lan: str) -> NatBehaviour | None:
         udp_blocked=any(b.udp_blocked for b in chain),
     )
 
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    """A UDP round-trip measurement the runner makes before the timeline."""
+
+    source: str
+    target: str
+    configured_rtt_ms: float
+    port: int
+
+
+def link_checks(plan: LabPlan) -> list[LinkCheck]:
+    """One check per distinct impaired link: from the first node with that link to a
+    public host (unimpaired if there is one), else to a neighbour on its own LAN.
+    Configured round trip: 2 x (latency of both access links)."""
+    checks: list[LinkCheck] = []
+    seen: set[tuple[str, str]] = set()
+    public = [n for n in plan.nodes.values()
+              if n.segment == PUBLIC or plan.segments[n.segment].gateway is None
+              or plan.router_for(n.segment).behaviour is None]
+    public.sort(key=lambda n: n.link is not None)
+    for node in plan.nodes.values():
+        if node.link is None:
+            continue
+        key = (node.segment, node.link.model_dump_json())
+        if key in seen:
+            continue
+        seen.add(key)
+        target = next((t for t in public if t.name != node.name), None)
+        if target is None:
+            target = next((t for t in plan.nodes.values()
+                           if t.segment == node.segment and t.name != node.name), None)
+        if target is None:
+            continue
+        latency = node.link.latency_ms + (target.link.latency_ms if target.link else 0.0)
+        checks.append(LinkCheck(node.name, target.name, round(2 * latency, 3),
+                                20000 + len(checks)))
+    return checks
