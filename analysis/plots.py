@@ -130,22 +130,33 @@ def hole_punch_outcomes(punches: dict[str, Any], meta: dict[str, Any], path: Pat
     return _save(fig, path)
 
 
-def topology_picture(graph: nx.Graph, meta: dict[str, Any], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    pos = nx.spring_layout(graph, seed=int(meta.get("seed") or 0))
+def topology_picture(graph: nx.Graph, meta: dict[str, Any], path: Path,
+                     dials: list[tuple[str, str, bool]] | None = None) -> Path:
+    """Segments, routers and nodes; with ``dials`` (dialer, target, relayed) the planned
+    connections too (dashed: through a relay)."""
+    big = graph.number_of_nodes() > 40
+    fig, ax = plt.subplots(figsize=(14, 10) if big else (8, 5.5))
+    pos = nx.spring_layout(graph, seed=int(meta.get("seed") or 0),
+                           k=None if not big else 1.5 / max(1, graph.number_of_nodes()) ** 0.5)
+    for dialer, target, relayed in dials or []:
+        if dialer in pos and target in pos:
+            (x1, y1), (x2, y2) = pos[dialer], pos[target]
+            ax.plot([x1, x2], [y1, y2], color="#7b5ea7", alpha=0.35, linewidth=0.8,
+                    linestyle="--" if relayed else "-", zorder=0)
     kinds = nx.get_node_attributes(graph, "kind")
     style = {"segment": ("s", "#bcd4e6", 900), "router": ("D", "#e8a33d", 500),
              "node": ("o", "#2e9d4f", 400)}
     for kind, (shape, colour, size) in style.items():
         members = [n for n, k in kinds.items() if k == kind]
         nx.draw_networkx_nodes(graph, pos, nodelist=members, node_shape=shape,
-                               node_color=colour, node_size=size, ax=ax)
+                               node_color=colour, node_size=size * (0.4 if big else 1.0), ax=ax)
     nx.draw_networkx_edges(graph, pos, ax=ax, alpha=0.5)
     labels = {n: (f"{n}\n{graph.nodes[n].get('subnet', '')}" if kinds.get(n) == "segment"
                   else f"{n}\n{graph.nodes[n].get('nat', '')}" if kinds.get(n) == "router" else n)
               for n in graph.nodes}
-    nx.draw_networkx_labels(graph, pos, labels=labels, font_size=7, ax=ax)
-    ax.set_title(f"Topology: segments (squares), NAT routers (diamonds), nodes (circles)\n"
+    nx.draw_networkx_labels(graph, pos, labels=labels, font_size=5 if big else 7, ax=ax)
+    ax.set_title(f"Topology: segments (squares), NAT routers (diamonds), nodes (circles)"
+                 + ("; planned dials in purple (dashed: relayed)" if dials else "") + "\n"
                  f"{_subtitle(meta)}", fontsize=10)
     ax.axis("off")
     return _save(fig, path)

@@ -99,6 +99,7 @@ class _ConnectionEvents(INotifee):
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         self._emit("connection_closed", conn)
+        self.node.pubsub_stream_lost(conn)
 
     async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
         pass
@@ -142,6 +143,20 @@ class ChatNode:
         self.quit = trio.Event()
         self._flows: dict[str, list[trio.CancelScope]] = {}  # running publish plans
         self._discovered_send, self._discovered_recv = trio.open_memory_channel[PeerInfo](256)
+
+    def pubsub_stream_lost(self, conn: INetConn) -> None:
+        """A connection closed while another to the same peer lives on (a relay died
+        after DCUtR went direct): py-libp2p 0.8.1's pubsub keeps its stream on the
+        dead connection and the peer goes silent. Dropping the peer from pubsub while
+        it is connected makes pubsub open a fresh stream, on the live connection."""
+        if self.pubsub is None:
+            return
+        try:
+            peer = conn.muxed_conn.peer_id
+            if peer in self.pubsub.peers and self.host.get_network().get_connections(peer):
+                self.pubsub._handle_dead_peer(peer)  # schedules a new stream while connected
+        except Exception as exc:  # a private API: never let it take the node down
+            log.warning("could not renew the pubsub stream: %s", exc)
 
     # -- events -----------------------------------------------------------------
     def emit(self, type_: str, **fields: Any) -> None:
@@ -365,11 +380,17 @@ class ChatNode:
             peer = await self.learn_peer_id(addr)
             addr = addr.encapsulate(Multiaddr(f"/p2p/{peer.to_base58()}"))
         info = info_from_p2p_addr(addr)
+        network = self.host.get_network()
+        # py-libp2p refuses, for 60 s, to dial a peer whose addresses all failed once;
+        # our callers pace their own retries (a peer still starting, a node restarted).
+        network.unblock_peer(info.peer_id)
         if "p2p-circuit" in str(addr):
             assert self.relaying is not None
             # Make sure we are connected to the relay, then dial through it.
             relay_part = Multiaddr(str(addr).split("/p2p-circuit")[0])
-            await self.host.connect(info_from_p2p_addr(relay_part))
+            relay_info = info_from_p2p_addr(relay_part)
+            network.unblock_peer(relay_info.peer_id)
+            await self.host.connect(relay_info)
             # py-libp2p's host.connect cannot dial /p2p-circuit; the transport can, and
             # the connection it returns is registered with the swarm like any other.
             await self.relaying.transport.dial(addr)

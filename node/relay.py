@@ -64,6 +64,8 @@ class Relaying:
         while time.monotonic() < deadline:
             try:
                 with trio.fail_after(10):
+                    # Retries are paced here; lift py-libp2p's 60 s failed-dial block.
+                    self.host.get_network().unblock_peer(info.peer_id)
                     await self.host.connect(info)
                     stream = await self.host.new_stream(info.peer_id, [HOP_PROTOCOL_ID])
                     ok = await self.transport.reserve(stream, info.peer_id, nursery)

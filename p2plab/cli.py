@@ -32,9 +32,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from topology.scenario import ScenarioError, find_scenario, load_scenario
 
     status = 0
+    from topology.matrix import is_matrix_file, lab_scenarios, load_matrix
+
     for item in args.scenarios:
         try:
             path = find_scenario(item, SCENARIOS_DIR)
+            if is_matrix_file(path):
+                labs = lab_scenarios(load_matrix(path))
+                print(f"{path}: ok: a NAT matrix of {sum(len(c) for _, c in labs)} cells "
+                      f"in {len(labs)} labs")
+                continue
             scenario = load_scenario(path)
             plan = build_plan(scenario)
         except (ScenarioError, ValueError) as exc:
@@ -44,6 +51,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{path}: ok: {len(plan.nodes)} nodes, {len(plan.routers)} NAT routers, "
               f"{len(plan.segments)} segments, {len(scenario.timeline)} timeline steps")
     return status
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """A text summary of the scenario as it would run, and a PNG of its topology."""
+    from analysis.plots import topology_picture
+    from topology.describe import describe, dials
+    from topology.plan import build_plan
+    from topology.scenario import ScenarioError, find_scenario, load_scenario
+
+    try:
+        path = find_scenario(args.scenario, SCENARIOS_DIR)
+        plan = build_plan(load_scenario(path))
+    except (ScenarioError, ValueError) as exc:
+        return _fail(str(exc))
+    print(describe(plan))
+    out = Path(args.png or f"{plan.scenario.name}-topology.png")
+    from importlib.metadata import version
+
+    topology_picture(plan.graph, {"scenario": plan.scenario.name, "seed": plan.scenario.seed,
+                                  "backend": "plan (not run)",
+                                  "libp2p_version": version("libp2p")}, out, dials=dials(plan))
+    print(f"\ntopology picture: {out}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -205,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("scenarios", nargs="+")
     validate.set_defaults(func=cmd_validate)
+    show = sub.add_parser("show", help="summarise a scenario and draw its topology (PNG)")
+    show.add_argument("scenario", help="a shipped scenario name or a YAML path")
+    show.add_argument("--png", default=None, help="where to write the picture "
+                      "(default: NAME-topology.png here)")
+    show.set_defaults(func=cmd_show)
     report = sub.add_parser("report", help="rebuild summary.json and report.md from events")
     report.add_argument("run_dir")
     report.set_defaults(func=cmd_report)

@@ -113,7 +113,8 @@ def dedupe(edges: list[Edge]) -> list[Edge]:
 
 
 def orient(edge: Edge, lan_of: dict[str, str], routed: set[str],
-           relays_of: dict[str, list[str]]) -> tuple[str, str, str | None] | str:
+           relays_of: dict[str, list[str]], isolated: set[str] = frozenset()  # type: ignore[assignment]
+           ) -> tuple[str, str, str | None] | str:
     """(dialer, target, relay or None) for an edge, or the reason it cannot be dialled.
 
     A node can be dialled directly from everywhere if it is on the public segment or a
@@ -123,12 +124,18 @@ def orient(edge: Edge, lan_of: dict[str, str], routed: set[str],
     a, b = edge.a, edge.b
 
     def direct(dialer: str, target: str) -> bool:
-        return lan_of[target] in routed or lan_of[target] == lan_of[dialer]
+        if lan_of[target] == lan_of[dialer]:
+            return True
+        return lan_of[target] in routed and lan_of[dialer] not in isolated
 
     if direct(a, b):
         return (a, b, None)
     if direct(b, a):
         return (b, a, None)
+    for x in (a, b):
+        if lan_of[x] in isolated:
+            return (f"{a} and {b} cannot meet: {x}'s LAN {lan_of[x]!r} has nat: null (no "
+                    "router, no way out); use nat: public for a routed LAN")
     if relays_of.get(b):
         return (a, b, relays_of[b][0])
     if relays_of.get(a):

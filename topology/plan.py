@@ -345,8 +345,8 @@ def link_checks(plan: LabPlan) -> list[LinkCheck]:
     checks: list[LinkCheck] = []
     seen: set[tuple[str, str]] = set()
     public = [n for n in plan.nodes.values()
-              if n.segment == PUBLIC or plan.segments[n.segment].gateway is None
-              or plan.router_for(n.segment).behaviour is None]
+              if n.segment == PUBLIC or (plan.segments[n.segment].gateway is not None
+                                         and plan.router_for(n.segment).behaviour is None)]
     public.sort(key=lambda n: n.link is not None)
     for node in plan.nodes.values():
         if node.link is None:

@@ -540,6 +540,7 @@ class Scenario(_Strict):
     @model_validator(mode="after")
     def _expand(self) -> "Scenario":
         errors: list[tuple[tuple[Any, ...], str]] = []
+        failed_lan_groups: list[str] = []
         for i, lan in enumerate(self.lan_specs):
             if lan.name in self._lan_origin or (lan.count and any(
                     n.startswith(f"{lan.name}-") for n in self._lan_origin)):
@@ -553,6 +554,7 @@ class Scenario(_Strict):
                 subnets = groups.split_pool(lan.subnet, lan.count, lan.prefix)
             except ValueError as exc:
                 errors.append((("lans", i, "count"), str(exc)))
+                failed_lan_groups.append(lan.name)
                 continue
             for k, subnet in enumerate(subnets, start=1):
                 name = f"{lan.name}-{k}"
@@ -560,7 +562,11 @@ class Scenario(_Strict):
                                                          "count": None}))
                 self._lan_origin[name] = i
         lan_names = [PUBLIC] + [lan.name for lan in self._lans]
-        routed = {PUBLIC} | {lan.name for lan in self._lans if lan.nat is None}
+        # Reachable from everywhere: the public segment and LANs routed without NAT.
+        # A LAN with nat: null has no router at all: only its own nodes reach it.
+        routed = {PUBLIC} | {lan.name for lan in self._lans
+                             if lan.nat_spec is not None and lan.nat_spec.preset == "public"}
+        isolated = {lan.name for lan in self._lans if lan.nat is None}
 
         plain: list[NodeSpec] = []
         for i, spec in enumerate(self.node_specs):
@@ -568,8 +574,11 @@ class Scenario(_Strict):
             lans = groups.match(patterns, lan_names)
             missing = [p for p in patterns if not groups.match([p], lan_names)]
             if missing:
-                errors.append((("nodes", i, "lan"), f"LAN {missing[0]!r} does not exist; "
-                               f"known: {', '.join(lan_names)}"))
+                bad = missing[0]
+                if not any(bad.startswith(f"{failed}-") for failed in failed_lan_groups):
+                    errors.append((("nodes", i, "lan"), (
+                        f"pattern {bad!r} matches no LAN" if groups.has_pattern(bad)
+                        else f"LAN {bad!r} does not exist") + f"; known: {', '.join(lan_names)}"))
                 continue
             names = ([spec.name] if spec.count is None else
                      [groups.numbered(spec.name, k, spec.count)
@@ -643,7 +652,7 @@ class Scenario(_Strict):
         lan_of = {n.name: n.lan for n in plain}
         dials: dict[str, list[DialTarget]] = {n.name: [] for n in plain}
         for edge in groups.dedupe(edges):
-            oriented = groups.orient(edge, lan_of, routed, relays_of)
+            oriented = groups.orient(edge, lan_of, routed, relays_of, isolated)
             if isinstance(oriented, str):
                 errors.append((edge.loc, oriented))
                 continue
@@ -798,8 +807,8 @@ class Scenario(_Strict):
                         errors.append(((*loc, "partition", g), f"node {m!r} is in two groups"))
         rest = len(step.partition)
         for lan in self.lans:
-            if lan.nat is None:
-                continue
+            if lan.nat is None or lan.nat_spec.preset == "public":  # type: ignore[union-attr]
+                continue  # no shared NAT address
             on_lan = {group_of.get(n.name, rest) for n in self.nodes if n.lan == lan.name}
             if len(on_lan) > 1:
                 errors.append(((*loc, "partition"), f"the nodes of {lan.name!r} share its NAT "
