@@ -173,11 +173,15 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
     if shaping.get("links"):
         out += ["", "## Links", "", f"Impairment applied by **{shaping.get('mechanism')}** "
                 f"({shaping.get('why')}).", "",
-                "| node | latency ms | jitter ms | loss % | bandwidth kbit/s |",
+                "| nodes | latency ms | jitter ms | loss % | bandwidth kbit/s |",
                 "|---|---|---|---|---|"]
+        same: dict[tuple[Any, ...], list[str]] = {}
         for node, link in shaping["links"].items():
-            out.append(f"| {node} | {link['latency_ms']} | {link['jitter_ms']} | "
-                       f"{link['loss_pct']} | {link['bandwidth_kbit'] or '-'} |")
+            key = (link["latency_ms"], link["jitter_ms"], link["loss_pct"], link["bandwidth_kbit"])
+            same.setdefault(key, []).append(node)
+        for (lat, jit, loss, bw), nodes in same.items():
+            names = ", ".join(nodes[:6]) + (f" and {len(nodes) - 6} more" if len(nodes) > 6 else "")
+            out.append(f"| {names} | {lat} | {jit} | {loss} | {bw or '-'} |")
         rtt = summary.get("link_rtt", {})
         if rtt.get("pairs"):
             out += ["", "Round trips measured with UDP echoes before the timeline (median of "

@@ -63,3 +63,30 @@ def remove_namespaces(prefix: str = PREFIX) -> list[str]:
         if result.returncode == 0:
             removed.append(ns)
     return removed
+
+
+# Helpers the runner starts from the host inside lab namespaces (link stages, UDP
+# echoes): a Docker container's namespace dies with it, so find them by command line.
+HELPER_MODULES = ("compose.linkstage", "p2plab.linkcheck")
+
+
+def helper_processes() -> list[tuple[int, str]]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(f"-m {module} " in cmd for module in HELPER_MODULES):
+            out.append((int(pid), cmd.strip()))
+    return out
+
+
+def kill_helpers() -> list[str]:
+    killed = []
+    for pid, cmd in helper_processes():
+        _signal(pid, signal.SIGKILL)
+        killed.append(f"process {pid} ({cmd[:60]})")
+    return killed

@@ -205,13 +205,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from compose.cleanup import remove_namespaces
-
+    from compose.cleanup import kill_helpers, remove_namespaces
     from compose.docker_backend import remove_docker_objects
-
     from compose.kept import forget_all
 
-    removed = forget_all() + remove_namespaces() + remove_docker_objects()
+    removed = forget_all() + kill_helpers() + remove_namespaces() + remove_docker_objects()
     print(f"removed {len(removed)} lab objects" + (f": {' '.join(removed)}" if removed else ""))
     return 0
 

@@ -48,10 +48,11 @@ def node_processes() -> list[str]:
 
 def leftovers() -> list[str]:
     """Everything of p2plab still on the machine: namespaces, containers, networks, rules."""
-    from compose.cleanup import lab_namespaces
+    from compose.cleanup import helper_processes, lab_namespaces
 
     found = [f"namespace {n}" for n in lab_namespaces()]
     found += [f"process {p}" for p in node_processes()]
+    found += [f"helper {pid} {cmd[:60]}" for pid, cmd in helper_processes()]
     if shutil.which("docker") and _docker_ok():
         import docker
 
