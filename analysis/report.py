@@ -24,13 +24,14 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     manifest = json.loads((run_dir / "manifest.json").read_text())
     scenario = load_scenario(run_dir / "scenario.yaml")
     summary = summarize(run_dir / "events", until=manifest.get("timeline_end"),
-                        run_started=manifest.get("started"),
+                        run_started=manifest.get("sim_epoch", manifest.get("started")),
                         spawned=manifest.get("node_spawned"))
     rtt_file = run_dir / "link_rtt.json"
     summary["link_rtt"] = json.loads(rtt_file.read_text()) if rtt_file.exists() else {}
     summary["node_rss_mb"] = manifest.get("node_rss_mb", {})
     probe_file = run_dir / "nat_probe.json"
     summary["nat_probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
+    summary["backend"] = manifest.get("backend")
     verdicts = check(scenario.expect, summary, manifest.get("timeline_error"))
     summary["verdicts"] = [v.as_dict() for v in verdicts]
     summary["passed"] = all(v.passed for v in verdicts)
@@ -105,6 +106,10 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
     ]
     out += [f"| {v.name} | {v.expected} | {v.observed} | {'pass' if v.passed else '**FAIL**'} |"
             for v in verdicts]
+    if summary.get("not_checked"):
+        out += ["", "Not checked on this backend: " + "; ".join(summary["not_checked"]) + "."]
+    if manifest.get("sim_warnings"):
+        out += ["", "The simulator ignored: " + "; ".join(manifest["sim_warnings"]) + "."]
     ratio = "n/a" if d["delivery_ratio"] is None else f"{d['delivery_ratio']:.4f}"
     out += [
         "",

@@ -72,7 +72,7 @@ def rss_mb_of_pid(pid: int) -> float | None:
     return None if kb is None else round(kb / 1024, 1)
 
 
-BACKENDS = ("docker", "netns")
+BACKENDS = ("docker", "netns", "sim")  # sim: compose/sim, no lab is built
 
 
 def make_backend(name: str, run_id: str,

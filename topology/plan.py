@@ -113,6 +113,8 @@ class LabPlan:
     def public_ip(self, node: str) -> Address:
         """Where the rest of the lab sees ``node``: its own IP or its outermost router's."""
         segment = self.nodes[node].segment
+        if self.segments[segment].gateway is None:
+            return self.nodes[node].ip  # an isolated LAN: seen only by its own nodes
         while segment != PUBLIC:
             router = self.router_for(segment)
             if router.behaviour is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+from collections import Counter
 import random
 import re
 from pathlib import Path
@@ -147,7 +148,7 @@ class Lan(_Strict):
         description="a preset name, {preset, mapping, filtering, hairpin, udp_timeout, "
         "tcp_timeout, port_preservation, udp_blocked}, or null for no router",
     )
-    count: int | None = Field(default=None, ge=1, le=250)
+    count: int | None = Field(default=None, ge=1, le=20_000)
     prefix: int = Field(default=24, ge=8, le=28, description="subnet size with count")
     link: LinkSpec | None = Field(default=None, description="every node's access link")
 
@@ -212,7 +213,7 @@ class NodeSpec(_Strict):
     ``connect: {to: bootstrap}``."""
 
     name: str
-    count: int | None = Field(default=None, ge=1, le=1000)
+    count: int | None = Field(default=None, ge=1, le=200_000)
     lan: str | list[str] = Field(description=f"LAN names or patterns, or {PUBLIC!r}")
     role: Literal["peer", "relay", "bootstrap"] = "peer"
     quic: bool = False
@@ -486,6 +487,7 @@ class Scenario(_Strict):
     _nodes: list[NodeSpec] = PrivateAttr(default_factory=list)
     _lan_origin: dict[str, int] = PrivateAttr(default_factory=dict)
     _node_origin: dict[str, int] = PrivateAttr(default_factory=dict)
+    _lan_by_name: dict[str, Lan] = PrivateAttr(default_factory=dict)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -526,7 +528,9 @@ class Scenario(_Strict):
         """The node's own link, or its LAN's."""
         if node.link is not None:
             return node.link
-        lan = next((l for l in self.lans if l.name == node.lan), None)
+        if len(self._lan_by_name) != len(self._lans):
+            self._lan_by_name = {l.name: l for l in self._lans}
+        lan = self._lan_by_name.get(node.lan)
         return lan.link if lan is not None else None
 
     def node_origin(self, name: str) -> int:
@@ -635,6 +639,7 @@ class Scenario(_Strict):
                     edges += groups.graph_edges(among, self.connect, rng, ("connect",))
                 except groups.ExpansionError as exc:
                     errors += exc.errors
+        pools: dict[tuple[str, ...], list[str]] = {}
         for n, (k, c) in ((n, kc) for n in plain for kc in enumerate(n.connect)):
             loc = ("nodes", self._node_origin[n.name], "connect", k)
             if c.to == "bootstrap":
@@ -643,7 +648,10 @@ class Scenario(_Strict):
                     errors.append((loc, "no node has role: bootstrap"))
                 edges += [groups.Edge(n.name, t, loc) for t in targets]
                 continue
-            pool = groups.match(c.among, chatting)
+            key = tuple(c.among)
+            if key not in pools:  # one match per distinct pattern list: groups are big
+                pools[key] = groups.match(c.among, chatting)
+            pool = pools[key]
             if c.to == "all":
                 edges += [groups.Edge(n.name, t, loc) for t in pool]
             else:
@@ -699,11 +707,20 @@ class Scenario(_Strict):
         carriers = self.carrier_subnets()
         subnets += [((*lan_loc(lan.name), "nat"), carriers[lan.name], None)
                     for lan in self.lans if lan.name in carriers]
-        for a in range(len(subnets)):
-            for b in range(a):
-                if subnets[a][1].overlaps(subnets[b][1]):
-                    errors.append((subnets[a][0], f"subnet {subnets[a][1]} overlaps "
-                                   f"{subnets[b][1]}: give each LAN its own subnet"))
+        # Sorted by first address, a subnet can only overlap those before it that
+        # reach past its start: one pass, fast for thousands of LANs.
+        order = sorted(range(len(subnets)), key=lambda i: (
+            int(subnets[i][1].network_address), i))
+        reach: list[int] = []  # indexes whose end is beyond the current start, so far
+        for i in order:
+            net = subnets[i][1]
+            start = int(net.network_address)
+            reach = [j for j in reach if int(subnets[j][1].broadcast_address) >= start]
+            for j in reach:
+                a, b = (i, j) if i > j else (j, i)
+                errors.append((subnets[a][0], f"subnet {subnets[a][1]} overlaps "
+                               f"{subnets[b][1]}: give each LAN its own subnet"))
+            reach.append(i)
         errors += self._capacity_errors([(loc, net, lan) for loc, net, lan in subnets
                                          if loc[-1] == "subnet"])
         roles = {node.name: node.role for node in self.nodes}
@@ -822,14 +839,14 @@ class Scenario(_Strict):
         last address of every segment is kept for a container engine's bridge, and room
         is kept for the NAT probe's hosts (two reflectors, one client per LAN)."""
         errors = []
+        on_lan = Counter(n.lan for n in self.nodes)
         for (loc, net, lan) in subnets:
             if lan is None:
-                users = [n for n in self.nodes if n.lan == PUBLIC]
-                demand = len(users) + sum(1 for l in self.lans if l.nat is not None) + 2
+                demand = on_lan[PUBLIC] + sum(1 for l in self.lans if l.nat is not None) + 2
                 supply = net.num_addresses - 4
                 what = f"{demand} routers, public nodes and NAT probe reflectors"
             else:
-                demand = sum(1 for n in self.nodes if n.lan == lan.name) + 1
+                demand = on_lan[lan.name] + 1
                 supply = max(0, net.num_addresses - 2 - 9 - 1)
                 what = f"{demand} nodes and NAT probe hosts"
             if demand > supply:

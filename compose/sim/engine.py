@@ -1,0 +1,582 @@
+"""A discrete-event simulation of a scenario: gossipsub over the lab's network model.
+
+One heap of timed events, processed in (time, sequence) order, so the same seed gives
+the same run, event for event. What it models, following the gossipsub v1.1 spec with
+the parameters the real node uses (D, D_lo, D_hi, heartbeat): subscriptions, mesh
+maintenance with GRAFT and PRUNE (and prune backoff), eager push to mesh peers, fanout
+for publishers outside a topic, IHAVE/IWANT gossip from a sliding message cache, the
+seen cache; connections from the dial plan (direct where reachable, relayed through a
+reservation otherwise, upgraded by DCUtR when the NAT pair allows it); link latency,
+jitter, loss (as TCP retransmission delay) and bandwidth per message size; the
+timeline's faults. What it leaves out is listed in docs/simulation.md.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from compose.sim.network import (
+    CONNECT_RTTS,
+    HOLE_PUNCH_DELAY_S,
+    REDIAL_PAUSE_S,
+    TCP_MIN_RTO_S,
+    SimNetwork,
+    SimNode,
+)
+from p2plab.events import SCHEMA_VERSION
+from topology import traffic
+from topology.faults import partition_blocks  # noqa: F401  (same groups as emulation)
+from topology.scenario import (
+    LAB_EVENTS,
+    Heal,
+    Kill,
+    LinkDown,
+    LinkUp,
+    Partition,
+    Publish,
+    Restart,
+    SetNat,
+    Sleep,
+    StopTraffic,
+    WaitConnection,
+    WaitHolePunch,
+    WaitReservation,
+    WaitTopicPeers,
+    step_kind,
+)
+
+EPOCH = 1_700_000_000.0  # simulated runs start here: logs do not depend on the host clock
+HISTORY_LENGTH = 5  # mcache windows kept
+HISTORY_GOSSIP = 3  # windows advertised in IHAVE
+D_LAZY = 6
+GOSSIP_FACTOR = 0.25
+PRUNE_BACKOFF_S = 60.0
+WAIT_TICK_S = 0.1
+CONTROL_BYTES = 64
+
+# event kinds
+(START, CONNECT, RESERVE, HEARTBEAT, DELIVER, GRAFT, PRUNE, IHAVE, IWANT, PUBLISH,
+ STEP, WAIT, PUNCH, SUBSCRIBE, REDIAL, END) = range(16)
+
+
+@dataclass
+class Message:
+    number: int
+    origin: int
+    seq: int
+    topic: str
+    size: int
+    flow: str
+    msg_id: str
+
+
+class Simulation:
+    def __init__(self, net: SimNetwork, progress: Callable[[str], None] = lambda m: None) -> None:
+        self.net = net
+        self.plan = net.plan
+        self.scenario = net.plan.scenario
+        self.rng = random.Random(f"{self.scenario.seed}:sim")
+        self.heap: list[tuple[float, int, int, Any]] = []
+        self.order = 0
+        self.now = 0.0
+        self.progress = progress
+        self.lines: list[str] = []  # node events, in time order
+        self.lab_lines: list[str] = []
+        self.messages: list[Message] = []
+        self.seq: dict[int, int] = {}
+        self.cut: set[int] = set()
+        self.group_of: dict[int, int] = {}
+        self.flows_stopped: set[str] = set()
+        self.flow_of_publish: dict[int, str] = {}
+        self.step_index = 0
+        self.wait: tuple[float, Callable[[], bool], bool, str] | None = None
+        self.timeline_start = 0.0
+        self.timeline_error: str | None = None
+        self.timeline_end: float | None = None
+        self.steps: list[dict[str, Any]] = []
+        self.events_processed = 0
+        self.punched: set[frozenset[int]] = set()
+        self.holepunch = [spec.holepunch for spec in self.scenario.nodes]
+        self._publish_end = 0.0
+        g = net.gossip
+        self.D, self.D_lo, self.D_hi = g.degree, g.degree_low, g.degree_high
+        self.heartbeat = g.heartbeat_interval
+
+    # -- plumbing -------------------------------------------------------------------
+    def at(self, t: float, kind: int, data: Any) -> None:
+        self.order += 1
+        heapq.heappush(self.heap, (t, self.order, kind, data))
+
+    def emit(self, node: SimNode | None, type_: str, **fields: Any) -> None:
+        event = {"v": SCHEMA_VERSION, "t": round(EPOCH + self.now, 6),
+                 "node": node.name if node else LAB_EVENTS, "type": type_, **fields}
+        (self.lines if node else self.lab_lines).append(json.dumps(event, separators=(",", ":")))
+
+    def path_ok(self, a: SimNode, b: SimNode) -> bool:
+        if a.index in self.cut or b.index in self.cut:
+            return False
+        if self.group_of:
+            rest = self.group_of.get(-1, 0)
+            return self.group_of.get(a.index, rest) == self.group_of.get(b.index, rest)
+        return True
+
+    def send_time(self, src: SimNode, dst: SimNode, size: int) -> float:
+        """Arrival time of a message from src to dst over their connection (direct, or
+        through the relay), or retried until the path is back (TCP keeps trying)."""
+        via = src.peers.get(dst.index)
+        if via is None or via < 0:
+            return self.net.one_way(src, dst, size, self.now, self.rng)
+        relay = self.net.nodes[via]
+        hop = self.net.one_way(src, relay, size, self.now, self.rng)
+        saved, self.now = self.now, hop
+        try:
+            return self.net.one_way(relay, dst, size, hop, self.rng)
+        finally:
+            self.now = saved
+
+    def transmit(self, kind: int, src: SimNode, dst: SimNode, size: int, data: Any) -> None:
+        via = src.peers.get(dst.index, -1)
+        if not (self.path_ok(src, dst) if via < 0 else
+                self.path_ok(src, self.net.nodes[via]) and self.path_ok(self.net.nodes[via], dst)):
+            # The packet is lost; TCP retransmits with back-off until the path is back.
+            self.at(self.now + TCP_MIN_RTO_S, REDIAL, (kind, src.index, dst.index, size, data,
+                                                       TCP_MIN_RTO_S))
+            return
+        self.at(self.send_time(src, dst, size), kind, data)
+
+    # -- run ------------------------------------------------------------------------
+    def run(self) -> None:
+        net = self.net
+        start_rng = random.Random(f"{self.scenario.seed}:starts")
+        for node in net.nodes:
+            self.at(start_rng.uniform(0.5, 1.5), START, node.index)
+        self.timeline_start = 2.0
+        self.at(self.timeline_start, STEP, 0)
+        limit = 3600.0
+        while self.heap:
+            t, _, kind, data = heapq.heappop(self.heap)
+            if t > limit:
+                break
+            self.now = t
+            self.events_processed += 1
+            if kind == END:
+                break
+            self.dispatch(kind, data)
+
+    def dispatch(self, kind: int, data: Any) -> None:
+        nodes = self.net.nodes
+        if kind == DELIVER:
+            number, src, dst = data
+            self.on_message(nodes[dst], number, src)
+        elif kind == HEARTBEAT:
+            node = nodes[data[0]]
+            if node.alive and node.generation == data[1]:
+                self.on_heartbeat(node)
+                self.at(self.now + self.heartbeat, HEARTBEAT, data)
+        elif kind == IHAVE:
+            src, dst, numbers = data
+            self.on_ihave(nodes[dst], nodes[src], numbers)
+        elif kind == IWANT:
+            src, dst, numbers = data
+            self.on_iwant(nodes[dst], nodes[src], numbers)
+        elif kind == GRAFT:
+            src, dst, topic = data
+            self.on_graft(nodes[dst], nodes[src], topic)
+        elif kind == PRUNE:
+            src, dst, topic = data
+            node, peer = nodes[dst], nodes[src]
+            if node.alive:
+                node.mesh.get(topic, set()).discard(peer.index)
+                node.backoff[peer.index] = self.now + PRUNE_BACKOFF_S
+        elif kind == SUBSCRIBE:
+            src, dst = data
+            node, peer = nodes[dst], nodes[src]
+            if node.alive and peer.index in node.peers:
+                for topic in peer.topics:
+                    node.topic_peers.setdefault(topic, set()).add(peer.index)
+        elif kind == PUBLISH:
+            self.on_publish(*data)
+        elif kind == CONNECT:
+            self.on_connect(*data)
+        elif kind == PUNCH:
+            self.on_punch(*data)
+        elif kind == START:
+            self.on_start(nodes[data])
+        elif kind == RESERVE:
+            self.reserve(*data)
+        elif kind == REDIAL:
+            if len(data) == 6:  # a retransmission
+                kind_, src, dst, size, payload, rto = data
+                a, b = nodes[src], nodes[dst]
+                if not (a.alive and b.alive and dst in a.peers):
+                    return
+                if self.path_ok(a, b):
+                    self.at(self.send_time(a, b, size), kind_, payload)
+                else:
+                    self.at(self.now + rto * 2, REDIAL, (kind_, src, dst, size, payload,
+                                                         min(rto * 2, 60.0)))
+            else:
+                self.dial(*data)
+        elif kind == STEP:
+            self.on_step(data)
+        elif kind == WAIT:
+            self.on_wait()
+
+    # -- nodes ------------------------------------------------------------------------
+    def on_start(self, node: SimNode) -> None:
+        node.alive = True
+        node.generation += 1
+        node.up_free = node.down_free = self.now
+        node.mcache = [[] for _ in range(HISTORY_LENGTH)]
+        self.emit(node, "node_started", peer_id=node.peer_id, listen_addrs=[],
+                  announced_addrs=[], role="relay" if node.role == "relay" else "peer",
+                  topic=node.topics[0], topics=list(node.topics))
+        if node.role != "relay":
+            phase = self.rng.uniform(0, self.heartbeat)
+            self.at(self.now + phase, HEARTBEAT, (node.index, node.generation))
+        net = self.net
+        for relay in net.relays_of.get(node.index, []):
+            self.reserve(node.index, relay)
+        for dial in net.dials:
+            if dial.dialer == node.index:
+                self.dial(dial.dialer, dial.target, dial.via)
+        for members in net.mdns_groups.values():
+            if node.index in members:
+                for other in members:
+                    if other != node.index and net.nodes[other].alive:
+                        self.at(self.now + 1.0 + CONNECT_RTTS * net.rtt(node, net.nodes[other]),
+                                CONNECT, (node.index, other, -1, "mdns"))
+
+    def dial(self, dialer: int, target: int, via: int | None) -> None:
+        """A persistent dial: try now; if it cannot work yet, try again later."""
+        net = self.net
+        a, b = net.nodes[dialer], net.nodes[target]
+        if not a.alive:
+            return
+        if target in a.peers:
+            return
+        if via is None:
+            ok = b.alive and net.reachable_directly(a, b) and self.path_ok(a, b)
+            if ok:
+                self.at(self.now + CONNECT_RTTS * net.rtt(a, b) + 0.01, CONNECT,
+                        (dialer, target, -1, "dial"))
+                return
+        else:
+            r = net.nodes[via]
+            if b.alive and r.alive and b.relay_ok and self.path_ok(a, r) and self.path_ok(r, b):
+                delay = CONNECT_RTTS * (net.rtt(a, r) + net.rtt(r, b)) + 0.02
+                self.at(self.now + delay, CONNECT, (dialer, target, via, "dial"))
+                return
+        self.at(self.now + REDIAL_PAUSE_S, REDIAL, (dialer, target, via))
+
+    def on_connect(self, dialer: int, target: int, via: int, why: str) -> None:
+        net = self.net
+        a, b = net.nodes[dialer], net.nodes[target]
+        if not (a.alive and b.alive):
+            if why == "dial":
+                self.at(self.now + REDIAL_PAUSE_S, REDIAL, (dialer, target, via if via >= 0 else None))
+            return
+        if why == "reserve":
+            a.relay_ok = True
+            self.emit(a, "relay_reservation", relay=b.peer_id, outcome="ok", elapsed_ms=0.0,
+                      reason="")
+        kind = "relayed" if via >= 0 else "direct"
+        if target in a.peers and (a.peers[target] < 0 or via >= 0):
+            return  # already connected as well or better
+        a.peers[target] = via
+        b.peers[dialer] = via
+        for x, y, direction in ((a, b, "outbound"), (b, a, "inbound")):
+            self.emit(x, "connection_opened", peer=y.peer_id, remote_addr="", kind=kind,
+                      transport="tcp", direction=direction)
+        if a.role != "relay" and b.role != "relay":
+            self.transmit(SUBSCRIBE, a, b, CONTROL_BYTES, (dialer, target))
+            self.transmit(SUBSCRIBE, b, a, CONTROL_BYTES, (target, dialer))
+        if via >= 0 and self.holepunch[dialer] and self.holepunch[target]:
+            self.at(self.now + HOLE_PUNCH_DELAY_S, PUNCH, (dialer, target))
+
+    def on_punch(self, dialer: int, target: int) -> None:
+        net = self.net
+        a, b = net.nodes[dialer], net.nodes[target]
+        if not (a.alive and b.alive) or a.peers.get(target, -1) < 0:
+            return
+        ok = net.punch_works(a, b) and self.path_ok(a, b)
+        self.punched.add(frozenset((dialer, target)))
+        for x, y, role in ((b, a, "initiator"), (a, b, "responder")):
+            self.emit(x, "hole_punch", peer=y.peer_id, attempt=1,
+                      outcome="success" if ok else "failure", elapsed_ms=200.0,
+                      reason="" if ok else "the NAT pair does not allow a punch (theory)",
+                      transport="tcp", role=role)
+        if ok:
+            a.peers[target] = -1
+            b.peers[dialer] = -1
+            for x, y, d in ((a, b, "outbound"), (b, a, "inbound")):
+                self.emit(x, "connection_opened", peer=y.peer_id, remote_addr="", kind="direct",
+                          transport="tcp", direction=d)
+
+    def kill(self, node: SimNode) -> None:
+        node.alive = False
+        for peer_index in list(node.peers):
+            peer = self.net.nodes[peer_index]
+            kind = "relayed" if node.peers[peer_index] >= 0 else "direct"
+            peer.peers.pop(node.index, None)
+            for group in (*peer.mesh.values(), *peer.topic_peers.values(), *peer.fanout.values()):
+                group.discard(node.index)
+            self.emit(peer, "connection_closed", peer=node.peer_id, remote_addr="", kind=kind,
+                      transport="tcp", direction="unknown")
+        # Connections through a dead relay die too.
+        if node.role == "relay":
+            for other in self.net.nodes:
+                for peer_index, via in list(other.peers.items()):
+                    if via == node.index:
+                        other.peers.pop(peer_index)
+                        for group in (*other.mesh.values(), *other.topic_peers.values()):
+                            group.discard(peer_index)
+                        self.emit(other, "connection_closed", peer=self.net.nodes[peer_index].peer_id,
+                                  remote_addr="", kind="relayed", transport="tcp",
+                                  direction="unknown")
+                if node.index in self.net.relays_of.get(other.index, []):
+                    other.relay_ok = False
+        node.peers.clear()
+        node.mesh.clear()
+        node.topic_peers.clear()
+        node.fanout.clear()
+        node.seen.clear()
+        node.requested.clear()
+        node.relay_ok = False
+        # Peers that dialled it, and relayed pairs, dial again (persistent peers); nodes
+        # that reserved on it try to reserve again.
+        for dial in self.net.dials:
+            if dial.target == node.index or dial.via == node.index:
+                self.at(self.now + REDIAL_PAUSE_S, REDIAL, (dial.dialer, dial.target, dial.via))
+        for other in self.net.nodes:
+            if node.index in self.net.relays_of.get(other.index, []) and other.alive:
+                self.at(self.now + REDIAL_PAUSE_S, RESERVE, (other.index, node.index))
+
+    def reserve(self, node_index: int, relay_index: int) -> None:
+        net = self.net
+        node, relay = net.nodes[node_index], net.nodes[relay_index]
+        if not node.alive or node.relay_ok:
+            return
+        if relay.alive and net.reachable_directly(node, relay) and self.path_ok(node, relay):
+            self.at(self.now + CONNECT_RTTS * net.rtt(node, relay) + 0.01, CONNECT,
+                    (node_index, relay_index, -1, "reserve"))
+        else:
+            self.at(self.now + REDIAL_PAUSE_S, RESERVE, (node_index, relay_index))
+
+    # -- gossipsub ----------------------------------------------------------------------
+    def on_heartbeat(self, node: SimNode) -> None:
+        rng = self.rng
+        for topic in node.topics:
+            mesh = node.mesh.setdefault(topic, set())
+            known = node.topic_peers.get(topic, set())
+            if len(mesh) < self.D_lo:
+                candidates = [p for p in known if p not in mesh
+                              and node.backoff.get(p, 0.0) <= self.now]
+                candidates.sort()
+                for p in rng.sample(candidates, min(len(candidates), self.D - len(mesh))):
+                    mesh.add(p)
+                    self.transmit(GRAFT, node, self.net.nodes[p], CONTROL_BYTES,
+                                  (node.index, p, topic))
+            elif len(mesh) > self.D_hi:
+                members = sorted(mesh)
+                for p in rng.sample(members, len(mesh) - self.D):
+                    mesh.discard(p)
+                    node.backoff[p] = self.now + PRUNE_BACKOFF_S
+                    self.transmit(PRUNE, node, self.net.nodes[p], CONTROL_BYTES,
+                                  (node.index, p, topic))
+            advertised = [n for window in node.mcache[:HISTORY_GOSSIP] for n in window
+                          if self.messages[n].topic == topic]
+            if advertised:
+                others = sorted(p for p in known if p not in mesh)
+                count = max(D_LAZY, int(GOSSIP_FACTOR * len(others)))
+                for p in rng.sample(others, min(count, len(others))):
+                    self.transmit(IHAVE, node, self.net.nodes[p],
+                                  CONTROL_BYTES + 8 * len(advertised),
+                                  (node.index, p, advertised))
+        node.mcache.insert(0, [])
+        del node.mcache[HISTORY_LENGTH:]
+
+    def on_graft(self, node: SimNode, peer: SimNode, topic: str) -> None:
+        if not node.alive or peer.index not in node.peers:
+            return
+        if topic not in node.topics or node.backoff.get(peer.index, 0.0) > self.now:
+            self.transmit(PRUNE, node, peer, CONTROL_BYTES, (node.index, peer.index, topic))
+            return
+        node.mesh.setdefault(topic, set()).add(peer.index)
+
+    def on_ihave(self, node: SimNode, peer: SimNode, numbers: list[int]) -> None:
+        if not node.alive or peer.index not in node.peers:
+            return
+        wanted = [n for n in numbers if n not in node.seen and n not in node.requested]
+        if wanted:
+            node.requested.update(wanted)
+            self.transmit(IWANT, node, peer, CONTROL_BYTES + 8 * len(wanted),
+                          (node.index, peer.index, wanted))
+
+    def on_iwant(self, node: SimNode, peer: SimNode, numbers: list[int]) -> None:
+        if not node.alive or peer.index not in node.peers:
+            return
+        cached = {n for window in node.mcache for n in window}
+        for n in numbers:
+            if n in cached:
+                self.transmit(DELIVER, node, peer, self.messages[n].size, (n, node.index, peer.index))
+
+    def on_publish(self, origin: int, topic: str, size: int, flow: str) -> None:
+        node = self.net.nodes[origin]
+        if not node.alive or flow in self.flows_stopped:
+            return
+        seq = self.seq.get(origin, 0) + 1
+        self.seq[origin] = seq
+        msg = Message(len(self.messages), origin, seq, topic, size, flow,
+                      f"{node.peer_id}/{seq}")
+        self.messages.append(msg)
+        self.emit(node, "message_published", msg_id=msg.msg_id, origin=node.peer_id, seq=seq,
+                  size=size, topic=topic, flow=flow)
+        node.seen.add(msg.number)
+        node.mcache[0].append(msg.number)
+        if topic in node.topics:
+            targets = node.mesh.get(topic, set())
+        else:
+            fanout = node.fanout.setdefault(topic, set())
+            if len(fanout) < self.D:
+                known = sorted(p for p in node.topic_peers.get(topic, set()) if p not in fanout)
+                fanout.update(self.rng.sample(known, min(len(known), self.D - len(fanout))))
+            targets = fanout
+        for p in sorted(targets):
+            self.transmit(DELIVER, node, self.net.nodes[p], size, (msg.number, origin, p))
+
+    def on_message(self, node: SimNode, number: int, src: int) -> None:
+        if not node.alive or number in node.seen or src not in node.peers:
+            return
+        node.seen.add(number)
+        msg = self.messages[number]
+        if msg.topic not in node.topics:
+            return
+        node.mcache[0].append(number)
+        self.emit(node, "message_received", msg_id=msg.msg_id,
+                  origin=self.net.nodes[msg.origin].peer_id, seq=msg.seq, size=msg.size,
+                  topic=msg.topic)
+        for p in sorted(node.mesh.get(msg.topic, ())):
+            if p != src and p != msg.origin:
+                self.transmit(DELIVER, node, self.net.nodes[p], msg.size, (number, node.index, p))
+
+    # -- the timeline ---------------------------------------------------------------------
+    def on_step(self, index: int) -> None:
+        timeline = self.scenario.timeline
+        if index >= len(timeline):
+            self.timeline_end = self.now
+            self.at(self.now + self.scenario.settle + self._publishing_left(), END, None)
+            return
+        step = timeline[index]
+        if step.at is not None and self.timeline_start + step.at > self.now + 1e-9:
+            self.at(self.timeline_start + step.at, STEP, index)
+            return
+        self.step_index = index
+        self.steps.append({"t": EPOCH + self.now, "step": step.model_dump(
+            by_alias=True, exclude_none=True)})
+        nxt = self.now
+        s = self.scenario
+        idx = self.net.index
+        if isinstance(step, (WaitReservation, WaitTopicPeers, WaitConnection, WaitHolePunch)):
+            self.wait = (self.now + step.timeout, self._condition(step),
+                         getattr(step, "required", True), f"step {index} ({step_kind(step)})")
+            self.at(self.now, WAIT, None)
+            return
+        if isinstance(step, Sleep):
+            nxt = self.now + step.sleep
+        elif isinstance(step, Publish):
+            flow = step.name or f"step-{index}"
+            pubs = [p for p in traffic.publishers(step, s) if self.net.nodes[idx[p]].alive]
+            longest = 0.0
+            for name in pubs:
+                offsets = traffic.send_offsets(step, s, index, name)
+                topic = traffic.topic_for(step, s, name)
+                for off in offsets:
+                    self.at(self.now + off, PUBLISH, (idx[name], topic, step.size, flow))
+                longest = max(longest, offsets[-1])
+            self._publish_end = max(self._publish_end, self.now + longest)
+            self.emit(None, "traffic", flow=flow, publishers=pubs, count=step.count,
+                      topic=step.topic or "", pattern=step.pattern, rate=step.rate,
+                      size=step.size, action="start")
+        elif isinstance(step, StopTraffic):
+            self.flows_stopped.add(step.stop_traffic)
+            if step.stop_traffic == "all":
+                self.flows_stopped.update(s.flows() + [f"step-{i}" for i in range(len(timeline))])
+            self.emit(None, "traffic", flow=step.stop_traffic, publishers=[], count=0,
+                      topic="", action="stop")
+        elif isinstance(step, Kill):
+            names = [n for n in s.match_nodes(step.kill) if self.net.nodes[idx[n]].alive]
+            for n in names:
+                self.kill(self.net.nodes[idx[n]])
+            self.emit(None, "fault", action="kill", targets=names)
+        elif isinstance(step, Restart):
+            names = [n for n in s.match_nodes(step.restart) if not self.net.nodes[idx[n]].alive]
+            self.emit(None, "fault", action="restart", targets=names)
+            for n in names:
+                self.at(self.now + 1.0, START, idx[n])
+            nxt = self.now + 1.0
+        elif isinstance(step, (LinkDown, LinkUp)):
+            up = isinstance(step, LinkUp)
+            names = s.match_link_targets(step.link_up if up else step.link_down)
+            for n in names:
+                (self.cut.discard if up else self.cut.add)(idx[n])
+            self.emit(None, "fault", action=step_kind(step), targets=names)
+        elif isinstance(step, Partition):
+            groups = [s.match_link_targets(g) for g in step.partition]
+            self.group_of = {idx[n]: i for i, g in enumerate(groups) for n in g}
+            self.group_of[-1] = len(groups)
+            self.emit(None, "fault", action="partition", targets=sorted(n for g in groups for n in g),
+                      groups=groups)
+        elif isinstance(step, Heal):
+            self.group_of = {}
+            self.emit(None, "fault", action="heal", targets=[])
+        elif isinstance(step, SetNat):
+            self.emit(None, "fault", action="set-nat", targets=[step.set_nat], nat="(ignored by "
+                      "the simulator)")
+        self.at(nxt, STEP, index + 1)
+
+    def _publishing_left(self) -> float:
+        return max(0.0, self._publish_end - self.now)
+
+    def _condition(self, step: Any) -> Callable[[], bool]:
+        s, idx, nodes = self.scenario, self.net.index, self.net.nodes
+        if isinstance(step, WaitReservation):
+            members = [nodes[idx[n]] for n in s.match_nodes(step.nodes)]
+            return lambda: all(m.relay_ok for m in members)
+        if isinstance(step, WaitTopicPeers):
+            members = [nodes[idx[n]] for n in s.match_nodes(step.nodes)]
+            return lambda: all(len(m.mesh.get(m.topics[0], ())) >= step.min
+                               for m in members if m.alive)
+        pairs = [(nodes[idx[a]], nodes[idx[b]]) for a, b in step.all_pairs()]
+        if isinstance(step, WaitConnection):
+            def connected() -> bool:
+                for a, b in pairs:
+                    via = a.peers.get(b.index)
+                    if via is None:
+                        return False
+                    if step.kind == "direct" and via >= 0 or step.kind == "relayed" and via < 0:
+                        return False
+                return True
+            return connected
+        return lambda: all(frozenset((a.index, b.index)) in self.punched for a, b in pairs)
+
+    def on_wait(self) -> None:
+        assert self.wait is not None
+        deadline, condition, required, what = self.wait
+        if condition():
+            self.wait = None
+            self.at(self.now, STEP, self.step_index + 1)
+        elif self.now >= deadline:
+            self.wait = None
+            if required:
+                self.timeline_error = f"timed out waiting at {what}"
+                self.timeline_end = self.now
+                self.at(self.now + self.scenario.settle, END, None)
+            else:
+                self.at(self.now, STEP, self.step_index + 1)
+        else:
+            self.at(self.now + WAIT_TICK_S, WAIT, None)
