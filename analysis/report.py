@@ -15,6 +15,7 @@ from analysis import plots
 from analysis.expectations import Verdict, check
 from analysis.metrics import summarize
 from analysis.tables import save_tables
+from topology.describe import picture_graph
 from topology.plan import build_plan
 from topology.scenario import load_scenario
 
@@ -38,7 +39,7 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     summary["wall_time_s"] = (round(manifest["ended"] - manifest["started"], 2)
                               if "ended" in manifest and "started" in manifest else None)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    figures = render_plots(run_dir, manifest, summary, build_plan(scenario).graph)
+    figures = render_plots(run_dir, manifest, summary, picture_graph(build_plan(scenario)))
     (run_dir / "report.md").write_text(render_markdown(manifest, summary, verdicts, figures))
     (run_dir / "report.html").write_text(render_html(run_dir, manifest, summary, verdicts,
                                                      figures, scenario.description))
@@ -69,9 +70,14 @@ def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any
     return {k: v for k, v in made.items() if v is not None}
 
 
+HEATMAP_MAX = 200
+
+
 def _per_pair(summary: dict[str, Any], deliveries: pd.DataFrame) -> pd.DataFrame:
     """Delivery ratio for every publisher x receiver pair."""
     peers = sorted(n for n, i in summary["nodes"].items() if i["role"] == "peer")
+    if len(peers) > HEATMAP_MAX:
+        return pd.DataFrame()  # unreadable, and slow to build: the summary has per_receiver
     counts = {m["origin"]: 0 for m in summary["delivery"]["per_message"]}
     for m in summary["delivery"]["per_message"]:
         counts[m["origin"]] += 1

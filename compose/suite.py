@@ -23,9 +23,13 @@ from topology.scenario import ScenarioError, find_scenario
 
 def default_suite(scenarios_dir: Path, items: list[str]) -> list[Path]:
     """Scenario files from names, files or folders; by default every shipped scenario
-    except matrix files (a matrix is its own long run: p2plab run nat-matrix)."""
+    except matrix files (a matrix is its own long run: p2plab run nat-matrix) and those
+    marked ``in_suite: false``."""
     if not items:
-        return sorted(p for p in scenarios_dir.glob("*.yaml") if not is_matrix_file(p))
+        from topology.scenario import load_scenario
+
+        return sorted(p for p in scenarios_dir.glob("*.yaml")
+                      if not is_matrix_file(p) and load_scenario(p).in_suite)
     paths: list[Path] = []
     for item in items:
         path = Path(item)

@@ -69,10 +69,41 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = Path(args.png or f"{plan.scenario.name}-topology.png")
     from importlib.metadata import version
 
-    topology_picture(plan.graph, {"scenario": plan.scenario.name, "seed": plan.scenario.seed,
+    from topology.describe import picture_graph
+
+    topology_picture(picture_graph(plan), {"scenario": plan.scenario.name, "seed": plan.scenario.seed,
                                   "backend": "plan (not run)",
-                                  "libp2p_version": version("libp2p")}, out, dials=dials(plan))
+                                  "libp2p_version": version("libp2p")}, out,
+                     dials=dials(plan) if len(plan.nodes) <= 300 else None)
     print(f"\ntopology picture: {out}")
+    return 0
+
+
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    """Run a scenario emulated and simulated, and compare the two."""
+    from datetime import datetime, timezone
+
+    from analysis.crosscheck import crosscheck
+    from compose.session import run_scenario
+    from topology.scenario import ScenarioError, find_scenario
+
+    try:
+        path = find_scenario(args.scenario, SCENARIOS_DIR)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out = Path(args.results) / f"crosscheck-{path.stem}-{stamp}"
+        emulated = run_scenario(path, args.backend, out / "emulated", _progress)
+        simulated = run_scenario(path, "sim", out / "simulated", _progress)
+    except (ScenarioError, ValueError) as exc:
+        return _fail(str(exc))
+    except BackendError as exc:
+        return _fail(f"{exc}\n(nothing of the lab is left running)")
+    except KeyboardInterrupt:
+        return _fail("interrupted; the lab was torn down", 130)
+    result = crosscheck(emulated.run_dir, simulated.run_dir, out)
+    for row in result["rows"]:
+        print(f"  {row['figure']:<36} emulated {row['emulated']!s:>10}  simulated "
+              f"{row['simulated']!s:>10}")
+    print(f"crosscheck: {out}/crosscheck.md")
     return 0
 
 
@@ -233,6 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("scenarios", nargs="+")
     validate.set_defaults(func=cmd_validate)
+    cross = sub.add_parser("crosscheck", help="run a scenario emulated and simulated; "
+                           "compare delivery, latency and propagation")
+    cross.add_argument("scenario")
+    cross.add_argument("--backend", default="docker", choices=("docker", "netns"),
+                       help="the emulation backend")
+    cross.add_argument("--results", default="results")
+    cross.set_defaults(func=cmd_crosscheck)
     show = sub.add_parser("show", help="summarise a scenario and draw its topology (PNG)")
     show.add_argument("scenario", help="a shipped scenario name or a YAML path")
     show.add_argument("--png", default=None, help="where to write the picture "

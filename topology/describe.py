@@ -74,3 +74,42 @@ def describe(plan: LabPlan) -> str:
     expect = s.expect.model_dump(exclude_none=True, exclude_defaults=True)
     lines += ["", "Expectations:"] + [f"  {k}: {v}" for k, v in expect.items()] if expect else []
     return "\n".join(lines)
+
+
+# Above this many hosts a picture of every node is a hairball (and slow to lay out):
+# draw the groups instead.
+DETAILED_PICTURE_MAX = 300
+
+
+def condensed_graph(plan: LabPlan) -> "nx.Graph":
+    """One vertex per LAN group and per node group (with counts), for big scenarios."""
+    import networkx as nx
+
+    s = plan.scenario
+    graph = nx.Graph()
+    graph.add_node(PUBLIC, kind="segment", subnet=s.public.subnet)
+    lan_group = {lan.name: s.lan_specs[s._lan_origin[lan.name]] for lan in s.lans}
+    sizes = Counter(spec.name for spec in lan_group.values())
+    for spec in s.lan_specs:
+        label = f"{spec.name} x{sizes[spec.name]}" if spec.count else spec.name
+        nat = spec.nat_spec.preset if spec.nat_spec else "isolated"
+        graph.add_node(label, kind="segment", subnet=f"{nat}")
+        if spec.nat_spec is not None:
+            graph.add_edge(label, PUBLIC)
+    counts: Counter[tuple[str, str]] = Counter()
+    for node in s.nodes:
+        group = s.node_specs[s.node_origin(node.name)].name
+        lan = node.lan if node.lan == PUBLIC else lan_group[node.lan].name
+        counts[(group, lan)] += 1
+    for (group, lan), n in counts.items():
+        lan_label = lan if lan == PUBLIC else next(
+            v for v in graph.nodes if v == lan or v.startswith(f"{lan} x"))
+        vertex = f"{group} x{n}"
+        graph.add_node(vertex, kind="node")
+        graph.add_edge(vertex, lan_label)
+    return graph
+
+
+def picture_graph(plan: LabPlan) -> "nx.Graph":
+    return plan.graph if plan.graph.number_of_nodes() <= DETAILED_PICTURE_MAX \
+        else condensed_graph(plan)

@@ -97,8 +97,12 @@ def graph_edges(names: list[str], spec: Any, rng: random.Random, loc: Loc) -> li
 
 def random_edges(node: str, candidates: list[str], k: int, rng: random.Random,
                  loc: Loc) -> list[Edge]:
-    pool = [c for c in candidates if c != node]
-    return [Edge(node, other, loc) for other in rng.sample(pool, min(k, len(pool)))]
+    """k distinct random candidates other than the node itself (without copying the
+    pool per node: groups run to tens of thousands)."""
+    want = min(k, len(candidates) - (1 if node in candidates else 0)) \
+        if len(candidates) <= 2 * k + 2 else k
+    picked = [c for c in rng.sample(candidates, min(len(candidates), want + 1)) if c != node]
+    return [Edge(node, other, loc) for other in picked[:want]]
 
 
 def dedupe(edges: list[Edge]) -> list[Edge]:

@@ -162,7 +162,10 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
     def add_segment(name: str, subnet: ipaddress.IPv4Network, gateway: Address | None,
                     first_host: int) -> None:
         segments[name] = SegmentPlan(name, subnet, gateway)
-        free[name] = iter(list(subnet.hosts())[first_host:-1])  # last: the engine's
+        # Host addresses from the (first_host+1)th on, short of the last host address
+        # (kept for a container engine), made one at a time: big labs have /12s.
+        base = subnet.network_address
+        free[name] = (base + i for i in range(1 + first_host, subnet.num_addresses - 2))
         graph.add_node(name, kind="segment", subnet=str(subnet))
 
     add_segment(PUBLIC, ipaddress.IPv4Network(scenario.public.subnet), None, 1)

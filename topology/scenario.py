@@ -460,6 +460,16 @@ class Expectations(_Strict):
     hole_punch: list[HolePunchExpectation] = Field(default_factory=list)
 
 
+class SimModel(_Strict):
+    """Parameters of the simulator's model that emulation measures instead: CPU time a
+    node spends on each message it receives (decrypt, verify the signature, bookkeep)
+    and on each copy it sends (encode, encrypt, write), one message at a time. 0 leaves
+    CPU out of the model. Emulation backends ignore this section."""
+
+    receive_ms: float = Field(default=0.0, ge=0, le=10_000)
+    send_ms: float = Field(default=0.0, ge=0, le=10_000)
+
+
 # The runner writes the lab's own events (faults, traffic) under this name.
 LAB_EVENTS = "_lab"
 
@@ -482,6 +492,10 @@ class Scenario(_Strict):
                                  "CPU, so big labs ping less")
     probe_nat: bool = Field(default=False, description="classify every NAT with the "
                             "built-in probe at lab start; a mismatch fails the run")
+    sim: SimModel = Field(default_factory=SimModel, description="simulator-only model "
+                          "parameters")
+    in_suite: bool = Field(default=True, description="false: `p2plab suite` without "
+                           "arguments leaves it out (too big to emulate, or run by a test)")
 
     _lans: list[Lan] = PrivateAttr(default_factory=list)
     _nodes: list[NodeSpec] = PrivateAttr(default_factory=list)

@@ -60,7 +60,7 @@ CONTROL_BYTES = 64
 
 # event kinds
 (START, CONNECT, RESERVE, HEARTBEAT, DELIVER, GRAFT, PRUNE, IHAVE, IWANT, PUBLISH,
- STEP, WAIT, PUNCH, SUBSCRIBE, REDIAL, END) = range(16)
+ STEP, WAIT, PUNCH, SUBSCRIBE, REDIAL, END, PROCESSED) = range(17)
 
 
 @dataclass
@@ -105,6 +105,8 @@ class Simulation:
         g = net.gossip
         self.D, self.D_lo, self.D_hi = g.degree, g.degree_low, g.degree_high
         self.heartbeat = g.heartbeat_interval
+        self.cpu_receive = self.scenario.sim.receive_ms / 1000
+        self.cpu_send = self.scenario.sim.send_ms / 1000
 
     # -- plumbing -------------------------------------------------------------------
     def at(self, t: float, kind: int, data: Any) -> None:
@@ -124,21 +126,19 @@ class Simulation:
             return self.group_of.get(a.index, rest) == self.group_of.get(b.index, rest)
         return True
 
-    def send_time(self, src: SimNode, dst: SimNode, size: int) -> float:
+    def send_time(self, src: SimNode, dst: SimNode, size: int, start: float | None = None) -> float:
         """Arrival time of a message from src to dst over their connection (direct, or
-        through the relay), or retried until the path is back (TCP keeps trying)."""
+        through the relay) when it leaves src at ``start`` (default: now)."""
+        start = self.now if start is None else start
         via = src.peers.get(dst.index)
         if via is None or via < 0:
-            return self.net.one_way(src, dst, size, self.now, self.rng)
+            return self.net.one_way(src, dst, size, start, self.rng)
         relay = self.net.nodes[via]
-        hop = self.net.one_way(src, relay, size, self.now, self.rng)
-        saved, self.now = self.now, hop
-        try:
-            return self.net.one_way(relay, dst, size, hop, self.rng)
-        finally:
-            self.now = saved
+        hop = self.net.one_way(src, relay, size, start, self.rng)
+        return self.net.one_way(relay, dst, size, hop, self.rng)
 
-    def transmit(self, kind: int, src: SimNode, dst: SimNode, size: int, data: Any) -> None:
+    def transmit(self, kind: int, src: SimNode, dst: SimNode, size: int, data: Any,
+                 depart: float | None = None) -> None:
         via = src.peers.get(dst.index, -1)
         if not (self.path_ok(src, dst) if via < 0 else
                 self.path_ok(src, self.net.nodes[via]) and self.path_ok(self.net.nodes[via], dst)):
@@ -146,7 +146,17 @@ class Simulation:
             self.at(self.now + TCP_MIN_RTO_S, REDIAL, (kind, src.index, dst.index, size, data,
                                                        TCP_MIN_RTO_S))
             return
-        self.at(self.send_time(src, dst, size), kind, data)
+        self.at(self.send_time(src, dst, size, depart), kind, data)
+
+    def send_copies(self, node: SimNode, targets: list[int], size: int,
+                    payload: Callable[[int], Any], ready: float) -> None:
+        """One copy of a message to each target, one after another on the node's CPU."""
+        depart = ready
+        for p in targets:
+            if self.cpu_send:
+                depart = max(depart, node.cpu_free) + self.cpu_send
+                node.cpu_free = depart
+            self.transmit(DELIVER, node, self.net.nodes[p], size, payload(p), depart)
 
     # -- run ------------------------------------------------------------------------
     def run(self) -> None:
@@ -172,6 +182,9 @@ class Simulation:
         if kind == DELIVER:
             number, src, dst = data
             self.on_message(nodes[dst], number, src)
+        elif kind == PROCESSED:
+            number, node_index, src = data
+            self.on_processed(nodes[node_index], number, src)
         elif kind == HEARTBEAT:
             node = nodes[data[0]]
             if node.alive and node.generation == data[1]:
@@ -230,7 +243,7 @@ class Simulation:
     def on_start(self, node: SimNode) -> None:
         node.alive = True
         node.generation += 1
-        node.up_free = node.down_free = self.now
+        node.up_free = node.down_free = node.cpu_free = self.now
         node.mcache = [[] for _ in range(HISTORY_LENGTH)]
         self.emit(node, "node_started", peer_id=node.peer_id, listen_addrs=[],
                   announced_addrs=[], role="relay" if node.role == "relay" else "peer",
@@ -244,12 +257,10 @@ class Simulation:
         for dial in net.dials:
             if dial.dialer == node.index:
                 self.dial(dial.dialer, dial.target, dial.via)
-        for members in net.mdns_groups.values():
-            if node.index in members:
-                for other in members:
-                    if other != node.index and net.nodes[other].alive:
-                        self.at(self.now + 1.0 + CONNECT_RTTS * net.rtt(node, net.nodes[other]),
-                                CONNECT, (node.index, other, -1, "mdns"))
+        for other in net.mdns_of.get(node.index, ()):
+            if other != node.index and net.nodes[other].alive:
+                self.at(self.now + 1.0 + CONNECT_RTTS * net.rtt(node, net.nodes[other]),
+                        CONNECT, (node.index, other, -1, "mdns"))
 
     def dial(self, dialer: int, target: int, via: int | None) -> None:
         """A persistent dial: try now; if it cannot work yet, try again later."""
@@ -446,8 +457,7 @@ class Simulation:
                 known = sorted(p for p in node.topic_peers.get(topic, set()) if p not in fanout)
                 fanout.update(self.rng.sample(known, min(len(known), self.D - len(fanout))))
             targets = fanout
-        for p in sorted(targets):
-            self.transmit(DELIVER, node, self.net.nodes[p], size, (msg.number, origin, p))
+        self.send_copies(node, sorted(targets), size, lambda p: (msg.number, origin, p), self.now)
 
     def on_message(self, node: SimNode, number: int, src: int) -> None:
         if not node.alive or number in node.seen or src not in node.peers:
@@ -456,13 +466,28 @@ class Simulation:
         msg = self.messages[number]
         if msg.topic not in node.topics:
             return
+        if self.cpu_receive:
+            done = max(self.now, node.cpu_free) + self.cpu_receive
+            node.cpu_free = done
+            self.at(done, PROCESSED, (number, node.index, src))
+            return
+        self.on_processed(node, number, src)
+
+    def on_processed(self, node: SimNode, number: int, src: int) -> None:
+        """The node has the message: the application sees it, mesh peers get copies."""
+        if not node.alive:
+            return
+        msg = self.messages[number]
         node.mcache[0].append(number)
-        self.emit(node, "message_received", msg_id=msg.msg_id,
-                  origin=self.net.nodes[msg.origin].peer_id, seq=msg.seq, size=msg.size,
-                  topic=msg.topic)
-        for p in sorted(node.mesh.get(msg.topic, ())):
-            if p != src and p != msg.origin:
-                self.transmit(DELIVER, node, self.net.nodes[p], msg.size, (number, node.index, p))
+        # The commonest event by far: formatted directly (the same JSON json.dumps
+        # would write for these plain fields), in the schema's field order.
+        self.lines.append(
+            f'{{"v":{SCHEMA_VERSION},"t":{round(EPOCH + self.now, 6)!r},"node":"{node.name}",'
+            f'"type":"message_received","msg_id":"{msg.msg_id}","origin":'
+            f'"{self.net.nodes[msg.origin].peer_id}","seq":{msg.seq},"size":{msg.size},'
+            f'"topic":{json.dumps(msg.topic)}}}')
+        targets = [p for p in sorted(node.mesh.get(msg.topic, ())) if p != src and p != msg.origin]
+        self.send_copies(node, targets, msg.size, lambda p: (number, node.index, p), self.now)
 
     # -- the timeline ---------------------------------------------------------------------
     def on_step(self, index: int) -> None:

@@ -41,6 +41,7 @@ class SimNode:
     nat_key: str  # segments sharing a NAT address share this (partition filters)
     alive: bool = False
     generation: int = 0  # bumped at every start, so a dead node's timers lapse
+    cpu_free: float = 0.0  # when the node's (modelled) CPU is next free
     up_free: float = 0.0  # when the uplink is next free
     down_free: float = 0.0
     peers: dict[int, str] = field(default_factory=dict)  # peer -> "direct" | "relayed"
@@ -94,6 +95,7 @@ class SimNetwork:
         for spec in scenario.nodes:
             if spec.mdns:
                 self.mdns_groups.setdefault(spec.lan, []).append(self.index[spec.name])
+        self.mdns_of = {i: members for members in self.mdns_groups.values() for i in members}
         self._behaviour = {seg: combined_behaviour(plan, seg)
                            if seg != PUBLIC and plan.segments[seg].gateway is not None else None
                            for seg in {n.segment for n in self.nodes}}

@@ -1,0 +1,91 @@
+"""Emulation against simulation for one scenario: the figures side by side, and the
+propagation curves on one plot. Where they differ is where the model leaves something
+out (docs/simulation.md lists what)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+FIGURES: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("delivery ratio", lambda s: s["delivery"]["delivery_ratio"]),
+    ("latency p50 (ms)", lambda s: s["delivery"]["latency_ms"]["p50"]),
+    ("latency p95 (ms)", lambda s: s["delivery"]["latency_ms"]["p95"]),
+    ("latency p99 (ms)", lambda s: s["delivery"]["latency_ms"]["p99"]),
+    ("time to 50 % (ms, median message)", lambda s: s["propagation"]["t50_ms_median"]),
+    ("time to 90 % (ms, median message)", lambda s: s["propagation"]["t90_ms_median"]),
+    ("time to 99 % (ms, median message)", lambda s: s["propagation"]["t99_ms_median"]),
+    ("time to 100 % (ms, median message)", lambda s: s["propagation"]["t100_ms_median"]),
+    ("messages published", lambda s: s["delivery"]["messages_published"]),
+]
+
+
+def _get(getter: Callable[[dict[str, Any]], Any], summary: dict[str, Any]) -> Any:
+    try:
+        return getter(summary)
+    except (KeyError, TypeError):
+        return None
+
+
+def crosscheck(emulated: Path, simulated: Path, out: Path) -> dict[str, Any]:
+    emu = json.loads((emulated / "summary.json").read_text())
+    sim = json.loads((simulated / "summary.json").read_text())
+    manifest = json.loads((emulated / "manifest.json").read_text())
+    rows = []
+    for label, getter in FIGURES:
+        a, b = _get(getter, emu), _get(getter, sim)
+        diff = None if a is None or b is None else b - a
+        rel = None if diff is None or not a else diff / abs(a)
+        rows.append({"figure": label, "emulated": a, "simulated": b,
+                     "difference": diff, "relative": rel})
+    result = {"scenario": manifest["scenario"], "emulated_backend": manifest["backend"],
+              "emulated_run": str(emulated), "simulated_run": str(simulated), "rows": rows}
+    (out / "crosscheck.json").write_text(json.dumps(result, indent=2) + "\n")
+    _plot(emu, sim, manifest, out / "crosscheck.png")
+    (out / "crosscheck.md").write_text(render(result))
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "n/a"
+        return f"{v:.4f}" if isinstance(v, float) and abs(v) < 10 else (
+            f"{v:.1f}" if isinstance(v, float) else str(v))
+
+    lines = [f"# {result['scenario']}: emulation ({result['emulated_backend']}) against "
+             "simulation", "", "| figure | emulated | simulated | simulated − emulated | "
+             "relative |", "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        rel = "n/a" if r["relative"] is None else f"{r['relative']:+.0%}"
+        lines.append(f"| {r['figure']} | {fmt(r['emulated'])} | {fmt(r['simulated'])} | "
+                     f"{fmt(r['difference'])} | {rel} |")
+    lines += ["", f"Emulated run: `{result['emulated_run']}`  ", f"Simulated run: "
+              f"`{result['simulated_run']}`", "", "![propagation](crosscheck.png)", ""]
+    return "\n".join(lines)
+
+
+def _plot(emu: dict[str, Any], sim: dict[str, Any], manifest: dict[str, Any], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for summary, label, style in ((emu, f"emulated ({manifest['backend']})", "-"),
+                                  (sim, "simulated", "--")):
+        curve = summary.get("propagation", {}).get("curve", {})
+        if curve.get("t_ms"):
+            ax.plot(curve["t_ms"], [100 * s for s in curve["share"]], style, linewidth=2,
+                    label=label)
+    ax.set_xlabel("time since publish (ms)")
+    ax.set_ylabel("subscribers reached (%, mean over messages)")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{manifest['scenario']}: propagation, emulated vs simulated (seed "
+                 f"{manifest['seed']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
