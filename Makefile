@@ -45,7 +45,7 @@ validate: setup
 # every test; pytest's summary is the last line.
 test: setup compose-v2
 	$(BIN)/p2plab suite --results build/suite
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=10
 
 suite: setup
 	$(BIN)/p2plab suite --backend $(BACKEND) --results $(RESULTS)/suite

@@ -254,9 +254,8 @@ class Simulation:
         net = self.net
         for relay in net.relays_of.get(node.index, []):
             self.reserve(node.index, relay)
-        for dial in net.dials:
-            if dial.dialer == node.index:
-                self.dial(dial.dialer, dial.target, dial.via)
+        for dial in net.dials_of.get(node.index, ()):
+            self.dial(dial.dialer, dial.target, dial.via)
         for other in net.mdns_of.get(node.index, ()):
             if other != node.index and net.nodes[other].alive:
                 self.at(self.now + 1.0 + CONNECT_RTTS * net.rtt(node, net.nodes[other]),

@@ -89,6 +89,9 @@ class SimNetwork:
                     self.dials.append(PlannedDial(
                         self.index[spec.name], self.index[target.node],
                         self.index[target.via] if target.via else None))
+        self.dials_of: dict[int, list[PlannedDial]] = {}
+        for d in self.dials:
+            self.dials_of.setdefault(d.dialer, []).append(d)
         self.relays_of = {self.index[n.name]: [self.index[r] for r in n.relay]
                           for n in scenario.nodes}
         self.mdns_groups: dict[str, list[int]] = {}
