@@ -29,7 +29,6 @@ from compose.sim.network import (
 )
 from p2plab.events import SCHEMA_VERSION
 from topology import traffic
-from topology.faults import partition_blocks  # noqa: F401  (same groups as emulation)
 from topology.scenario import (
     LAB_EVENTS,
     Heal,
