@@ -32,6 +32,7 @@ class LabState:
     snapshots: list[_Snapshot] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
     starts: dict[str, float] = field(default_factory=dict)  # node -> first node_started
+    _times: list[float] = field(default_factory=list, repr=False)  # snapshot times, for bisect
 
     @classmethod
     def from_events(cls, events: pd.DataFrame) -> "LabState":
@@ -73,7 +74,9 @@ class LabState:
         return not any(start - grace <= t < end for start, end in self.down.get(node, []))
 
     def _at(self, t: float) -> _Snapshot:
-        i = bisect.bisect_right([s.t for s in self.snapshots], t) - 1
+        if len(self._times) != len(self.snapshots):
+            self._times = [s.t for s in self.snapshots]
+        i = bisect.bisect_right(self._times, t) - 1
         return self.snapshots[max(i, 0)]
 
     def reachable(self, a: str, b: str, t: float) -> bool:

@@ -141,6 +141,7 @@ class Runner:
         self.faults = FaultFilters(plan, backend)
         self.lab_events: EventWriter | None = None
         self.timeline_start = 0.0
+        self.first_topic = {n.name: plan.scenario.topics_of(n)[0] for n in plan.scenario.nodes}
 
     # -- commands ------------------------------------------------------------------
     def send(self, node: str, command: dict[str, Any]) -> None:
@@ -180,7 +181,7 @@ class Runner:
 
     def _mesh_size(self, node: str) -> int:
         """Mesh peers on the node's first topic."""
-        topic = self.plan.scenario.topics_of(self.plan.scenario.node(node))[0]
+        topic = self.first_topic[node]
         events = [e for e in self.tail.of(node, "topic_peers") if e["topic"] == topic]
         return len(events[-1].get("mesh", events[-1]["peers"])) if events else 0
 

@@ -59,7 +59,7 @@ CONTROL_BYTES = 64
 
 # event kinds
 (START, CONNECT, RESERVE, HEARTBEAT, DELIVER, GRAFT, PRUNE, IHAVE, IWANT, PUBLISH,
- STEP, WAIT, PUNCH, SUBSCRIBE, REDIAL, END, PROCESSED) = range(17)
+ STEP, WAIT, PUNCH, SUBSCRIBE, REDIAL, END, PROCESSED, RETRANSMIT) = range(18)
 
 
 @dataclass
@@ -142,8 +142,8 @@ class Simulation:
         if not (self.path_ok(src, dst) if via < 0 else
                 self.path_ok(src, self.net.nodes[via]) and self.path_ok(self.net.nodes[via], dst)):
             # The packet is lost; TCP retransmits with back-off until the path is back.
-            self.at(self.now + TCP_MIN_RTO_S, REDIAL, (kind, src.index, dst.index, size, data,
-                                                       TCP_MIN_RTO_S))
+            self.at(self.now + TCP_MIN_RTO_S, RETRANSMIT, (kind, src.index, dst.index, size,
+                                                           data, TCP_MIN_RTO_S))
             return
         self.at(self.send_time(src, dst, size, depart), kind, data)
 
@@ -221,18 +221,17 @@ class Simulation:
         elif kind == RESERVE:
             self.reserve(*data)
         elif kind == REDIAL:
-            if len(data) == 6:  # a retransmission
-                kind_, src, dst, size, payload, rto = data
-                a, b = nodes[src], nodes[dst]
-                if not (a.alive and b.alive and dst in a.peers):
-                    return
-                if self.path_ok(a, b):
-                    self.at(self.send_time(a, b, size), kind_, payload)
-                else:
-                    self.at(self.now + rto * 2, REDIAL, (kind_, src, dst, size, payload,
-                                                         min(rto * 2, 60.0)))
+            self.dial(*data)
+        elif kind == RETRANSMIT:
+            kind_, src, dst, size, payload, rto = data
+            a, b = nodes[src], nodes[dst]
+            if not (a.alive and b.alive and dst in a.peers):
+                return
+            if self.path_ok(a, b):
+                self.at(self.send_time(a, b, size), kind_, payload)
             else:
-                self.dial(*data)
+                self.at(self.now + rto * 2, RETRANSMIT, (kind_, src, dst, size, payload,
+                                                         min(rto * 2, 60.0)))
         elif kind == STEP:
             self.on_step(data)
         elif kind == WAIT:
