@@ -88,18 +88,25 @@ def new_run_dir(results_root: Path, scenario: Scenario, run_id: str) -> Path:
     return run_dir
 
 
-def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Backend,
-                   run_id: str, **extra: Any) -> None:
-    """Record everything that produced this result, so it can be reproduced."""
-    (run_dir / "scenario.yaml").write_text(scenario_text)
-    manifest = {
-        "scenario": plan.scenario.name,
-        "seed": plan.scenario.seed,
+def provenance(scenario: Scenario, run_id: str) -> dict[str, Any]:
+    """What produced a result, whichever backend ran: the manifest's common head."""
+    return {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
         "run_id": run_id,
         "p2plab_version": p2plab.__version__,
         "libp2p_version": version("libp2p"),
         "python": platform.python_version(),
         "host": platform.node(),
+    }
+
+
+def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Backend,
+                   run_id: str, **extra: Any) -> None:
+    """Record everything that produced this result, so it can be reproduced."""
+    (run_dir / "scenario.yaml").write_text(scenario_text)
+    manifest = {
+        **provenance(plan.scenario, run_id),
         **backend.describe(),
         "nodes": {
             name: {"peer_id": n.peer_id, "ip": str(n.ip), "segment": n.segment, "role": n.role}

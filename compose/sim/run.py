@@ -8,11 +8,10 @@ import json
 import platform
 import resource
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable
 
-import p2plab
+from compose.runner import provenance
 from compose.sim.engine import EPOCH, Simulation
 from compose.sim.network import SimNetwork
 from topology.plan import build_plan
@@ -62,9 +61,7 @@ def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path
     (run_dir / "scenario.yaml").write_text(scenario_path.read_text())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     manifest = {
-        "scenario": scenario.name, "seed": scenario.seed, "run_id": run_id,
-        "p2plab_version": p2plab.__version__, "libp2p_version": version("libp2p"),
-        "python": platform.python_version(), "host": platform.node(),
+        **provenance(scenario, run_id),
         "backend": "sim", "kernel": platform.release(),
         "nat_mechanism": "model (NAT presets, hole-punch outcome from theory)",
         "link_shaping": {"mechanism": "model", "why": "simulated",
