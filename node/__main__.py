@@ -10,7 +10,7 @@ import threading
 
 import trio
 
-from node.config import UsageError, parse_args
+from node.config import UsageError, VersionRequested, parse_args, version_line
 
 # On SIGTERM the node has this long to shut libp2p down before it exits anyway.
 SHUTDOWN_GRACE_S = 1.5
@@ -59,6 +59,9 @@ def _hard_exit(events) -> None:  # type: ignore[no-untyped-def]
 def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_args(sys.argv[1:] if argv is None else argv)
+    except VersionRequested:
+        print(version_line())
+        return 0
     except UsageError as exc:
         print(f"p2plab-node: {exc}", file=sys.stderr)
         return 2

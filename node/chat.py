@@ -6,8 +6,9 @@ command, SIGTERM or a crash cancels all of it together.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
+from importlib.metadata import version
 import socket
 import sys
 import time
@@ -26,6 +27,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
+import p2plab
 from node.config import NodeConfig
 from node.control import CommandError, lines, open_fifo, parse_command
 from node.holepunch import RecordingDCUtR
@@ -58,18 +60,24 @@ def default_listen_ips() -> list[str]:
     return ips or ["127.0.0.1"]
 
 
-def encode_message(seq: int, nick: str, text: str, size: int = 0) -> bytes:
-    """A chat message: a small JSON object, padded with spaces to ``size`` bytes."""
-    data = json.dumps({"seq": seq, "nick": nick, "text": text}).encode()
+def chat_payload(text: str, size: int = 0) -> bytes:
+    """The gossip payload is the chat text itself (padded with spaces to ``size`` bytes),
+    as in the proof of concept, so any libp2p chat on the topic shows it."""
+    data = text.encode("utf-8")
     return data + b" " * max(0, size - len(data))
 
 
-def decode_message(data: bytes) -> tuple[int | None, str, str]:
-    try:
-        obj = json.loads(data)
-        return int(obj["seq"]), str(obj["nick"]), str(obj["text"])
-    except (ValueError, KeyError, TypeError):
-        return None, "?", data.decode("utf-8", "replace")
+def message_id_function(name: str) -> Callable[[Any], bytes]:
+    """The network-wide gossipsub message id (docs/node-contract.md): origin peer id bytes
+    followed by the 8-byte sequence number (py-libp2p's and go-libp2p's default), or the
+    SHA-256 of the payload (content-addressed, as the proof of concept)."""
+    if name == "content":
+        return lambda msg: hashlib.sha256(msg.data).digest()
+    return lambda msg: msg.from_id + msg.seqno
+
+
+def short_id(peer: str) -> str:
+    return peer[-6:]
 
 
 class _ConnectionEvents(INotifee):
@@ -136,7 +144,7 @@ class ChatNode:
             key_pair=key_pair, listen_addrs=self.listen_addrs, enable_mDNS=config.mdns
         )
         self.peer_id = self.host.get_id()
-        self.seq = 0
+        self.sent = 0  # lab messages published, for unique texts (content ids)
         self.pubsub: Pubsub | None = None
         self.gossipsub: GossipSub | None = None
         self.relaying: Relaying | None = None
@@ -221,7 +229,8 @@ class ChatNode:
             # peers behind one NAT address, so it would only distort the mesh.
             eclipse_protection_enabled=False,
         )
-        self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True)
+        self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True,
+                             msg_id_constructor=message_id_function(self.config.msg_id))
         ready = trio.Event()
 
         async def run_pubsub() -> None:
@@ -251,6 +260,10 @@ class ChatNode:
             topic=self.config.topic,
             topics=list(self.config.topics),
             nick=self.config.nick,
+            impl="py",
+            impl_version=p2plab.__version__,
+            libp2p=f"py-libp2p {version('libp2p')}",
+            msg_id_fn=self.config.msg_id,
         )
         self.say(f"peer id: {own}")
         for addr in announced:
@@ -261,14 +274,15 @@ class ChatNode:
                       flow: str | None = None) -> None:
         assert self.pubsub is not None, "a relay does not chat"
         topic = topic or self.config.topic
-        self.seq += 1
-        data = encode_message(self.seq, self.config.nick, text, size)
+        data = chat_payload(text, size)
         origin = self.peer_id.to_base58()
+        # Pubsub.publish takes its sequence number (counter + 1) before its first await.
+        seq = self.pubsub.counter + 1
         self.emit(
             "message_published",
-            msg_id=f"{origin}/{self.seq}",
+            msg_id=f"{origin}/{seq}",
             origin=origin,
-            seq=self.seq,
+            seq=seq,
             size=len(data),
             topic=topic,
             flow=flow,
@@ -282,7 +296,7 @@ class ChatNode:
             if message.from_id == own:
                 continue
             origin = ID(message.from_id).to_base58()
-            seq, nick, text = decode_message(message.data)
+            seq = int.from_bytes(message.seqno, "big")
             self.emit(
                 "message_received",
                 msg_id=f"{origin}/{seq}",
@@ -292,7 +306,8 @@ class ChatNode:
                 topic=topic,
             )
             if self.config.interactive or self.config.control is None:
-                self.say(f"{nick}: {text}")
+                text = message.data.decode("utf-8", "replace").rstrip()
+                self.say(f"{short_id(origin)}: {text}")
 
     async def _publish_plan(self, offsets: list[float], size: int, topic: str | None,
                             flow: str | None) -> None:
@@ -304,7 +319,9 @@ class ChatNode:
             self._flows.setdefault(flow or "", []).append(scope)
             for offset in offsets:
                 await trio.sleep_until(start + offset)
-                await self.publish(f"message {self.seq + 1}", size=size, topic=topic, flow=flow)
+                self.sent += 1
+                await self.publish(f"{self.config.name} message {self.sent}", size=size,
+                                   topic=topic, flow=flow)
         self._flows[flow or ""].remove(scope)
 
     async def _watch_topic_peers(self) -> None:

@@ -15,10 +15,25 @@ from multiaddr import Multiaddr
 
 DEFAULT_PORT = 4001
 DEFAULT_TOPIC = "chat"
+# Gossipsub message-id functions (docs/node-contract.md): one per network, on every node.
+MSG_ID_FUNCTIONS = ("origin-seq", "content")
 
 
 class UsageError(Exception):
     """A problem with the command line: reported in one line, exit code 2."""
+
+
+class VersionRequested(Exception):
+    """``--version``: print the versions line and exit 0."""
+
+
+def version_line() -> str:
+    """``p2plab-node VERSION py-libp2p VERSION``, as the contract asks of ``--version``."""
+    from importlib.metadata import version
+
+    import p2plab
+
+    return f"p2plab-node {p2plab.__version__} py-libp2p {version('libp2p')}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,7 @@ class NodeConfig:
     dial_timeout: float
     holepunch: bool
     gossip: GossipParams = field(default_factory=GossipParams)
+    msg_id: str = "origin-seq"
 
     @property
     def topic(self) -> str:
@@ -131,6 +147,10 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--degree-low", type=int, default=GossipParams.degree_low)
     parser.add_argument("--degree-high", type=int, default=GossipParams.degree_high)
     parser.add_argument("--heartbeat", type=float, default=GossipParams.heartbeat_interval)
+    parser.add_argument("--msg-id", choices=MSG_ID_FUNCTIONS, default="origin-seq",
+                        help="gossipsub message-id function, the same on every node")
+    parser.add_argument("--version", action="store_true",
+                        help="print the implementation and libp2p versions, then exit")
     return parser
 
 
@@ -142,6 +162,8 @@ def parse_args(argv: list[str]) -> NodeConfig:
 
     parser.error = fail  # type: ignore[method-assign]
     args = parser.parse_args(argv)
+    if args.version:
+        raise VersionRequested()
     for ip in args.listen_ip:
         try:
             ipaddress.ip_address(ip)
@@ -186,4 +208,5 @@ def parse_args(argv: list[str]) -> NodeConfig:
             degree_high=args.degree_high,
             heartbeat_interval=args.heartbeat,
         ),
+        msg_id=args.msg_id,
     )

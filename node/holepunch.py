@@ -97,6 +97,8 @@ class RecordingDCUtR(DCUtRProtocol):
                 elapsed_ms=round((time.monotonic() - start) * 1000, 2),
                 reason=reason,
                 transport=transport_of(addrs),
+                # py-libp2p's as_responder (a QUIC-server sense) is set on the side
+                # that accepted the relayed connection and starts DCUtR: the initiator.
                 role="initiator" if as_responder else "responder",
                 addrs=[str(a) for a in addrs],
             )

@@ -1,0 +1,64 @@
+//! p2plab chat node on rust-libp2p: the node contract (docs/node-contract.md) in Rust.
+//!
+//! The proof of concept's chat (mDNS, gossipsub with signed messages, --dial, --quic,
+//! circuit relay v2 client and hop, DCUtR, identify, ping) plus the contract's event log
+//! and control channel, so a lab drives it exactly as it drives the Python node.
+
+mod behaviour;
+mod config;
+mod control;
+mod events;
+mod identity;
+mod node;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The exact rust-libp2p version pinned in Cargo.toml (a test compares the two).
+pub const LIBP2P_VERSION: &str = "0.57.1";
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("p2plab-node-rs: {message}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let flags = match config::Flags::try_parse() {
+        Ok(flags) => flags,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            print!("{e}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            return usage_error(first.trim_start_matches("error: "));
+        }
+    };
+    if flags.version {
+        println!("p2plab-node-rs {VERSION} rust-libp2p {LIBP2P_VERSION}");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(message) = flags.check() {
+        return usage_error(&message);
+    }
+    let key = match (&flags.key_file, &flags.key_seed) {
+        (Some(path), _) => match identity::from_file(path) {
+            Ok(key) => key,
+            Err(message) => return usage_error(&message),
+        },
+        (None, Some(seed)) => identity::from_seed(seed),
+        (None, None) => libp2p::identity::Keypair::generate_ed25519(),
+    };
+    // One thread: a lab runs many nodes on few cores, and a node's work is sequential.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(node::run(flags, key)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("p2plab-node-rs: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
