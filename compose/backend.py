@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Protocol
 
-from topology.plan import LabPlan
+from topology.plan import LabPlan, Programs
 
 # Every name a backend creates starts with this, so `p2plab clean` can find leftovers.
 PREFIX = "p2pl-"
@@ -24,6 +24,10 @@ class BackendError(Exception):
 class Backend(Protocol):
     name: str
     python: str  # the interpreter that runs p2plab code inside a lab host
+
+    def programs(self) -> Programs:
+        """How this backend starts each node implementation (``py``: an interpreter that
+        runs the module ``node``; ``rust``: the contract's binary)."""
 
     def check_environment(self) -> None:
         """Raise BackendError saying what to install or run, before anything is created."""

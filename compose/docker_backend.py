@@ -24,8 +24,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from compose.backend import PREFIX, BackendError, rss_mb_of_pid
-from compose.images import ensure_image
-from topology.plan import LabPlan
+from compose.images import IMAGE_PROGRAMS, ensure_image
+from topology.plan import LabPlan, Programs
 
 PARALLEL = 6  # concurrent Docker API calls while building a lab
 LABEL = "p2plab"
@@ -67,6 +67,9 @@ class DockerBackend:
                 "or use --backend netns"
             ) from None
         self.image = ensure_image(self.log)
+
+    def programs(self) -> Programs:
+        return IMAGE_PROGRAMS
 
     def describe(self) -> dict[str, str]:
         version = self.client.version() if self.client else {}
@@ -128,7 +131,7 @@ class DockerBackend:
             list(pool.map(self._create_router, plan.routers.values()))
             list(pool.map(self._wait_router, plan.routers))
             list(pool.map(lambda h: self._create_container(
-                h.name, h.segment, str(h.ip), command=["python", *h.command(LAB_MOUNT)]),
+                h.name, h.segment, str(h.ip), command=h.command(LAB_MOUNT, IMAGE_PROGRAMS)),
                 list(plan.hosts())))
 
     def _create_router(self, router: Any) -> None:

@@ -27,7 +27,9 @@ from compose.docker_backend import (
     router_environment,
     seal_bridge_commands,
 )
-from compose.images import base_image, ensure_wheels, image_tag, write_build_context
+from compose import rustnode
+from compose.images import (IMAGE_PROGRAMS, base_image, ensure_wheels, image_tag,
+                            write_build_context)
 from topology.plan import LabPlan
 
 LAB = PurePosixPath("/lab")
@@ -98,7 +100,7 @@ def compose_project(plan: LabPlan, tag: str) -> dict[str, Any]:
             depends += relays
         services[node.name] = {
             **common,
-            "command": ["python", "-m", "node", *node.argv(LAB)],
+            "command": node.command(LAB, IMAGE_PROGRAMS),
             "networks": {node.segment: {"ipv4_address": str(node.ip)}},
             "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1"},
             "depends_on": depends,
@@ -126,7 +128,8 @@ def export_compose(plan: LabPlan, scenario_text: str, out: Path) -> Path:
         (lab / "routers" / f"{router.name}.nft").write_text(router.nft_ruleset)
     image = out / "image"
     image.mkdir()
-    write_build_context(image, ensure_wheels(lambda m: None))
+    write_build_context(image, ensure_wheels(lambda m: None),
+                        rustnode.ensure_binary(lambda m: None))
     (out / "scenario.yaml").write_text(scenario_text)
     project = compose_project(plan, tag)
     (out / "compose.yaml").write_text(

@@ -19,6 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import p2plab
+from compose import rustnode
 from compose.backend import BackendError
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,9 @@ DEBIAN_MIRROR = os.environ.get("P2PLAB_DEBIAN_MIRROR", "http://deb.debian.org/de
 NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr")
 # What the image runs: the chat node, the event format it writes, the NAT probe.
 IMAGE_CODE = ("node", "p2plab/__init__.py", "p2plab/events.py", "p2plab/natprobe.py")
+APP_DIR = "/opt/p2plab"
+# How a container starts each node implementation (the Rust node's binary is in app/bin).
+IMAGE_PROGRAMS = {"py": ["python"], "rust": [f"{APP_DIR}/bin/{rustnode.BINARY_NAME}"]}
 
 
 def requirements() -> str:
@@ -59,6 +63,7 @@ def image_tag() -> str:
         digest.update(path.read_bytes())
     digest.update(requirements().encode())
     digest.update(base_image().encode())
+    digest.update(rustnode.source_hash().encode())
     return f"{IMAGE_REPO}:{p2plab.__version__}-{digest.hexdigest()[:12]}"
 
 
@@ -129,8 +134,8 @@ def ensure_wheels(log=print) -> Path:  # type: ignore[no-untyped-def]
     return wheel_dir
 
 
-def write_build_context(ctx: Path, wheels: Path) -> None:
-    """Dockerfile, wheels/ and app/ (our code and the router script) in ``ctx``."""
+def write_build_context(ctx: Path, wheels: Path, rust_binary: Path) -> None:
+    """Dockerfile, wheels/ and app/ (our code, the Rust node, the router script) in ``ctx``."""
     shutil.copy(IMAGE_DIR / "Dockerfile", ctx / "Dockerfile")
     shutil.copytree(wheels, ctx / "wheels")
     app = ctx / "app"
@@ -140,6 +145,8 @@ def write_build_context(ctx: Path, wheels: Path) -> None:
         shutil.copy(path, target)
     (app / "bin").mkdir()
     shutil.copy(IMAGE_DIR / "router.sh", app / "bin" / "p2plab-router")
+    # Built on the host (Debian bookworm, as the image's base), so its libc matches.
+    shutil.copy(rust_binary, app / "bin" / rustnode.BINARY_NAME)
 
 
 def ensure_image(log=print) -> str:  # type: ignore[no-untyped-def]
@@ -150,10 +157,11 @@ def ensure_image(log=print) -> str:  # type: ignore[no-untyped-def]
         return tag
     base = ensure_base(client, log)
     wheels = ensure_wheels(log)
+    rust_binary = rustnode.ensure_binary(log)
     log(f"building {tag}")
     with tempfile.TemporaryDirectory(prefix="p2plab-image-") as tmp:
         ctx = Path(tmp)
-        write_build_context(ctx, wheels)
+        write_build_context(ctx, wheels, rust_binary)
         try:
             client.images.build(path=str(ctx), tag=tag, buildargs={"BASE_IMAGE": base},
                                 pull=False, rm=True, forcerm=True)

@@ -18,15 +18,19 @@ from pathlib import Path, PurePosixPath
 
 from compose.backend import PREFIX, BackendError, rss_mb_of_pid
 from compose.cleanup import kill_namespace_processes, remove_namespaces
-from topology.plan import LAN_IF, NODE_IF, WAN_IF, LabPlan
+from compose.rustnode import ensure_binary
+from topology.plan import LAN_IF, NODE_IF, WAN_IF, LabPlan, Programs
 
 
 class NetnsBackend:
     name = "netns"
 
-    def __init__(self, run_id: str, python: str = sys.executable) -> None:
+    def __init__(self, run_id: str, python: str = sys.executable,
+                 log=lambda message: None) -> None:  # type: ignore[no-untyped-def]
         """``python`` runs nodes and probes inside namespaces (this venv's interpreter)."""
         self.run_id = run_id
+        self.log = log
+        self.rust_binary: Path | None = None
         self.prefix = f"{PREFIX}{run_id}-"
         self.fabric = f"{self.prefix}fabric"
         self.python = python
@@ -51,6 +55,12 @@ class NetnsBackend:
         if result.returncode != 0:
             raise BackendError(f"cannot create a network namespace: {result.stderr.strip()}")
         subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+
+    def programs(self) -> Programs:
+        programs: dict[str, list[str]] = {"py": [self.python]}
+        if self.rust_binary is not None:
+            programs["rust"] = [str(self.rust_binary)]
+        return programs
 
     def describe(self) -> dict[str, str]:
         return {
@@ -99,6 +109,8 @@ class NetnsBackend:
     def create(self, plan: LabPlan, run_dir: Path) -> None:
         self.plan = plan
         self.run_dir = run_dir
+        if any(n.impl == "rust" for n in plan.nodes.values()):
+            self.rust_binary = ensure_binary(self.log)  # before anything is created
         self._add_namespace(self.fabric)
         for segment in plan.segments.values():
             bridge = _bridge(segment.name, plan)
@@ -140,11 +152,11 @@ class NetnsBackend:
 
     def start_node(self, name: str) -> None:
         assert self.plan is not None and self.run_dir is not None
-        command = self.plan.host(name).command(PurePosixPath(self.run_dir))
+        command = self.plan.host(name).command(PurePosixPath(self.run_dir), self.programs())
         log = open(self.run_dir / "logs" / f"{name}.log", "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.processes[name] = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns(name), self.python, *command],
+            ["ip", "netns", "exec", self.ns(name), *command],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # Ctrl-C reaches the runner, which stops nodes itself
         )

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import p2plab
 from analysis.natcheck import declared_view, mismatches
+from compose import rustnode
 from compose.backend import Backend
 from compose.events_tail import EventTail
 from compose.fault_filters import FaultFilters
@@ -96,6 +97,8 @@ def provenance(scenario: Scenario, run_id: str) -> dict[str, Any]:
         "run_id": run_id,
         "p2plab_version": p2plab.__version__,
         "libp2p_version": version("libp2p"),
+        "node_implementations": {"py": f"py-libp2p {version('libp2p')}",
+                                 "rust": f"rust-libp2p {rustnode.pinned_libp2p()}"},
         "python": platform.python_version(),
         "host": platform.node(),
     }
@@ -109,7 +112,8 @@ def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Ba
         **provenance(plan.scenario, run_id),
         **backend.describe(),
         "nodes": {
-            name: {"peer_id": n.peer_id, "ip": str(n.ip), "segment": n.segment, "role": n.role}
+            name: {"peer_id": n.peer_id, "ip": str(n.ip), "segment": n.segment, "role": n.role,
+                   "impl": n.impl}
             for name, n in plan.nodes.items()
         },
         "routers": {
@@ -203,6 +207,20 @@ class Runner:
             self.lab_events = EventWriter.open(LAB_EVENTS,
                                                self.run_dir / "events" / f"{LAB_EVENTS}.jsonl")
         self.lab_events.emit(type_, **fields)
+
+    def implementations(self) -> dict[str, dict[str, Any]]:
+        """Each node implementation that ran, with its versions as its nodes announced
+        them (node_started) and the nodes that ran it."""
+        found: dict[str, dict[str, Any]] = {}
+        for name, node in self.plan.nodes.items():
+            entry = found.setdefault(node.impl, {"nodes": []})
+            entry["nodes"].append(name)
+            started = self.tail.last(name, "node_started")
+            if started is not None and "version" not in entry:
+                entry["version"] = started.get("impl_version")
+                entry["libp2p"] = started.get("libp2p")
+                entry["msg_id_fn"] = started.get("msg_id_fn")
+        return found
 
     def running(self) -> set[str]:
         return {n for n in self.plan.nodes if n not in self.down}
@@ -551,7 +569,8 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
                    started=started, timeline_end=outcome.timeline_end,
                    ended=time.time(), timeline_error=outcome.timeline_error,
                    node_spawned=runner.spawned, node_rss_mb=runner.rss_mb, steps=runner.steps,
-                   link_shaping=runner.links.describe())
+                   link_shaping=runner.links.describe(),
+                   implementations=runner.implementations())
     return outcome
 
 

@@ -41,8 +41,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def node_processes() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "python.* -m node --name"], capture_output=True,
-                         text=True)
+    out = subprocess.run(["pgrep", "-af", "python.* -m node --name|p2plab-node-rs --name"],
+                         capture_output=True, text=True)
     return out.stdout.splitlines()
 
 

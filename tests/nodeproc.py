@@ -19,15 +19,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def node_program(impl: str) -> list[str]:
+    """How to start a node of implementation ``impl`` on this machine."""
+    if impl == "py":
+        return [sys.executable, "-m", "node"]
+    from compose.rustnode import ensure_binary
+
+    return [str(ensure_binary())]
+
+
 class NodeProcess:
     def __init__(self, workdir: Path, name: str, *args: str, stdin: bool = False,
-                 ns: str | None = None) -> None:
+                 ns: str | None = None, impl: str = "py") -> None:
         self.name = name
+        self.impl = impl
         self.events = workdir / f"{name}.jsonl"
         self.control = workdir / f"{name}.fifo"
         self.out = workdir / f"{name}.out"
         prefix = ["ip", "netns", "exec", ns] if ns else []
-        argv = [*prefix, sys.executable, "-m", "node", "--name", name,
+        argv = [*prefix, *node_program(impl), "--name", name,
                 "--events", str(self.events), *args]
         if not stdin:
             argv += ["--control", str(self.control), "--no-stdin"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Iterator
+from typing import Iterator, Mapping, Sequence
 
 import networkx as nx
 
@@ -29,6 +29,9 @@ REFLECTORS = ("stun.1", "stun.2")
 
 Address = ipaddress.IPv4Address
 Route = tuple[str, str]  # (destination subnet, via address)
+# How a backend starts each node implementation: "py" is a Python interpreter (the
+# node is its module ``node``), any other key a program that takes the contract's flags.
+Programs = Mapping[str, Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class NodePlan:
     args: tuple[str, ...]  # program flags except the run-directory paths
     routes: tuple[Route, ...] = ()
     link: LinkSpec | None = None  # access-link impairment, both directions
+    impl: str = "py"  # which node implementation runs it (docs/node-contract.md)
 
     def argv(self, run_dir: PurePosixPath) -> list[str]:
         """Flags with the event log and control FIFO under ``run_dir`` as the node sees it."""
@@ -81,14 +85,17 @@ class NodePlan:
             "--control", str(run_dir / "control" / f"{self.name}.fifo"),
         ]
 
-    def command(self, run_dir: PurePosixPath) -> list[str]:
-        """The Python module and arguments this host runs (the caller adds the interpreter)."""
+    def command(self, run_dir: PurePosixPath, programs: Programs) -> list[str]:
+        """The whole command line this host runs; ``programs`` says how each node
+        implementation (and Python, for the probe's hosts) is started on a backend."""
         if self.role == "reflector":
-            return ["-m", "p2plab.natprobe", "serve", *self.args,
+            return [*programs["py"], "-m", "p2plab.natprobe", "serve", *self.args,
                     "--ready-file", str(run_dir / "probe" / f"{self.name}.ready")]
         if self.role == "probe":
-            return ["-c", "import time\nwhile True: time.sleep(3600)"]
-        return ["-m", "node", *self.argv(run_dir)]
+            return [*programs["py"], "-c", "import time\nwhile True: time.sleep(3600)"]
+        if self.impl == "py":
+            return [*programs["py"], "-m", "node", *self.argv(run_dir)]
+        return [*programs[self.impl], *self.argv(run_dir)]
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,7 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             "--role", "relay" if spec_node.role == "relay" else "peer",
             "--ping-interval", f"{scenario.ping_interval:g}",
             "--no-stdin",
+            "--msg-id", scenario.msg_id,
         ]
         for topic in scenario.topics_of(spec_node):
             args += ["--topic", topic]
@@ -266,9 +274,10 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             peer_id=peer_ids[spec_node.name], key_seed=_seed(scenario, spec_node.name),
             args=tuple(args), routes=host_routes(spec_node.lan),
             link=_impairment(scenario.link_of(spec_node)),
+            impl=spec_node.impl,
         )
         graph.add_node(spec_node.name, kind="node", role=spec_node.role,
-                       peer_id=peer_ids[spec_node.name])
+                       peer_id=peer_ids[spec_node.name], impl=spec_node.impl)
         graph.add_edge(spec_node.name, spec_node.lan, ip=str(addresses[spec_node.name]),
                        interface=NODE_IF)
 

@@ -216,6 +216,8 @@ class NodeSpec(_Strict):
     count: int | None = Field(default=None, ge=1, le=200_000)
     lan: str | list[str] = Field(description=f"LAN names or patterns, or {PUBLIC!r}")
     role: Literal["peer", "relay", "bootstrap"] = "peer"
+    impl: Literal["py", "rust"] = Field(default="py", description="which implementation of "
+                                        "the node contract runs it: py-libp2p or rust-libp2p")
     quic: bool = False
     tcp: bool = Field(default=True, description="false with quic: true makes a QUIC-only node")
     mdns: bool = False
@@ -479,6 +481,9 @@ class Scenario(_Strict):
     description: str = ""
     seed: int = 1
     topic: str = "chat"
+    msg_id: Literal["origin-seq", "content"] = Field(
+        default="origin-seq", description="the gossipsub message-id function every node "
+        "uses: origin + sequence number, or a hash of the payload")
     public: Segment = Field(default_factory=Segment)
     lan_specs: list[Lan] = Field(default_factory=list, alias="lans")
     node_specs: list[NodeSpec] = Field(alias="nodes")

@@ -54,11 +54,15 @@ fn main() -> ExitCode {
     };
     // One thread: a lab runs many nodes on few cores, and a node's work is sequential.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(node::run(flags, key)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match runtime.block_on(node::run(flags, key)) {
+        Ok(()) => 0,
         Err(message) => {
             eprintln!("p2plab-node-rs: {message}");
-            ExitCode::from(1)
+            1
         }
-    }
+    };
+    // Exit now: dropping the runtime would wait for the thread blocked reading stdin.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
 }
