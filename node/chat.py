@@ -228,6 +228,11 @@ class ChatNode:
             # Extra grafts for IP diversity are not in the spec; a lab puts many
             # peers behind one NAT address, so it would only distort the mesh.
             eclipse_protection_enabled=False,
+            # py-libp2p 0.8.1 otherwise moves D_lo/D_hi and the gossip factor at run time
+            # by its own "network health" score (not in the spec, not in other
+            # implementations): a mesh of D=1 then grafts extra peers and prunes the
+            # publisher. The scenario's D/D_lo/D_hi must mean what they say.
+            adaptive_gossip_enabled=False,
         )
         self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True,
                              msg_id_constructor=message_id_function(self.config.msg_id))

@@ -134,3 +134,47 @@ def test_quit_command_and_key_file(tmp_path: Path, impl: str) -> None:
         assert node.of("node_stopped")[-1]["reason"] == "quit"
     finally:
         node.stop()
+
+
+# The hub is rust: py-libp2p 0.8.1 as a hub with D=1 sends no IHAVE in this setup (its
+# event-driven GRAFTs and IDONTWANT bookkeeping are not the spec's); see the README.
+@pytest.mark.parametrize("publisher, receiver", [("py", "py"), ("py", "rust"), ("rust", "py")])
+@pytest.mark.parametrize("msg_id", ["origin-seq", "content"])
+def test_gossip_recovers_what_eager_push_missed(tmp_path: Path, publisher: str, receiver: str,
+                                                msg_id: str) -> None:
+    """A publishes to hub B, whose mesh holds exactly one peer (A); C connects to B after
+    B's mesh is full and never grafts (a heartbeat longer than the test). Eager push
+    therefore never reaches C: every message C gets came by B's IHAVE and C's IWANT,
+    with ids the three nodes (of different implementations) computed alike."""
+    hub = "rust"
+    ports = {n: free_port() for n in "abc"}
+    ids = {n: peer_id_for_seed(f"gossip-{n}") for n in "abc"}
+    addr = {n: f"/ip4/127.0.0.1/tcp/{ports[n]}/p2p/{ids[n]}" for n in "abc"}
+
+    def start(name: str, impl: str, *extra: str) -> NodeProcess:
+        return NodeProcess(tmp_path, name, *LO, "--port", str(ports[name]), "--key-seed",
+                           f"gossip-{name}", "--ping-interval", "0", "--msg-id", msg_id,
+                           *extra, impl=impl)
+
+    b = start("b", hub, "--degree", "1", "--degree-low", "1", "--degree-high", "1")
+    nodes = [b]
+    try:
+        b.started()
+        a = start("a", publisher, "--dial", addr["b"])
+        nodes.append(a)
+        b.wait_for("A in B's mesh", lambda n: any(e["mesh"] == [ids["a"]] for e in n.of("topic_peers")))
+        c = start("c", receiver, "--heartbeat", "600", "--dial", addr["b"])
+        nodes.append(c)
+        b.wait_for("C subscribed at B",
+                   lambda n: any(ids["c"] in e["peers"] for e in n.of("topic_peers")))
+        a.send({"cmd": "publish", "count": 10, "size": 100, "rate": 5})
+        c.wait_for("10 messages by gossip", lambda n: len(n.of("message_received")) >= 10,
+                   timeout=30)
+        published = {e["msg_id"] for e in a.of("message_published")}
+        assert {e["msg_id"] for e in c.of("message_received")} == published
+        # The only eager path to C would be B's mesh: C was never in it.
+        assert all(ids["c"] not in e["mesh"] for e in b.of("topic_peers"))
+        assert all(not e["mesh"] for e in c.of("topic_peers"))
+    finally:
+        for node in nodes:
+            node.stop()

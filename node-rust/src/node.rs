@@ -97,9 +97,17 @@ fn ms(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 100_000.0).round() / 100.0
 }
 
-/// (direct|relayed, tcp|quic|circuit) from a connection's remote address.
-fn kind_of(addr: &Multiaddr) -> (&'static str, &'static str) {
-    if addr.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+fn is_circuit(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// (direct|relayed, tcp|quic|circuit) of a connection. An inbound relayed connection
+/// shows the circuit only in its local (listen) address; its remote one is `/p2p/SRC`.
+fn kind_of(endpoint: &ConnectedPoint) -> (&'static str, &'static str) {
+    let addr = endpoint.get_remote_address();
+    let relayed = is_circuit(addr)
+        || matches!(endpoint, ConnectedPoint::Listener { local_addr, .. } if is_circuit(local_addr));
+    if relayed {
         ("relayed", "circuit")
     } else if addr.iter().any(|p| matches!(p, Protocol::QuicV1)) {
         ("direct", "quic")
@@ -622,7 +630,7 @@ impl Node {
                 if self.reservations.contains_key(&listener_id) {
                     self.say(&format!("reachable via relay: {address}"));
                 }
-                if self.flags.role == Role::Relay && !address.iter().any(|p| matches!(p, Protocol::P2pCircuit)) {
+                if self.flags.role == Role::Relay && !is_circuit(&address) {
                     self.swarm.add_external_address(address);
                 }
             }
@@ -647,7 +655,7 @@ impl Node {
 
     fn connection_event(&mut self, type_: &str, peer: PeerId, id: ConnectionId, endpoint: &ConnectedPoint) {
         let addr = endpoint.get_remote_address();
-        let (kind, transport) = kind_of(addr);
+        let (kind, transport) = kind_of(endpoint);
         let direction = if endpoint.is_dialer() { "outbound" } else { "inbound" };
         if type_ == "connection_opened" {
             self.transports.insert(id, transport);
