@@ -39,22 +39,30 @@ def cell_results(cells: list[Cell], summary: dict[str, Any], lab: str) -> list[d
         expected = theory(c.a, c.b, c.transport)
         reasons = sorted({f["reason"] for f in punch.get("failures", []) if f.get("reason")})
         row = {
-            "a": c.a, "b": c.b, "transport": c.transport, "outcome": outcome,
+            "a": c.a, "b": c.b, "transport": c.transport, "impls": c.impls, "outcome": outcome,
             "theory": expected, "agrees": outcome == expected,
             "time_to_direct_ms": punch.get("time_to_direct_ms"),
             "attempts": punch.get("attempts", 0), "successes": punch.get("successes", 0),
             "reasons": "; ".join(reasons)[:300], "lab": lab, "nodes": f"{c.node_a},{c.node_b}",
         }
         row["known_cause"] = (QUIC_CAUSE if not row["agrees"] and c.transport == "quic"
+                              and "py" in (c.impl_a, c.impl_b)
                               and expected == "direct" and outcome == "relayed" else "")
         rows.append(row)
     return rows
 
 
-def _grid(rows: list[dict[str, Any]], presets: list[str], transport: str) -> list[list[str]]:
+def _panels(rows: list[dict[str, Any]], transports: list[str]) -> list[tuple[str, str]]:
+    """(implementation pair, transport) of each grid, in the matrix's order."""
+    impls = list(dict.fromkeys(r["impls"] for r in rows))
+    return [(i, t) for i in impls for t in transports]
+
+
+def _grid(rows: list[dict[str, Any]], presets: list[str], transport: str,
+          impls: str) -> list[list[str]]:
     grid = [["" for _ in presets] for _ in presets]
     for r in rows:
-        if r["transport"] != transport:
+        if r["transport"] != transport or r["impls"] != impls:
             continue
         i, j = presets.index(r["a"]), presets.index(r["b"])
         grid[i][j] = grid[j][i] = r["outcome"]
@@ -63,14 +71,17 @@ def _grid(rows: list[dict[str, Any]], presets: list[str], transport: str) -> lis
 
 def render_png(rows: list[dict[str, Any]], presets: list[str], transports: list[str],
                path: Path, meta: dict[str, Any]) -> None:
-    fig, axes = plt.subplots(1, len(transports), figsize=(6.2 * len(transports), 6.4),
-                             squeeze=False)
+    panels = _panels(rows, transports)
+    n_impls = len(panels) // len(transports)
+    fig, axes = plt.subplots(n_impls, len(transports),
+                             figsize=(6.2 * len(transports), 6.4 * n_impls), squeeze=False)
     cmap = ListedColormap([COLOURS[o] for o in OUTCOMES] + ["#dddddd"])
-    for ax, transport in zip(axes[0], transports):
-        grid = _grid(rows, presets, transport)
+    for ax, (impls, transport) in zip(axes.flat, panels):
+        grid = _grid(rows, presets, transport, impls)
         values = [[OUTCOMES.index(v) if v in OUTCOMES else 3 for v in row] for row in grid]
         ax.imshow(values, cmap=cmap, vmin=0, vmax=3)
-        by_key = {(r["a"], r["b"]): r for r in rows if r["transport"] == transport}
+        by_key = {(r["a"], r["b"]): r for r in rows
+                  if r["transport"] == transport and r["impls"] == impls}
         for i, a in enumerate(presets):
             for j, b in enumerate(presets):
                 r = by_key.get((a, b)) or by_key.get((b, a))
@@ -84,9 +95,10 @@ def render_png(rows: list[dict[str, Any]], presets: list[str], transports: list[
                 ax.text(j, i, label, ha="center", va="center", fontsize=7, color="white")
         ax.set_xticks(range(len(presets)), presets, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(presets)), presets, fontsize=8)
-        ax.set_title(f"{transport.upper()}: outcome per NAT pair")
-        ax.set_xlabel("NAT of the dialling node")
-        ax.set_ylabel("NAT of the dialled node")
+        dialled, dialling = impls.split("-")
+        ax.set_title(f"{transport.upper()}, {dialled} dialled by {dialling}: outcome per NAT pair")
+        ax.set_xlabel(f"NAT of the dialling node ({dialling})")
+        ax.set_ylabel(f"NAT of the dialled node ({dialled})")
     fig.legend(handles=[Patch(color=COLOURS[o], label=o) for o in OUTCOMES],
                loc="lower center", ncol=3)
     if any(r["known_cause"] for r in rows):
@@ -101,10 +113,11 @@ def render_png(rows: list[dict[str, Any]], presets: list[str], transports: list[
 
 def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for transport in sorted({r["transport"] for r in rows}):
-        mine = [r for r in rows if r["transport"] == transport]
+    for impls, transport in sorted({(r["impls"], r["transport"]) for r in rows}):
+        mine = [r for r in rows if r["transport"] == transport and r["impls"] == impls]
         times = [r["time_to_direct_ms"] for r in mine if r["time_to_direct_ms"]]
-        out[transport] = {
+        out[transport if impls == "py-py" and len({r["impls"] for r in rows}) == 1
+            else f"{impls} {transport}"] = {
             "cells": len(mine),
             **{o: sum(r["outcome"] == o for r in mine) for o in OUTCOMES},
             "median_time_to_direct_ms": round(median(times), 1) if times else None,
@@ -138,8 +151,9 @@ def _html(rows: list[dict[str, Any]], presets: list[str], transports: list[str],
         f"<tr><td><b>{html.escape(p)}</b></td><td>{html.escape(PRESETS[p].description)}</td>"
         f"<td>{html.escape(_short(p))}</td></tr>" for p in presets)
     tables = []
-    for transport in transports:
-        by_key = {(r["a"], r["b"]): r for r in rows if r["transport"] == transport}
+    for impls, transport in _panels(rows, transports):
+        by_key = {(r["a"], r["b"]): r for r in rows
+                  if r["transport"] == transport and r["impls"] == impls}
         head = "".join(f"<th>{html.escape(p)}</th>" for p in presets)
         body = []
         for a in presets:
@@ -154,10 +168,13 @@ def _html(rows: list[dict[str, Any]], presets: list[str], transports: list[str],
                 cells_html.append(f"<td style='background:{COLOURS[r['outcome']]}' title="
                                   f"'{html.escape(r['reasons'])}'>{r['outcome']}{t}{flag}</td>")
             body.append(f"<tr><th>{html.escape(a)}</th>{''.join(cells_html)}</tr>")
-        tables.append(f"<h2>{transport.upper()}</h2><table class=grid><tr><th></th>{head}</tr>"
+        dialled, dialling = impls.split("-")
+        tables.append(f"<h2>{transport.upper()}: {dialled} node dialled by a {dialling} node</h2>"
+                      f"<table class=grid><tr><th></th>{head}</tr>"
                       f"{''.join(body)}</table>")
     disagreements = "".join(
-        f"<li>{html.escape(r['a'])} ↔ {html.escape(r['b'])} over {r['transport']}: observed "
+        f"<li>{html.escape(r['a'])} ↔ {html.escape(r['b'])} over {r['transport']} "
+        f"({html.escape(r['impls'])}): observed "
         f"<b>{r['outcome']}</b>, theory <b>{r['theory']}</b>. "
         f"{html.escape(r['known_cause'] or 'Unexplained: a node bug or a finding.')} "
         f"{html.escape(r['reasons'])}</li>"

@@ -42,6 +42,7 @@ def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results
     meta = {"matrix": matrix.name, "seed": matrix.seed, "backend": backend_name,
             "labs": len(labs), "cells": len(rows), "wall_time_s": round(time.time() - started, 1),
             "p2plab_version": manifest["p2plab_version"],
-            "libp2p_version": manifest["libp2p_version"], "kernel": manifest["kernel"]}
+            "libp2p_version": ", ".join(manifest["node_implementations"].values()),
+            "kernel": manifest["kernel"]}
     write_matrix_report(out, matrix, rows, meta)
     return out, rows

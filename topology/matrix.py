@@ -19,6 +19,8 @@ from topology.nat import PRESETS, resolve
 from topology.scenario import Scenario, ScenarioError
 
 Transport = Literal["tcp", "quic"]
+# Implementation pairs, dialled side first: "py-rust" is a py node dialled by a rust one.
+ImplPair = Literal["py-py", "py-rust", "rust-py", "rust-rust"]
 
 
 class MatrixSpec(BaseModel):
@@ -26,6 +28,10 @@ class MatrixSpec(BaseModel):
 
     presets: list[str] = Field(default_factory=lambda: list(PRESETS))
     transports: list[Transport] = Field(default_factory=lambda: ["tcp", "quic"])
+    impls: list[ImplPair] = Field(default_factory=lambda: ["py-py"],
+                                  description="node implementations per cell, dialled side "
+                                  "first (py-rust: a py node dialled by a rust node)")
+    relay: Literal["py", "rust"] = Field(default="py", description="the relay's implementation")
     direct_timeout: float = Field(default=40.0, gt=0,
                                   description="seconds a cell may take to turn direct")
     cells_per_lab: int = Field(default=8, ge=1, le=20)
@@ -56,10 +62,19 @@ class Cell:
     node_a: str
     node_b: str
     lab: int
+    impls: str = "py-py"  # implementation of node_a, then of node_b
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.a, self.b, self.transport)
+    def impl_a(self) -> str:
+        return self.impls.split("-")[0]
+
+    @property
+    def impl_b(self) -> str:
+        return self.impls.split("-")[1]
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.a, self.b, self.transport, self.impls)
 
 
 def is_matrix_file(path: Path) -> bool:
@@ -103,13 +118,16 @@ def theory(a: str, b: str, transport: Transport) -> str:
 
 
 def cells(spec: MatrixSpec) -> list[Cell]:
-    """Unordered preset pairs (each with itself too) for every transport."""
+    """Unordered preset pairs (each with itself too) for every implementation pair and
+    transport. Cells of one lab share a relay, so a lab holds one transport's cells."""
     out = []
     pairs = list(itertools.combinations_with_replacement(spec.presets, 2))
-    for transport in spec.transports:
-        for a, b in pairs:
-            n = len(out)
-            out.append(Cell(a, b, transport, f"a{n}", f"b{n}", n // spec.cells_per_lab))
+    for impls in spec.impls:
+        for transport in spec.transports:
+            for a, b in pairs:
+                n = len(out)
+                out.append(Cell(a, b, transport, f"a{n}", f"b{n}", n // spec.cells_per_lab,
+                                impls))
     return out
 
 
@@ -121,7 +139,7 @@ def lab_scenarios(matrix: MatrixFile) -> list[tuple[Scenario, list[Cell]]]:
         mine = [c for c in all_cells if c.lab == lab]
         quic = any(c.transport == "quic" for c in mine)
         lans, nodes, pairs = [], [{"name": "relay", "lan": "public", "role": "relay",
-                                   "quic": quic}], []
+                                   "quic": quic, "impl": matrix.matrix.relay}], []
         for c in mine:
             n = int(c.node_a[1:])
             for side, preset in (("a", c.a), ("b", c.b)):
@@ -129,9 +147,9 @@ def lab_scenarios(matrix: MatrixFile) -> list[tuple[Scenario, list[Cell]]]:
                              "nat": preset})
             q = c.transport == "quic"
             nodes.append({"name": c.node_a, "lan": f"a{n}-lan", "relay": ["relay"],
-                          "quic": q, "tcp": not q})
+                          "quic": q, "tcp": not q, "impl": c.impl_a})
             nodes.append({"name": c.node_b, "lan": f"b{n}-lan", "relay": ["relay"],
-                          "quic": q, "tcp": not q,
+                          "quic": q, "tcp": not q, "impl": c.impl_b,
                           "dial": [{"node": c.node_a, "via": "relay"}]})
             pairs.append([c.node_a, c.node_b])
         timeline = [{"wait": "connection", "pairs": pairs, "kind": "relayed", "timeout": 15,
@@ -141,6 +159,7 @@ def lab_scenarios(matrix: MatrixFile) -> list[tuple[Scenario, list[Cell]]]:
         scenario = Scenario.model_validate({
             "name": f"{matrix.name}-{lab}", "seed": matrix.seed + lab,
             "description": f"{matrix.name} lab {lab}: cells {mine[0].node_a[1:]}-{mine[-1].node_a[1:]}",
+            # A node that also listens on TCP would punch over TCP: QUIC cells are QUIC-only.
             "public": {"subnet": "203.0.113.0/24"}, "lans": lans, "nodes": nodes,
             "timeline": timeline, "settle": 0,
         })

@@ -753,7 +753,11 @@ impl Node {
                     }
                     Err(e) => {
                         fields["outcome"] = "failure".into();
-                        fields["reason"] = format!("{e}: {}", std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()).into();
+                        let reason = match std::error::Error::source(&e) {
+                            Some(cause) => format!("{e}: {cause}"),
+                            None => e.to_string(),
+                        };
+                        fields["reason"] = reason.into();
                         fields["transport"] = (if self.flags.no_tcp { "quic" } else { "tcp" }).into();
                         self.emit("hole_punch", fields);
                     }
