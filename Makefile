@@ -16,9 +16,14 @@ STAMP    := $(VENV)/.p2plab-installed
 SYSTEM_PACKAGES := iproute2 nftables iptables conntrack tcpdump util-linux mmdebstrap gcc libgmp-dev \
                    libnetfilter-queue-dev procps chromium
 
-.PHONY: setup system scenario test quick chat clean validate images compose-v2 suite
+.PHONY: setup system scenario test quick chat clean validate images compose-v2 suite rust-node
 
-setup: $(STAMP)
+setup: $(STAMP) rust-node
+
+# The Rust node (node-rust/), built by cargo into a cache outside the checkout
+# (P2PLAB_CARGO_TARGET, default ~/.cache/p2plab/cargo-target): ~3 min cold, then a no-op.
+rust-node: $(STAMP)
+	@$(BIN)/python -c "from compose.rustnode import ensure_binary; ensure_binary()"
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \

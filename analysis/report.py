@@ -94,6 +94,21 @@ def _per_pair(summary: dict[str, Any], deliveries: pd.DataFrame) -> pd.DataFrame
     return frame
 
 
+def implementations_line(manifest: dict[str, Any], limit: int = 8) -> str:
+    """Which node implementation ran which nodes, with versions (from the manifest)."""
+    found = manifest.get("implementations")
+    if not found:
+        return f"libp2p {manifest.get('libp2p_version')}"
+    parts = []
+    for impl, info in sorted(found.items()):
+        nodes = info.get("nodes", [])
+        shown = ", ".join(nodes[:limit]) + (f" and {len(nodes) - limit} more"
+                                             if len(nodes) > limit else "")
+        parts.append(f"{impl} node {info.get('version')} on {info.get('libp2p')} "
+                     f"({len(nodes)}: {shown})")
+    return "nodes: " + "; ".join(parts)
+
+
 def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
                     verdicts: list[Verdict], figures: dict[str, Path] | None = None) -> str:
     d = summary["delivery"]
@@ -102,8 +117,10 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
         f"# {manifest['scenario']}: {'PASS' if summary['passed'] else 'FAIL'}",
         "",
         f"backend `{manifest['backend']}` · kernel `{manifest['kernel']}` · seed "
-        f"{manifest['seed']} · p2plab {manifest['p2plab_version']} · libp2p "
-        f"{manifest['libp2p_version']} · wall time {summary['wall_time_s']} s",
+        f"{manifest['seed']} · p2plab {manifest['p2plab_version']} · wall time "
+        f"{summary['wall_time_s']} s",
+        "",
+        implementations_line(manifest),
         "",
         "## Expectations",
         "",
@@ -268,8 +285,9 @@ pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
 <h1>{html.escape(manifest['scenario'])}: {'PASS' if summary['passed'] else 'FAIL'}</h1>
 <p>{html.escape(description.strip())}</p>
 <p>backend {html.escape(str(manifest.get('backend')))} · kernel {html.escape(str(manifest.get('kernel')))}
- · seed {manifest.get('seed')} · p2plab {manifest.get('p2plab_version')} · libp2p
- {manifest.get('libp2p_version')} · link impairment: {html.escape(str((manifest.get('link_shaping') or {}).get('mechanism') or 'none'))}</p>
+ · seed {manifest.get('seed')} · p2plab {manifest.get('p2plab_version')}
+ · link impairment: {html.escape(str((manifest.get('link_shaping') or {}).get('mechanism') or 'none'))}
+ <br>{html.escape(implementations_line(manifest))}</p>
 <div>{heads}</div>
 <h2>Expectations</h2><table><tr><th>expectation</th><th>expected</th><th>observed</th>
 <th>verdict</th></tr>{rows}</table>

@@ -291,7 +291,7 @@ class Runner:
             self.wait_until(f"relay reservations of {_names(nodes)}",
                             lambda: all(self._reserved(n) for n in nodes), step.timeout)
         elif isinstance(step, WaitTopicPeers):
-            nodes = [n for n in scenario.match_nodes(step.nodes) if n not in self.down]
+            nodes = [n for n in scenario.match_chatting(step.nodes) if n not in self.down]
             self.progress(f"waiting until {_names(nodes)} have {step.min}+ mesh peers")
             self.wait_until(f"{step.min}+ gossipsub mesh peers at {_names(nodes)}",
                             lambda: all(self._mesh_size(n) >= step.min for n in nodes),

@@ -90,3 +90,19 @@ nodes: []
     assert any(l.startswith("x.yaml:5: lans[1].nat") and "takes no ['hairpin']" in l
                for l in lines), lines
     assert any(l.startswith("x.yaml:6: lans[2].nat.mapping") for l in lines), lines
+
+
+def test_implementations_and_message_ids_reach_each_node() -> None:
+    """A scenario's impl is the default; a node or group may name its own. Each backend
+    says how it starts an implementation; the flags are the contract's, identical."""
+    scenario = load_scenario(SCENARIOS / "interop.yaml")
+    plan = build_plan(scenario)
+    assert {n: plan.nodes[n].impl for n in ("relay-rs", "relay-py", "alice", "bob")} == \
+        {"relay-rs": "rust", "relay-py": "py", "alice": "py", "bob": "rust"}
+    programs = {"py": ["/venv/python"], "rust": ["/bin/p2plab-node-rs"]}
+    bob = plan.nodes["bob"].command(PurePosixPath("/run/x"), programs)
+    alice = plan.nodes["alice"].command(PurePosixPath("/run/x"), programs)
+    assert bob[0] == "/bin/p2plab-node-rs" and alice[:3] == ["/venv/python", "-m", "node"]
+    assert bob[bob.index("--msg-id") + 1] == "origin-seq"
+    everyone_rust = build_plan(load_scenario(SCENARIOS / "gossip-200.yaml"))
+    assert {n.impl for n in everyone_rust.nodes.values()} == {"rust"}

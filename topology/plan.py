@@ -274,10 +274,10 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             peer_id=peer_ids[spec_node.name], key_seed=_seed(scenario, spec_node.name),
             args=tuple(args), routes=host_routes(spec_node.lan),
             link=_impairment(scenario.link_of(spec_node)),
-            impl=spec_node.impl,
+            impl=scenario.impl_of(spec_node),
         )
         graph.add_node(spec_node.name, kind="node", role=spec_node.role,
-                       peer_id=peer_ids[spec_node.name], impl=spec_node.impl)
+                       peer_id=peer_ids[spec_node.name], impl=scenario.impl_of(spec_node))
         graph.add_edge(spec_node.name, spec_node.lan, ip=str(addresses[spec_node.name]),
                        interface=NODE_IF)
 

@@ -216,8 +216,9 @@ class NodeSpec(_Strict):
     count: int | None = Field(default=None, ge=1, le=200_000)
     lan: str | list[str] = Field(description=f"LAN names or patterns, or {PUBLIC!r}")
     role: Literal["peer", "relay", "bootstrap"] = "peer"
-    impl: Literal["py", "rust"] = Field(default="py", description="which implementation of "
-                                        "the node contract runs it: py-libp2p or rust-libp2p")
+    impl: Literal["py", "rust"] | None = Field(
+        default=None, description="which implementation of the node contract runs it "
+        "(py-libp2p or rust-libp2p); default: the scenario's impl")
     quic: bool = False
     tcp: bool = Field(default=True, description="false with quic: true makes a QUIC-only node")
     mdns: bool = False
@@ -481,6 +482,8 @@ class Scenario(_Strict):
     description: str = ""
     seed: int = 1
     topic: str = "chat"
+    impl: Literal["py", "rust"] = Field(default="py", description="the node implementation "
+                                        "of every node that does not name its own")
     msg_id: Literal["origin-seq", "content"] = Field(
         default="origin-seq", description="the gossipsub message-id function every node "
         "uses: origin + sequence number, or a hash of the payload")
@@ -528,6 +531,9 @@ class Scenario(_Strict):
         """Nodes that chat (peers and bootstrap nodes)."""
         return [n for n in self.nodes if n.chats]
 
+    def impl_of(self, node: NodeSpec) -> str:
+        return node.impl or self.impl
+
     def topics_of(self, node: NodeSpec) -> list[str]:
         return list(node.topics) if node.topics else [self.topic]
 
@@ -536,6 +542,12 @@ class Scenario(_Strict):
         if patterns == "all":
             return [n.name for n in self.peers()]
         return groups.match(patterns, [n.name for n in self.nodes])
+
+    def match_chatting(self, patterns: list[str]) -> list[str]:
+        """Matching nodes that chat: what a topic-peers wait means by ``["*"]`` (a relay
+        subscribes to nothing, so waiting for its mesh could only time out)."""
+        relays = {n.name for n in self.nodes if not n.chats}
+        return [n for n in self.match_nodes(patterns) if n not in relays]
 
     def match_link_targets(self, patterns: list[str]) -> list[str]:
         """Nodes named, and every node on a LAN named, by the patterns."""

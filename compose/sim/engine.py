@@ -570,7 +570,7 @@ class Simulation:
             members = [nodes[idx[n]] for n in s.match_nodes(step.nodes)]
             return lambda: all(m.relay_ok for m in members)
         if isinstance(step, WaitTopicPeers):
-            members = [nodes[idx[n]] for n in s.match_nodes(step.nodes)]
+            members = [nodes[idx[n]] for n in s.match_chatting(step.nodes)]
             return lambda: all(len(m.mesh.get(m.topics[0], ())) >= step.min
                                for m in members if m.alive)
         pairs = [(nodes[idx[a]], nodes[idx[b]]) for a, b in step.all_pairs()]
