@@ -89,6 +89,37 @@ def test_nat_holepunch_ends_direct(backend: str, tmp_path: Path) -> None:
     assert direct and direct[0]["remote_addr"].startswith("/ip4/203.0.113.")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_interop_py_and_rust_in_one_lab(backend: str, tmp_path: Path) -> None:
+    """Mixed implementations: relayed through a rust and a py relay, punched across."""
+    result, run_dir = run("interop", backend, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    impls = {n: i["impl"] for n, i in manifest["nodes"].items()}
+    assert impls == {"relay-rs": "rust", "relay-py": "py", "alice": "py", "bob": "rust",
+                     "carol": "rust", "dave": "py"}
+    ran = manifest["implementations"]
+    assert ran["rust"]["libp2p"] == "rust-libp2p 0.57.1" and ran["py"]["libp2p"] == "py-libp2p 0.8.1"
+    ids = {n: i["peer_id"] for n, i in manifest["nodes"].items()}
+    # Each implementation received every message of the other, by the same ids.
+    for sender, receiver in (("alice", "bob"), ("bob", "alice"), ("carol", "dave"),
+                             ("dave", "carol")):
+        sent = {e["msg_id"] for e in events(run_dir, sender) if e["type"] == "message_published"}
+        got = {e["msg_id"] for e in events(run_dir, receiver) if e["type"] == "message_received"
+               and e["origin"] == ids[sender]}
+        assert len(sent) == 20 and got == sent, (sender, receiver)
+    # Bob (rust) reached Alice (py) at her router's public address: punched across.
+    direct = [e for e in events(run_dir, "bob") if e["type"] == "connection_opened"
+              and e["peer"] == ids["alice"] and e["kind"] == "direct"]
+    assert direct and direct[0]["remote_addr"].startswith("/ip4/203.0.113.")
+    # Carol (rust) sees Dave's connection through the py relay as relayed, inbound.
+    carol = [e for e in events(run_dir, "carol") if e["type"] == "connection_opened"
+             and e["peer"] == ids["dave"]]
+    assert carol and all(e["kind"] == "relayed" and e["direction"] == "inbound" for e in carol)
+    report = (run_dir / "report.md").read_text()
+    assert "rust node 0.1.0 on rust-libp2p 0.57.1" in report and "PASS" in report
+
+
 @pytest.mark.netns
 def test_failed_expectation_exits_1(tmp_path: Path) -> None:
     text = (ROOT / "scenarios" / "nat-relay.yaml").read_text()

@@ -105,13 +105,16 @@ def test_quic_dial_and_key_file(tmp_path: Path) -> None:
         again.stop()
 
 
-def test_interactive_lines_arrive_as_nick_colon_text(tmp_path: Path) -> None:
+@pytest.mark.parametrize("impl", ["py", "rust"])
+def test_typed_lines_arrive_as_sender_colon_text(tmp_path: Path, impl: str) -> None:
     port_a, port_b = free_port(), free_port()
     a = NodeProcess(tmp_path, "a", *LO, "--port", str(port_a), "--nick", "alice",
-                    "--key-seed", "ia", stdin=True)
+                    "--key-seed", "ia", stdin=True, impl=impl)
     a_id = a.started()["peer_id"]
+    other = "rust" if impl == "py" else "py"
     b = NodeProcess(tmp_path, "b", *LO, "--port", str(port_b), "--nick", "bob",
-                    "--dial", f"/ip4/127.0.0.1/tcp/{port_a}/p2p/{a_id}", stdin=True)
+                    "--dial", f"/ip4/127.0.0.1/tcp/{port_a}/p2p/{a_id}", stdin=True,
+                    impl=other)
     try:
         out = a.out.read_text()
         assert f"peer id: {a_id}" in out and f"/tcp/{port_a}/p2p/{a_id}" in out
@@ -120,7 +123,8 @@ def test_interactive_lines_arrive_as_nick_colon_text(tmp_path: Path) -> None:
         assert a.proc.stdin is not None
         a.proc.stdin.write("hello from the terminal\n")
         a.proc.stdin.flush()
-        b.wait_for("the chat line", lambda n: "alice: hello from the terminal" in n.out.read_text())
+        line = f"{a_id[-6:]}: hello from the terminal"
+        b.wait_for("the chat line", lambda n: line in n.out.read_text())
         assert b.proc.stdin is not None
         b.proc.stdin.write("/quit\n")
         b.proc.stdin.flush()
