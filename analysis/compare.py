@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from analysis.cpu import caveat
+
 # (label, getter, higher is better, absolute tolerance instead of relative)
 FIGURES: list[tuple[str, Callable[[dict[str, Any]], Any], bool, bool]] = [
     ("delivery ratio", lambda s: s["delivery"]["delivery_ratio"], True, True),
@@ -27,7 +29,11 @@ FIGURES: list[tuple[str, Callable[[dict[str, Any]], Any], bool, bool]] = [
                                                 for p in s["hole_punch"].values()] or [0]) or None,
      False, False),
     ("expectations passed", lambda s: sum(v["passed"] for v in s.get("verdicts", [])), True, False),
+    ("CPU ms/message/node (p50)", lambda s: s["cpu"]["cpu_ms_per_message"]["p50"], False, False),
+    ("host busy % (mean)", lambda s: s["cpu"]["host_busy_pct_mean"], False, False),
 ]
+# Figures that CPU queueing moves: marked when either run had its host saturated.
+TIMING = ("latency", "time to")
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Row:
     b: Any
     change: str
     regression: bool
+    saturated: str = ""  # "A", "B" or "A, B": runs whose host was saturated (timing rows)
 
 
 def _get(getter: Callable[[dict[str, Any]], Any], summary: dict[str, Any]) -> Any:
@@ -50,6 +57,7 @@ def compare(run_a: Path, run_b: Path, tolerance: float = 0.10) -> list[Row]:
     a = json.loads((run_a / "summary.json").read_text())
     b = json.loads((run_b / "summary.json").read_text())
     rows = []
+    hot = ", ".join(name for name, summary in (("A", a), ("B", b)) if caveat(summary))
     for label, getter, higher_better, absolute in FIGURES:
         va, vb = _get(getter, a), _get(getter, b)
         if va is None or vb is None:
@@ -63,7 +71,8 @@ def compare(run_a: Path, run_b: Path, tolerance: float = 0.10) -> list[Row]:
             rel = diff / abs(va) if va else (0.0 if diff == 0 else float("inf"))
             worse = (-rel if higher_better else rel) > tolerance
             change = f"{rel:+.1%}"
-        rows.append(Row(label, va, vb, change, worse))
+        rows.append(Row(label, va, vb, change, worse,
+                        hot if label.startswith(TIMING) else ""))
     return rows
 
 
@@ -74,5 +83,9 @@ def render(rows: list[Row], run_a: Path, run_b: Path, tolerance: float) -> str:
     for r in rows:
         fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
         lines.append(f"{r.figure:<28} {fmt(r.a):>12} {fmt(r.b):>12} {r.change:>9}"
-                     + ("  << REGRESSION" if r.regression else ""))
+                     + ("  << REGRESSION" if r.regression else "")
+                     + (f"  (host saturated in {r.saturated})" if r.saturated else ""))
+    if any(r.saturated for r in rows):
+        lines += ["", "Timing figures marked were measured while the host was saturated: "
+                  "they are partly the machine's CPU queue, not the network's."]
     return "\n".join(lines)

@@ -24,10 +24,16 @@ def write_junit(path: Path, runs: list[dict[str, Any]]) -> None:
         for v in verdicts:
             case = ET.SubElement(suite, "testcase", classname=f"p2plab.{run['scenario']}",
                                  name=v["name"])
+            if v.get("caveat"):
+                props = ET.SubElement(case, "properties")
+                ET.SubElement(props, "property", name="machine_saturated", value=v["caveat"])
             if not v["passed"]:
                 ET.SubElement(case, "failure",
-                              message=f"expected {v['expected']}, observed {v['observed']}")
-            ET.SubElement(case, "system-out").text = f"results: {run.get('run_dir')}"
+                              message=f"expected {v['expected']}, observed {v['observed']}"
+                              + (f" ({v['caveat']})" if v.get("caveat") else ""))
+            ET.SubElement(case, "system-out").text = (
+                f"results: {run.get('run_dir')}"
+                + (f"\nmeasured while the {v['caveat']}" if v.get("caveat") else ""))
     tree = ET.ElementTree(suites)
     ET.indent(tree)
     tree.write(path, encoding="utf-8", xml_declaration=True)

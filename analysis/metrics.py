@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.cpu import cpu_figures
 from analysis.lab_state import LabState
 from p2plab.events import read_events
 
@@ -362,6 +363,7 @@ def summarize(events_dir: Path, until: float | None = None,
         "hole_punch": hole_punches(events, nodes, pairs),
         "ping": pings(events),
         "startup": startup(events, run_started, spawned),
+        "cpu": cpu_figures(events, messages),
         "relay_reservations": [
             {"node": r["node"], "outcome": r["outcome"], "elapsed_ms": r["elapsed_ms"]}
             for _, r in events[events["type"] == "relay_reservation"].iterrows()

@@ -160,3 +160,26 @@ def topology_picture(graph: nx.Graph, meta: dict[str, Any], path: Path,
                  f"{_subtitle(meta)}", fontsize=10)
     ax.axis("off")
     return _save(fig, path)
+
+
+def machine_load(cpu: dict[str, Any], meta: dict[str, Any], path: Path) -> Path | None:
+    """Host CPU busy over the run, saturated intervals shaded, and who used the CPU."""
+    if not cpu.get("busy_curve"):
+        return None
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    ax.plot([p[0] for p in cpu["busy_curve"]], [p[1] for p in cpu["busy_curve"]],
+            color="#3b6fb6", lw=1.2)
+    for a, b in cpu["saturated"]["intervals"]:  # absolute times; the curve starts at t0
+        ax.axvspan(a - cpu["t0"], b - cpu["t0"], color="#c8453b", alpha=0.2)
+    ax.axhline(cpu["saturated"]["threshold_pct"], color="#c8453b", ls="--", lw=0.8,
+               label=f"saturated (>= {cpu['saturated']['threshold_pct']:g} %)")
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("seconds since sampling began")
+    ax.set_ylabel(f"host CPU busy, % of {cpu['cores']} cores")
+    ax.legend(loc="lower right", fontsize=8)
+    groups = sorted(cpu["groups"].items(), key=lambda kv: -kv[1]["share_pct"])
+    bars.barh([g for g, _ in groups], [v["share_pct"] for _, v in groups], color="#3b6fb6")
+    bars.set_xlabel("share of the machine over the run, %")
+    bars.invert_yaxis()
+    fig.suptitle(f"Machine load · {_subtitle(meta)}", fontsize=9)
+    return _save(fig, path)

@@ -53,6 +53,9 @@ def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
     meta = {k: manifest.get(k) for k in ("scenario", "backend", "seed", "libp2p_version")}
+    ran = manifest.get("implementations")
+    if ran:  # name the libraries that ran, not only py-libp2p's version
+        meta["libp2p_version"] = " + ".join(str(i.get("libp2p")) for _, i in sorted(ran.items()))
     deliveries = tables["deliveries"]
     expected = {m["msg_id"]: m["expected"] for m in summary["delivery"]["per_message"]}
     per_pair = _per_pair(summary, deliveries)
@@ -66,6 +69,8 @@ def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any
                                                  out / "connections.png"),
         "hole_punch": plots.hole_punch_outcomes(summary["hole_punch"], meta,
                                                 out / "hole_punch.png"),
+        "machine_load": plots.machine_load(summary.get("cpu") or {}, meta,
+                                           out / "machine_load.png"),
     }
     return {k: v for k, v in made.items() if v is not None}
 
@@ -109,6 +114,33 @@ def implementations_line(manifest: dict[str, Any], limit: int = 8) -> str:
     return "nodes: " + "; ".join(parts)
 
 
+def machine_load_lines(cpu: dict[str, Any]) -> list[str]:
+    """The report's machine-load section: who used the CPU, per message, saturation."""
+    if not cpu:
+        return []
+    sat = cpu["saturated"]
+    per_msg = cpu.get("cpu_ms_per_message") or {}
+    out = ["", "## Machine load", "",
+           f"- host CPU busy: mean {cpu['host_busy_pct_mean']} %, max {cpu['host_busy_pct_max']} % "
+           f"of {cpu['cores']} cores over {cpu['sampled_s']} s (kernel softirq, where NAT and "
+           f"bridging run: {cpu['host_softirq_pct_mean']} %)",
+           f"- saturated (>= {sat['threshold_pct']:g} % busy): {sat['seconds']} s "
+           f"({100 * sat['fraction_of_run']:.0f} % of the run); messages in flight then: "
+           f"{sat.get('messages_in_flight', 0)} of {sat.get('messages', 0)}"
+           + (" — their latency and propagation are partly the machine's CPU queue"
+              if sat.get("messages_in_flight") else "")]
+    out += [f"- {group}: {v['cpu_s']} CPU-s, {v['share_pct']} % of the machine"
+            for group, v in sorted(cpu["groups"].items(), key=lambda kv: -kv[1]["share_pct"])]
+    if per_msg.get("p50") is not None:
+        out.append(f"- CPU per message per node: median {per_msg['p50']} ms, max "
+                   f"{per_msg['max']} ms, all nodes together {per_msg['all_nodes']} ms "
+                   f"({per_msg['messages']} messages over {per_msg['window_s']} s"
+                   + (", idle CPU subtracted)" if per_msg["idle_subtracted"] else ")"))
+    top = sorted(cpu["share_pct"].items(), key=lambda kv: -kv[1])[:5]
+    out.append("- busiest: " + ", ".join(f"{k} {v} %" for k, v in top))
+    return out
+
+
 def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
                     verdicts: list[Verdict], figures: dict[str, Path] | None = None) -> str:
     d = summary["delivery"]
@@ -127,8 +159,9 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
         "| expectation | expected | observed | verdict |",
         "|---|---|---|---|",
     ]
-    out += [f"| {v.name} | {v.expected} | {v.observed} | {'pass' if v.passed else '**FAIL**'} |"
-            for v in verdicts]
+    out += [f"| {v.name} | {v.expected} | {v.observed}"
+            f"{' (measured while the ' + v.caveat + ')' if v.caveat else ''} | "
+            f"{'pass' if v.passed else '**FAIL**'} |" for v in verdicts]
     if summary.get("not_checked"):
         out += ["", "Not checked on this backend: " + "; ".join(summary["not_checked"]) + "."]
     if manifest.get("sim_warnings"):
@@ -219,6 +252,7 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
             out += [f"| {r['pair']} | {r['configured_ms']} | {r.get('min_ms')} / "
                     f"{r['measured_ms']} / {r.get('max_ms')} | {r['error_pct']} | "
                     f"{r.get('received', 0)}/{r.get('sent', 0)} |" for r in rtt["pairs"]]
+    out += machine_load_lines(summary.get("cpu") or {})
     if figures:
         out += ["", "## Plots", ""] + [f"![{k}](plots/{v.name})" for k, v in figures.items()]
     p = summary["ping"]
@@ -261,7 +295,8 @@ def render_html(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any]
     d, lat, prop = summary["delivery"], summary["delivery"]["latency_ms"], summary["propagation"]
     rows = "".join(
         f"<tr class={'pass' if v.passed else 'fail'}><td>{html.escape(v.name)}</td>"
-        f"<td>{html.escape(v.expected)}</td><td>{html.escape(v.observed)}</td>"
+        f"<td>{html.escape(v.expected)}</td><td>{html.escape(v.observed)}"
+        f"{'<br><i>measured while the ' + html.escape(v.caveat) + '</i>' if v.caveat else ''}</td>"
         f"<td>{'pass' if v.passed else 'FAIL'}</td></tr>" for v in verdicts)
     ratio = "n/a" if d["delivery_ratio"] is None else f"{d['delivery_ratio']:.4f}"
     headline = [
@@ -297,6 +332,7 @@ pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
 <h2>Delivery</h2>{img('delivery_heatmap', 'delivery heat map')}
 <h2>Connections</h2>{img('connections', 'connection timeline')}
 {('<h2>Hole punching</h2>' + img('hole_punch', 'hole-punch outcomes')) if 'hole_punch' in figures else ''}
+{('<h2>Machine load</h2>' + img('machine_load', 'host CPU over the run')) if 'machine_load' in figures else ''}
 <h2>Details</h2><pre>## Delivery{detail}</pre>
 <p>Tables: <code>tables/*.csv</code> in this folder.</p></body></html>
 """

@@ -52,6 +52,10 @@ class Backend(Protocol):
     def node_rss_mb(self, name: str) -> float | None:
         """Resident memory of a running node, for the manifest; None if unknown."""
 
+    def host_pid(self, host: str) -> int | None:
+        """The main process of a running node or router host on this machine (its
+        descendants are accounted with it), or None (stopped, or kernel-only)."""
+
     def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         """Run a command inside a node's or router's network."""
 

@@ -215,6 +215,16 @@ class DockerBackend:
             container.kill()
             container.wait(timeout=30)
 
+    def host_pid(self, host: str) -> int | None:
+        """The container's first process (a node, or a router's script)."""
+        if host not in self.containers:
+            return None
+        try:
+            pid = self._pid(host)
+        except Exception:  # the container is gone (a crash being restarted)
+            return None
+        return pid or None
+
     def node_running(self, name: str) -> bool:
         """From one listing of the run's containers, at most a second old: the runner
         asks about every node many times a second, and 50 inspections a poll load the

@@ -168,6 +168,11 @@ class NetnsBackend:
             proc.kill()
             proc.wait()
 
+    def host_pid(self, host: str) -> int | None:
+        """A node's process; a router namespace runs no process (NAT is kernel work)."""
+        proc = self.processes.get(host)
+        return proc.pid if proc is not None and proc.poll() is None else None
+
     def node_running(self, name: str) -> bool:
         proc = self.processes.get(name)
         return proc is not None and proc.poll() is None

@@ -28,6 +28,7 @@ import p2plab
 from analysis.natcheck import declared_view, mismatches
 from compose import rustnode
 from compose.backend import Backend
+from compose.cpu import CpuSampler
 from compose.events_tail import EventTail
 from compose.fault_filters import FaultFilters
 from compose.kept import KeptLab
@@ -151,6 +152,8 @@ class Runner:
         self.links = LinkShaper(plan, backend, run_dir, progress)
         self.faults = FaultFilters(plan, backend)
         self.lab_events: EventWriter | None = None
+        self._lab_lock = threading.Lock()
+        self.cpu = CpuSampler(self.cpu_keys, self.cpu_pid, self.lab_event)
         self.timeline_start = 0.0
         self.first_topic = {n.name: plan.scenario.topics_of(n)[0] for n in plan.scenario.nodes}
 
@@ -202,11 +205,26 @@ class Runner:
                    for e in self.tail.of(x, "hole_punch"))
 
     def lab_event(self, type_: str, **fields: Any) -> None:
-        """The lab's own event log (faults, traffic), in the nodes' format."""
-        if self.lab_events is None:
-            self.lab_events = EventWriter.open(LAB_EVENTS,
-                                               self.run_dir / "events" / f"{LAB_EVENTS}.jsonl")
-        self.lab_events.emit(type_, **fields)
+        """The lab's own event log (faults, traffic, CPU), in the nodes' format; the CPU
+        sampler writes from its own thread."""
+        with self._lab_lock:
+            if self.lab_events is None:
+                self.lab_events = EventWriter.open(
+                    LAB_EVENTS, self.run_dir / "events" / f"{LAB_EVENTS}.jsonl")
+            self.lab_events.emit(type_, **fields)
+
+    def cpu_keys(self) -> list[str]:
+        """The processes the CPU sampler accounts: nodes, routers, link stages."""
+        return ([f"node:{n}" for n in self.plan.nodes]
+                + [f"router:{r}" for r in self.plan.routers]
+                + [f"link:{n}" for n in list(self.links.stages)])
+
+    def cpu_pid(self, key: str) -> int | None:
+        kind, name = key.split(":", 1)
+        if kind == "link":
+            stage = self.links.stages.get(name)
+            return stage.pid if stage is not None and stage.poll() is None else None
+        return self.backend.host_pid(name)
 
     def implementations(self) -> dict[str, dict[str, Any]]:
         """Each node implementation that ran, with its versions as its nodes announced
@@ -495,6 +513,7 @@ class Runner:
         )
 
     def stop_nodes(self) -> None:
+        self.cpu.stop()
         self.links.stop_all()
         if self.lab_events is not None:
             self.lab_events.close()
@@ -513,6 +532,7 @@ class Runner:
         error: str | None = None
         try:
             self.start_captures(list(self.plan.routers))
+            self.cpu.start()
             if self.plan.probing:
                 self.probe_nats()
             self.start_nodes()
@@ -526,6 +546,7 @@ class Runner:
             error = str(exc)
             self.progress(f"timeline failed: {error}")
         timeline_end = time.time()
+        self.cpu.stop()
         self.rss_mb = {name: self.backend.node_rss_mb(name) for name in self.plan.nodes}
         return RunOutcome(self.run_dir, error, timeline_end)
 

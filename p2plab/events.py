@@ -32,6 +32,8 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     # Written by the lab itself (node "_lab"): what the timeline did to the network.
     "fault": ("action", "targets"),
     "traffic": ("flow", "publishers", "count", "topic"),
+    # Once a second: cumulative CPU seconds per lab process, the host's CPU split.
+    "cpu": ("cores", "host", "cpu_s"),
 }
 
 ENVELOPE = ("v", "t", "node", "type")
