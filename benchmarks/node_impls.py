@@ -3,7 +3,8 @@
     python benchmarks/node_impls.py [--nodes 10] [--messages 200] [--crosscheck netns|docker]
 
 - Loopback mesh (no root): N nodes, each dialling the 3 before it; one publisher sends
-  M messages of 200 B at 20/s. Per implementation: start-up (spawn to node_started),
+  M messages of 200 B at 20/s. For ``py-stock`` (py-libp2p as shipped:
+  P2PLAB_PY_TUNING=0), ``py`` (our node, node/libp2p_tuning.py) and ``rust``: start-up (spawn to node_started),
   resident memory per node, and CPU-ms per message per receiving node with each
   node's idle CPU (measured just before, over the same length of time) subtracted;
   py/rust ratios. Loopback, so the figures are the nodes' own cost, not a network's.
@@ -43,8 +44,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def program(impl: str) -> list[str]:
-    return [sys.executable, "-m", "node"] if impl == "py" else [str(ensure_binary())]
+VARIANTS = ("py-stock", "py", "rust")
+
+
+def program(variant: str) -> list[str]:
+    return [str(ensure_binary())] if variant == "rust" else [sys.executable, "-m", "node"]
+
+
+def environment(variant: str) -> dict[str, str]:
+    return {**os.environ, "P2PLAB_PY_TUNING": "0" if variant == "py-stock" else "1"}
 
 
 class Node:
@@ -60,7 +68,7 @@ class Node:
         for addr in dials:
             argv += ["--dial", addr]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     cwd=ROOT)
+                                     cwd=ROOT, env=environment(impl))
         self.ps = psutil.Process(self.proc.pid)
 
     def of(self, type_: str) -> list[dict[str, Any]]:
@@ -164,17 +172,19 @@ def main() -> int:
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} at start")
-    figures = [measure(impl, args.nodes, args.messages, args.rate) for impl in ("py", "rust")]
+    figures = [measure(v, args.nodes, args.messages, args.rate) for v in VARIANTS]
     print(f"\nloopback mesh, {args.nodes} nodes (each dials the 3 before it), "
           f"{args.messages} x 200 B at {args.rate:g}/s from one node")
-    print(f"{'impl':<6}{'start-up s (p50/max)':>22}{'RSS MB':>9}{'CPU ms/msg/node p50 (min-max)':>32}"
+    print(f"{'impl':<9}{'start-up s (p50/max)':>22}{'RSS MB':>9}{'CPU ms/msg/node p50 (min-max)':>32}"
           f"{'idle CPU %':>12}")
     for f in figures:
-        print(f"{f['impl']:<6}{f['startup_s_p50']:>12.2f} / {f['startup_s_max']:<7.2f}"
+        print(f"{f['impl']:<9}{f['startup_s_p50']:>12.2f} / {f['startup_s_max']:<7.2f}"
               f"{f['rss_mb_p50']:>9.1f}{f['cpu_ms_per_msg_p50']:>14.2f} "
               f"({f['cpu_ms_per_msg_min']:.2f}-{f['cpu_ms_per_msg_max']:.2f}){'':>4}"
               f"{f['idle_cpu_pct_p50']:>10.2f}")
-    py, rust = figures
+    stock, py, rust = figures
+    print(f"py-stock/py (our py-libp2p changes): CPU per message "
+          f"x{stock['cpu_ms_per_msg_p50'] / py['cpu_ms_per_msg_p50']:.2f}")
     print(f"py/rust: CPU per message x{py['cpu_ms_per_msg_p50'] / rust['cpu_ms_per_msg_p50']:.1f}, "
           f"RSS x{py['rss_mb_p50'] / rust['rss_mb_p50']:.1f}, "
           f"start-up x{py['startup_s_p50'] / rust['startup_s_p50']:.1f}")

@@ -17,11 +17,14 @@ SHUTDOWN_GRACE_S = 1.5
 
 
 async def _run(config) -> int:  # type: ignore[no-untyped-def]
+    from node import libp2p_tuning
     from node.chat import ChatNode  # libp2p import is slow: only after flags are checked
     from p2plab.events import EventWriter
 
+    tuning = libp2p_tuning.apply()
+
     events = EventWriter.open(config.name, config.events) if config.events else None
-    node = ChatNode(config, events, sys.stdout)
+    node = ChatNode(config, events, sys.stdout, tuning)
     stop_reason = "quit"
     async with trio.open_nursery() as nursery:
 

@@ -123,8 +123,10 @@ class _ConnectionEvents(INotifee):
 
 
 class ChatNode:
-    def __init__(self, config: NodeConfig, events: EventWriter | None, out: TextIO) -> None:
+    def __init__(self, config: NodeConfig, events: EventWriter | None, out: TextIO,
+                 tuning: list[str] | None = None) -> None:
         self.config = config
+        self.tuning = tuning or []  # node/libp2p_tuning.py: what was changed in the library
         self.events = events
         self.out = out
         if config.key_file is not None:
@@ -269,6 +271,7 @@ class ChatNode:
             impl_version=p2plab.__version__,
             libp2p=f"py-libp2p {version('libp2p')}",
             msg_id_fn=self.config.msg_id,
+            tuning=self.tuning,
         )
         self.say(f"peer id: {own}")
         for addr in announced:
