@@ -79,8 +79,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def network_only_variant(path: Path, out: Path) -> Path:
+    """The scenario with the simulator's CPU model off, saved beside the results."""
+    import yaml
+
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    spec["sim"] = {**(spec.get("sim") or {}), "receive_ms": 0, "send_ms": 0}
+    out.mkdir(parents=True, exist_ok=True)
+    variant = out / f"{path.stem}-network-only.yaml"
+    variant.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return variant
+
+
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     """Run a scenario emulated and simulated, and compare the two."""
+    if bool(args.scenario) == bool(args.run):
+        return _fail("crosscheck takes a scenario to run, or --run RESULTS_DIR, not both")
     from datetime import datetime, timezone
 
     from analysis.crosscheck import crosscheck
@@ -88,10 +102,20 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     from topology.scenario import ScenarioError, find_scenario
 
     try:
-        path = find_scenario(args.scenario, SCENARIOS_DIR)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        out = Path(args.results) / f"crosscheck-{path.stem}-{stamp}"
-        emulated = run_scenario(path, args.backend, out / "emulated", _progress)
+        if args.run:  # an emulated run already made: simulate what it ran
+            emulated_dir = Path(args.run)
+            if not (emulated_dir / "summary.json").exists():
+                return _fail(f"{emulated_dir} has no summary.json: give an emulated results "
+                             "folder (p2plab report RUN rebuilds it)")
+            path = emulated_dir / "scenario.yaml"
+            out = Path(args.results) / f"crosscheck-{emulated_dir.name}-{stamp}"
+        else:
+            path = find_scenario(args.scenario, SCENARIOS_DIR)
+            out = Path(args.results) / f"crosscheck-{path.stem}-{stamp}"
+            emulated_dir = run_scenario(path, args.backend, out / "emulated", _progress).run_dir
+        if args.network_only:
+            path = network_only_variant(path, out)
         simulated = run_scenario(path, "sim", out / "simulated", _progress)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
@@ -99,10 +123,13 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         return _fail(f"{exc}\n(nothing of the lab is left running)")
     except KeyboardInterrupt:
         return _fail("interrupted; the lab was torn down", 130)
-    result = crosscheck(emulated.run_dir, simulated.run_dir, out)
+    result = crosscheck(emulated_dir, simulated.run_dir, out, network_only=args.network_only)
     for row in result["rows"]:
         print(f"  {row['figure']:<36} emulated {row['emulated']!s:>10}  simulated "
               f"{row['simulated']!s:>10}")
+    for d in result["decomposition"]:
+        print(f"  {d['figure']:<36} processing {d['processing_ms']:>9} ms "
+              f"({d['processing_share']:.0%} of the emulated figure)")
     print(f"crosscheck: {out}/crosscheck.md")
     return 0
 
@@ -266,9 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     validate.set_defaults(func=cmd_validate)
     cross = sub.add_parser("crosscheck", help="run a scenario emulated and simulated; "
                            "compare delivery, latency and propagation")
-    cross.add_argument("scenario")
+    cross.add_argument("scenario", nargs="?", default=None,
+                       help="a scenario to run emulated (or --run an existing run)")
     cross.add_argument("--backend", default="docker", choices=("docker", "netns"),
                        help="the emulation backend")
+    cross.add_argument("--run", default=None, help="an emulated results folder to compare "
+                       "instead of running the scenario again")
+    cross.add_argument("--network-only", action="store_true",
+                       help="simulate without the CPU model: the gap is processing, and "
+                       "crosscheck.md says how much of each timing figure it is")
     cross.add_argument("--results", default="results")
     cross.set_defaults(func=cmd_crosscheck)
     show = sub.add_parser("show", help="summarise a scenario and draw its topology (PNG)")
