@@ -364,8 +364,45 @@ def summarize(events_dir: Path, until: float | None = None,
         "ping": pings(events),
         "startup": startup(events, run_started, spawned),
         "cpu": cpu_figures(events, messages),
+        "mesh": mesh_sizes(events, nodes, messages),
         "relay_reservations": [
             {"node": r["node"], "outcome": r["outcome"], "elapsed_ms": r["elapsed_ms"]}
             for _, r in events[events["type"] == "relay_reservation"].iterrows()
         ],
+    }
+
+
+def mesh_sizes(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
+               messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Gossipsub mesh size of each chatting node on its first topic, over time (from
+    its topic_peers events): a node with a mesh below D_lo gets messages late, by
+    IHAVE/IWANT at heartbeat pace, or not at all."""
+    if "mesh" not in events.columns:
+        return {}
+    rows = events[events["type"] == "topic_peers"]
+    series: dict[str, list[tuple[float, int]]] = {}
+    for r in rows.itertuples():
+        info = nodes.get(r.node)
+        if info is None or r.topic != info["topic"] or not isinstance(r.mesh, list):
+            continue
+        series.setdefault(r.node, []).append((float(r.t), len(r.mesh)))
+    if not series:
+        return {}
+
+    def size_at(node: str, t: float) -> int:
+        before = [n for tt, n in series[node] if tt <= t]
+        return before[-1] if before else 0
+
+    first = min((m["t"] for m in messages), default=None)
+    at_traffic = {n: size_at(n, first) for n in series} if first is not None else {}
+    end = max(t for points in series.values() for t, _ in points)
+    return {
+        "first_publish_t": first,
+        "at_first_publish": at_traffic,
+        "at_first_publish_min": min(at_traffic.values()) if at_traffic else None,
+        "at_first_publish_median": (float(pd.Series(list(at_traffic.values())).median())
+                                    if at_traffic else None),
+        "nodes_without_mesh_at_first_publish": sorted(n for n, k in at_traffic.items() if k == 0),
+        "at_end": {n: size_at(n, end) for n in series},
+        "series": {n: [[round(t, 3), k] for t, k in points] for n, points in series.items()},
     }

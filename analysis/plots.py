@@ -183,3 +183,32 @@ def machine_load(cpu: dict[str, Any], meta: dict[str, Any], path: Path) -> Path 
     bars.invert_yaxis()
     fig.suptitle(f"Machine load · {_subtitle(meta)}", fontsize=9)
     return _save(fig, path)
+
+
+def mesh_over_time(mesh: dict[str, Any], meta: dict[str, Any], path: Path,
+                   first_publish: float | None) -> Path | None:
+    """Median, min and max gossipsub mesh size across nodes over the run."""
+    series = mesh.get("series") or {}
+    if not series:
+        return None
+    t0 = min(points[0][0] for points in series.values())
+    grid = sorted({round(t - t0, 1) for points in series.values() for t, _ in points})
+    sizes = []
+    for g in grid:
+        now = []
+        for points in series.values():
+            before = [k for t, k in points if t - t0 <= g]
+            now.append(before[-1] if before else 0)
+        sizes.append(now)
+    frame = pd.DataFrame(sizes, index=grid)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.fill_between(grid, frame.min(axis=1), frame.max(axis=1), color="#3b6fb6", alpha=0.2,
+                    step="post", label="min - max over nodes")
+    ax.step(grid, frame.median(axis=1), where="post", color="#3b6fb6", lw=1.6, label="median")
+    if first_publish is not None:
+        ax.axvline(first_publish - t0, color="#777", ls=":", lw=1, label="first publish")
+    ax.set_xlabel("seconds since the first node reported its mesh")
+    ax.set_ylabel("mesh peers (first topic)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Gossipsub mesh size over time · {_subtitle(meta)}", fontsize=9)
+    return _save(fig, path)

@@ -71,6 +71,8 @@ def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any
                                                 out / "hole_punch.png"),
         "machine_load": plots.machine_load(summary.get("cpu") or {}, meta,
                                            out / "machine_load.png"),
+        "mesh": plots.mesh_over_time(summary.get("mesh") or {}, meta, out / "mesh.png",
+                                     (summary.get("mesh") or {}).get("first_publish_t")),
     }
     return {k: v for k, v in made.items() if v is not None}
 
@@ -253,6 +255,14 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
                     f"{r['measured_ms']} / {r.get('max_ms')} | {r['error_pct']} | "
                     f"{r.get('received', 0)}/{r.get('sent', 0)} |" for r in rtt["pairs"]]
     out += machine_load_lines(summary.get("cpu") or {})
+    mesh = summary.get("mesh") or {}
+    if mesh.get("at_first_publish"):
+        out += ["", "## Gossipsub mesh", "",
+                f"- mesh size at the first publish: median {mesh['at_first_publish_median']}, "
+                f"min {mesh['at_first_publish_min']} (a node below D_lo gets messages late, "
+                "by gossip at heartbeat pace)",
+                "- nodes without a mesh then: "
+                + (", ".join(mesh["nodes_without_mesh_at_first_publish"]) or "none")]
     if figures:
         out += ["", "## Plots", ""] + [f"![{k}](plots/{v.name})" for k, v in figures.items()]
     p = summary["ping"]
@@ -333,6 +343,7 @@ pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
 <h2>Connections</h2>{img('connections', 'connection timeline')}
 {('<h2>Hole punching</h2>' + img('hole_punch', 'hole-punch outcomes')) if 'hole_punch' in figures else ''}
 {('<h2>Machine load</h2>' + img('machine_load', 'host CPU over the run')) if 'machine_load' in figures else ''}
+{('<h2>Gossipsub mesh</h2>' + img('mesh', 'mesh size over time')) if 'mesh' in figures else ''}
 <h2>Details</h2><pre>## Delivery{detail}</pre>
 <p>Tables: <code>tables/*.csv</code> in this folder.</p></body></html>
 """
