@@ -672,7 +672,7 @@ impl Node {
 
     fn on_behaviour(&mut self, event: ChatBehaviourEvent) {
         match event {
-            ChatBehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. }) => {
+            ChatBehaviourEvent::Gossipsub(gossipsub::Event::Message { message, propagation_source, .. }) => {
                 let Some(origin) = message.source else { return };
                 if origin == self.local {
                     return;
@@ -681,6 +681,8 @@ impl Node {
                 let fields = json!({
                     "msg_id": format!("{}/{}", origin.to_base58(), seq.map(|s| s.to_string()).unwrap_or_else(|| "None".into())),
                     "origin": origin.to_base58(), "seq": seq, "size": message.data.len(), "topic": message.topic.as_str(),
+                    // The peer it came from (the origin, a mesh peer, or one answering IWANT).
+                    "via_peer": propagation_source.to_base58(),
                 });
                 self.emit("message_received", fields);
                 if !self.flags.no_stdin || self.flags.control.is_none() {
