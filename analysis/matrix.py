@@ -89,7 +89,7 @@ def render_png(rows: list[dict[str, Any]], presets: list[str], transports: list[
                     continue
                 label = r["outcome"]
                 if r["time_to_direct_ms"]:
-                    label += f"\n{r['time_to_direct_ms'] / 1000:.1f} s"
+                    label += "\n" + _duration(r["time_to_direct_ms"])
                 if not r["agrees"]:
                     label += "\n≠ theory" + ("*" if r["known_cause"] else " (!)")
                 ax.text(j, i, label, ha="center", va="center", fontsize=7, color="white")
@@ -99,14 +99,15 @@ def render_png(rows: list[dict[str, Any]], presets: list[str], transports: list[
         ax.set_title(f"{transport.upper()}, {dialled} dialled by {dialling}: outcome per NAT pair")
         ax.set_xlabel(f"NAT of the dialling node ({dialling})")
         ax.set_ylabel(f"NAT of the dialled node ({dialled})")
-    fig.legend(handles=[Patch(color=COLOURS[o], label=o) for o in OUTCOMES],
-               loc="lower center", ncol=3)
-    if any(r["known_cause"] for r in rows):
-        fig.text(0.5, 0.005, "* disagrees with theory for a known reason: " + QUIC_CAUSE,
-                 ha="center", fontsize=8)
+    height = fig.get_figheight()  # margins in inches, whatever the number of grids
     fig.suptitle(f"Hole punching through emulated NATs — backend {meta['backend']}, "
-                 f"libp2p {meta['libp2p_version']}, seed {meta['seed']}")
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+                 f"libp2p {meta['libp2p_version']}, seed {meta['seed']}", y=1 - 0.15 / height)
+    fig.legend(handles=[Patch(color=COLOURS[o], label=o) for o in OUTCOMES],
+               loc="upper center", bbox_to_anchor=(0.5, 1 - 0.4 / height), ncol=3)
+    if any(r["known_cause"] for r in rows):
+        fig.text(0.5, 0.12 / height, "* disagrees with theory for a known reason: "
+                 + QUIC_CAUSE, ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1 - 0.85 / height))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -163,7 +164,7 @@ def _html(rows: list[dict[str, Any]], presets: list[str], transports: list[str],
                 if r is None:
                     cells_html.append("<td></td>")
                     continue
-                t = f"<br>{r['time_to_direct_ms'] / 1000:.1f} s" if r["time_to_direct_ms"] else ""
+                t = f"<br>{_duration(r['time_to_direct_ms'])}" if r["time_to_direct_ms"] else ""
                 flag = "" if r["agrees"] else f"<br><i>theory: {r['theory']}</i>"
                 cells_html.append(f"<td style='background:{COLOURS[r['outcome']]}' title="
                                   f"'{html.escape(r['reasons'])}'>{r['outcome']}{t}{flag}</td>")
@@ -199,6 +200,10 @@ NATs meet through a circuit relay, then DCUtR tries to make the connection direc
 <h2>Legend: the NAT presets</h2><table><tr><th>preset</th><th>what it is</th>
 <th>mapping + filtering</th></tr>{legend}</table></body></html>
 """
+
+
+def _duration(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
 def _short(preset: str) -> str:
