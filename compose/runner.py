@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import secrets
+import select
 import signal
 import subprocess
 import sys
@@ -429,16 +430,23 @@ class Runner:
             server = subprocess.Popen(
                 [*self.backend.netns_command(c.target), sys.executable, "-m",
                  "p2plab.linkcheck", "serve", "--ip", target_ip, "--port", str(c.port),
-                 "--seconds", "15"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
+                 "--seconds", "90"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                text=True, start_new_session=True)
             try:
-                time.sleep(0.5)
-                done = subprocess.run(
-                    [*self.backend.netns_command(c.source), sys.executable, "-m",
-                     "p2plab.linkcheck", "ping", "--ip", target_ip, "--port", str(c.port)],
-                    capture_output=True, text=True, timeout=30)
-                result = json.loads(done.stdout) if done.returncode == 0 else {
-                    "error": done.stderr.strip()[-300:]}
+                # On a loaded host the echo server can take seconds to start: wait for it.
+                assert server.stdout is not None
+                ready = select.select([server.stdout], [], [], 20)[0]
+                if not ready or server.stdout.readline().strip() != "listening":
+                    result: dict[str, Any] = {"error": "the echo server did not start in 20 s"}
+                else:
+                    done = subprocess.run(
+                        [*self.backend.netns_command(c.source), sys.executable, "-m",
+                         "p2plab.linkcheck", "ping", "--ip", target_ip, "--port", str(c.port)],
+                        capture_output=True, text=True, timeout=60)
+                    result = json.loads(done.stdout) if done.returncode == 0 else {
+                        "error": done.stderr.strip()[-300:]}
+            except subprocess.TimeoutExpired:
+                result = {"error": "no answer within 60 s"}
             finally:
                 server.terminate()
                 server.wait()

@@ -23,6 +23,7 @@ PORT = 7
 def serve(ip: str, port: int, seconds: float) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((ip, port))
+    print("listening", flush=True)  # the runner pings only once the echo is up
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
