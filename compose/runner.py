@@ -195,10 +195,12 @@ class Runner:
         return any(e["outcome"] == "ok" for e in self.tail.of(node, "relay_reservation"))
 
     def _mesh_size(self, node: str) -> int:
-        """Mesh peers on the node's first topic."""
+        """Mesh peers on the node's first topic, as it last reported them."""
         topic = self.first_topic[node]
-        events = [e for e in self.tail.of(node, "topic_peers") if e["topic"] == topic]
-        return len(events[-1].get("mesh", events[-1]["peers"])) if events else 0
+        for event in reversed(self.tail.of(node, "topic_peers")):
+            if event["topic"] == topic:
+                return len(event.get("mesh", event["peers"]))
+        return 0
 
     def _punched(self, a: str, b: str) -> bool:
         ids = {a: self.plan.nodes[a].peer_id, b: self.plan.nodes[b].peer_id}
@@ -535,6 +537,7 @@ class Runner:
         for name in self.plan.nodes:
             self.backend.stop_node(name, STOP_TIMEOUT_S)
         self.tail.poll()
+        self.tail.close()
 
     def run(self) -> RunOutcome:
         error: str | None = None
