@@ -46,11 +46,23 @@ def test_shipped_matrix_expands_into_valid_labs() -> None:
             assert ("--no-tcp" in flags) == (c.transport == "quic")
 
 
+def run_grid(tmp_path: Path, matrix_yaml: str) -> tuple[Path, list[dict[str, str]]]:
+    """Run a matrix file on netns; its results folder and matrix.csv rows."""
+    path = tmp_path / "grid.yaml"
+    path.write_text(matrix_yaml)
+    result = subprocess.run([*P2PLAB, "run", str(path), "--backend", "netns",
+                             "--results", str(tmp_path / "r")],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = next((tmp_path / "r").iterdir())
+    rows = list(csv.DictReader(open(out / "matrix.csv")))
+    return out, rows
+
+
 @pytest.mark.netns
 @pytest.mark.usefixtures("no_leftovers")
 def test_small_grid_agrees_with_theory(tmp_path: Path) -> None:
-    path = tmp_path / "grid.yaml"
-    path.write_text("""
+    out, rows = run_grid(tmp_path, """
 name: grid
 seed: 21
 matrix:
@@ -58,12 +70,6 @@ matrix:
   transports: [tcp]
   direct_timeout: 30
 """)
-    result = subprocess.run([*P2PLAB, "run", str(path), "--backend", "netns",
-                             "--results", str(tmp_path / "r")],
-                            capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = next((tmp_path / "r").iterdir())
-    rows = list(csv.DictReader(open(out / "matrix.csv")))
     assert len(rows) == 6
     by = {(r["a"], r["b"]): r for r in rows}
     assert by[("full-cone", "full-cone")]["outcome"] == "direct"
@@ -83,8 +89,7 @@ matrix:
 def test_interop_grid_across_implementations(tmp_path: Path) -> None:
     """py and rust nodes in every pairing, TCP and QUIC, behind real NATs: each cell
     agrees with theory or is explained (py-libp2p cannot punch over QUIC)."""
-    path = tmp_path / "igrid.yaml"
-    path.write_text("""
+    out, rows = run_grid(tmp_path, """
 name: igrid
 seed: 23
 matrix:
@@ -94,12 +99,6 @@ matrix:
   relay: rust
   direct_timeout: 30
 """)
-    result = subprocess.run([*P2PLAB, "run", str(path), "--backend", "netns",
-                             "--results", str(tmp_path / "r")],
-                            capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = next((tmp_path / "r").iterdir())
-    rows = list(csv.DictReader(open(out / "matrix.csv")))
     assert len(rows) == 18
     by = {(r["impls"], r["transport"], r["a"], r["b"]): r for r in rows}
     for impls in ("py-rust", "rust-py", "rust-rust"):
