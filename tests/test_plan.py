@@ -106,3 +106,26 @@ def test_implementations_and_message_ids_reach_each_node() -> None:
     assert bob[bob.index("--msg-id") + 1] == "origin-seq"
     everyone_rust = build_plan(load_scenario(SCENARIOS / "gossip-200.yaml"))
     assert {n.impl for n in everyone_rust.nodes.values()} == {"rust"}
+
+
+def test_a_big_lab_raises_the_host_arp_limits_and_puts_them_back(monkeypatch, tmp_path) -> None:
+    """gossip-200 needs more neighbour entries than Linux's default host-wide 1024."""
+    from compose import host_limits
+
+    needed = build_plan(load_scenario(SCENARIOS / "gossip-200.yaml")).neighbour_entries()
+    assert needed > 1024 > build_plan(load_scenario(SCENARIOS / "nat-relay.yaml")).neighbour_entries()
+    for name, value in (("gc_thresh2", "512\n"), ("gc_thresh3", "1024\n")):
+        (tmp_path / name).write_text(value)
+    monkeypatch.setattr(host_limits, "THRESH", tmp_path)
+    limits = host_limits.NeighbourLimits(needed)
+    limits.apply()
+    assert int((tmp_path / "gc_thresh3").read_text()) == 2 * needed
+    limits.restore()
+    assert (tmp_path / "gc_thresh3").read_text() == "1024\n"
+    assert limits.describe()["raised_for_the_run"]["gc_thresh3"] == [1024, 2 * needed]
+    # Someone raised it further meanwhile: theirs is kept.
+    again = host_limits.NeighbourLimits(needed)
+    again.apply()
+    (tmp_path / "gc_thresh3").write_text("99999\n")
+    again.restore()
+    assert (tmp_path / "gc_thresh3").read_text() == "99999\n"

@@ -114,6 +114,17 @@ class LabPlan:
         if self.probing:
             yield from self.probes.values()
 
+    def neighbour_entries(self) -> int:
+        """ARP entries the lab can need: every host may learn every other host on each
+        segment it is on (routers sit on two; one more address for a container engine)."""
+        on_segment = {name: 1 for name in self.segments}
+        for host in self.hosts():
+            on_segment[host.segment] += 1
+        for router in self.routers.values():
+            on_segment[router.lan] += 1
+            on_segment[router.upstream] += 1
+        return sum(n * (n - 1) for n in on_segment.values())
+
     def host(self, name: str) -> NodePlan:
         return self.nodes[name] if name in self.nodes else self.probes[name]
 
