@@ -89,21 +89,21 @@ matrix:
 def test_interop_grid_across_implementations(tmp_path: Path) -> None:
     """py and rust nodes in every pairing, TCP and QUIC, behind real NATs: each cell
     agrees with theory or is explained (py-libp2p cannot punch over QUIC)."""
+    # One NAT pair keeps CI short; interop-matrix runs every pair (README).
     out, rows = run_grid(tmp_path, """
 name: igrid
 seed: 23
 matrix:
-  presets: [port-restricted, symmetric]
+  presets: [port-restricted]
   transports: [tcp, quic]
   impls: [py-rust, rust-py, rust-rust]
   relay: rust
   direct_timeout: 30
 """)
-    assert len(rows) == 18
+    assert len(rows) == 6
     by = {(r["impls"], r["transport"], r["a"], r["b"]): r for r in rows}
     for impls in ("py-rust", "rust-py", "rust-rust"):
         assert by[(impls, "tcp", "port-restricted", "port-restricted")]["outcome"] == "direct"
-        assert by[(impls, "tcp", "symmetric", "symmetric")]["outcome"] == "relayed"
     # rust-libp2p punches over QUIC; a cell with a py node stays relayed, explained.
     assert by[("rust-rust", "quic", "port-restricted", "port-restricted")]["outcome"] == "direct"
     for impls in ("py-rust", "rust-py"):
