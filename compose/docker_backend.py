@@ -23,7 +23,6 @@ import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from compose.host_limits import NeighbourLimits
 from compose.backend import PREFIX, BackendError, rss_mb_of_pid
 from compose.images import IMAGE_PROGRAMS, ensure_image
 from topology.plan import LabPlan, Programs
@@ -45,7 +44,6 @@ class DockerBackend:
         self.client: Any = None
         self.image: str | None = None
         self.plan: LabPlan | None = None
-        self.limits: NeighbourLimits | None = None  # host ARP limits raised for this run
         self.run_dir: Path | None = None
         self.networks: dict[str, Any] = {}
         self.containers: dict[str, Any] = {}
@@ -82,7 +80,6 @@ class DockerBackend:
             "image": str(self.image),
             "nat": "nftables ruleset loaded with `nft -f` by each router container",
             "link_impairment": "none requested (no link shaping in this scenario)",
-            **({"host_limits": self.limits.describe()} if self.limits else {}),
         }
 
     def _labels(self) -> dict[str, str]:
@@ -127,8 +124,6 @@ class DockerBackend:
         self.run_dir = run_dir
         for sub in ("events", "logs", "control", "routers", "probe"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
-        self.limits = NeighbourLimits(plan.neighbour_entries())
-        self.limits.apply()
         for segment in plan.segments:
             self._create_network(segment)
         # Containers are created in parallel: on slow storage drivers each takes a while.
@@ -277,8 +272,6 @@ class DockerBackend:
 
     def destroy(self) -> None:
         remove_docker_objects(self.client, run_id=self.run_id)
-        if self.limits is not None:
-            self.limits.restore()
 
 
 def bridge_rule(bridge: str, comment: str) -> list[str]:

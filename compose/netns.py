@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
-from compose.host_limits import NeighbourLimits
 from compose.backend import PREFIX, BackendError, rss_mb_of_pid
 from compose.cleanup import kill_namespace_processes, remove_namespaces
 from compose.rustnode import ensure_binary
@@ -36,7 +35,6 @@ class NetnsBackend:
         self.fabric = f"{self.prefix}fabric"
         self.python = python
         self.plan: LabPlan | None = None
-        self.limits: NeighbourLimits | None = None  # host ARP limits raised for this run
         self.run_dir: Path | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._veth = 0
@@ -70,7 +68,6 @@ class NetnsBackend:
             "kernel": platform.release(),
             "nat": "nftables ruleset loaded with `nft -f` in each router namespace",
             "link_impairment": "none requested (no link shaping in this scenario)",
-            **({"host_limits": self.limits.describe()} if self.limits else {}),
         }
 
     # -- helpers ---------------------------------------------------------------
@@ -114,8 +111,6 @@ class NetnsBackend:
         self.run_dir = run_dir
         if any(n.impl == "rust" for n in plan.nodes.values()):
             self.rust_binary = ensure_binary(self.log)  # before anything is created
-        self.limits = NeighbourLimits(plan.neighbour_entries())
-        self.limits.apply()
         self._add_namespace(self.fabric)
         for segment in plan.segments.values():
             bridge = _bridge(segment.name, plan)
@@ -216,8 +211,6 @@ class NetnsBackend:
         for name in list(self.processes):
             kill_namespace_processes(self.ns(name))
         remove_namespaces(self.prefix)
-        if self.limits is not None:
-            self.limits.restore()
 
 
 def _bridge(segment: str, plan: LabPlan | None) -> str:

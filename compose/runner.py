@@ -30,6 +30,7 @@ from analysis.natcheck import declared_view, mismatches
 from compose import rustnode
 from compose.backend import Backend
 from compose.cpu import CpuSampler
+from compose.host_limits import NeighbourLimits
 from compose.events_tail import EventTail
 from compose.fault_filters import FaultFilters
 from compose.kept import KeptLab
@@ -575,7 +576,10 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
     runner = Runner(plan, backend, run_dir, progress, capture=capture)
     started = time.time()
     kept = False
+    # The host's ARP table is shared by every namespace: a big lab needs it bigger.
+    limits = NeighbourLimits(plan.neighbour_entries())
     try:
+        limits.apply()
         progress(f"creating the lab on {backend.name}")
         backend.create(plan, run_dir)
         outcome = runner.run()
@@ -595,6 +599,7 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
                 runner.stop_nodes()
             finally:
                 backend.destroy()
+                limits.restore()
                 signal.signal(signal.SIGINT, sigint)
         signal.signal(signal.SIGTERM, previous)
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
@@ -602,7 +607,7 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
                    ended=time.time(), timeline_error=outcome.timeline_error,
                    node_spawned=runner.spawned, node_rss_mb=runner.rss_mb, steps=runner.steps,
                    link_shaping=runner.links.describe(),
-                   implementations=runner.implementations())
+                   implementations=runner.implementations(), host_limits=limits.describe())
     return outcome
 
 
