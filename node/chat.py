@@ -28,6 +28,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
 import p2plab
+from node import libp2p_tuning
 from node.config import NodeConfig
 from node.control import CommandError, lines, open_fifo, parse_command
 from node.holepunch import RecordingDCUtR
@@ -284,8 +285,7 @@ class ChatNode:
         topic = topic or self.config.topic
         data = chat_payload(text, size)
         origin = self.peer_id.to_base58()
-        # Pubsub.publish takes its sequence number (counter + 1) before its first await.
-        seq = self.pubsub.counter + 1
+        seq = libp2p_tuning.next_sequence_number(self.pubsub)
         self.emit(
             "message_published",
             msg_id=f"{origin}/{seq}",

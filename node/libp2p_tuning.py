@@ -28,6 +28,14 @@ from typing import Any, Callable
 RECORD_CALLERS = ("libp2p.pubsub.pubsub", "libp2p.pubsub.gossipsub", "libp2p.pubsub.floodsub")
 
 
+def next_sequence_number(pubsub: Any) -> int:
+    """The sequence number py-libp2p's Pubsub.publish will give the next message: it
+    takes ``counter + 1`` before its first await, and the contract's message id is
+    origin/seqno (py-libp2p does not return it). Not a change: a read of the library's
+    internals, pinned by the same tests."""
+    return int(pubsub.counter) + 1
+
+
 def enabled() -> bool:
     return os.environ.get("P2PLAB_PY_TUNING", "1") != "0"
 

@@ -121,3 +121,18 @@ def test_the_seam_covers_every_caller_of_the_record_check() -> None:
         for name in libp2p_tuning.RECORD_CALLERS:
             importlib.import_module(name).maybe_consume_signed_record = \
                 utils.maybe_consume_signed_record
+
+
+def test_the_next_sequence_number_is_read_where_publish_takes_it() -> None:
+    """Pubsub.publish builds the message with _next_seqno() (counter + 1, 8 bytes) before
+    any await, so reading counter + 1 just before publishing names the message."""
+    from libp2p.pubsub.pubsub import Pubsub
+
+    assert "self.counter += 1" in inspect.getsource(Pubsub._next_seqno)
+    publish = inspect.getsource(Pubsub.publish)
+    assert publish.index("seqno=self._next_seqno()") < publish.index("await ")
+
+    class _Pubsub:
+        counter = 41
+
+    assert libp2p_tuning.next_sequence_number(_Pubsub()) == 42
