@@ -12,9 +12,10 @@ STAMP    := $(VENV)/.p2plab-installed
 # Debian packages: ip, nft, iptables, conntrack and nsenter build the lab; mmdebstrap
 # builds the image's base; gcc and libgmp-dev build fastecdsa, which libp2p 0.8.1 pins
 # and which has no wheel; libnetfilter-queue-dev builds NetfilterQueue (the userspace
-# link stage); chromium renders reports in the tests.
+# link stage); chromium renders reports in the tests;
+# stress-ng keeps a core busy in benchmarks/suite_under_load.py.
 SYSTEM_PACKAGES := iproute2 nftables iptables conntrack tcpdump util-linux mmdebstrap gcc libgmp-dev \
-                   libnetfilter-queue-dev procps chromium
+                   libnetfilter-queue-dev procps chromium stress-ng
 
 .PHONY: setup system scenario test quick chat clean validate images compose-v2 suite rust-node
 

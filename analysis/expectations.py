@@ -19,6 +19,11 @@ class Verdict:
     # For a timing figure measured while the host was saturated: the figure is partly
     # the machine's, whatever the verdict (analysis/cpu.py).
     caveat: str = ""
+    # The figure and its bound as numbers (ms for times, a ratio for delivery), where
+    # the expectation is a bound on one figure: benchmarks/suite_under_load.py reads
+    # them to compare each bound with the spread measured under load.
+    value: float | None = None
+    bound: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,7 +48,8 @@ def check(expect: Expectations, summary: dict[str, Any],
             value = delivery["latency_ms"][level]
             verdicts.append(Verdict(f"latency {level}", f"<= {limit} ms",
                                     "no deliveries" if value is None else f"{value} ms",
-                                    value is not None and value <= limit))
+                                    value is not None and value <= limit,
+                                    value=value, bound=limit))
     prop = summary.get("propagation", {})
     for item in expect.propagation:
         value = prop.get(f"t{item.percent}_ms_median")
@@ -52,7 +58,8 @@ def check(expect: Expectations, summary: dict[str, Any],
                                 f"<= {item.max_ms} ms",
                                 f"never (reached by {reached} messages)" if value is None
                                 else f"{value} ms (reached by {reached} messages)",
-                                value is not None and value <= item.max_ms))
+                                value is not None and value <= item.max_ms,
+                                value=value, bound=item.max_ms))
     for item in expect.flows:
         flow = delivery.get("per_flow", {}).get(item.flow)
         if flow is None:
@@ -66,7 +73,8 @@ def check(expect: Expectations, summary: dict[str, Any],
             ratio = flow["delivery_ratio"]
             verdicts.append(Verdict(f"flow {item.flow}: delivery ratio at most",
                                     f"<= {item.delivery_ratio_max}", _ratio_text(flow),
-                                    ratio is not None and ratio <= item.delivery_ratio_max))
+                                    ratio is not None and ratio <= item.delivery_ratio_max,
+                                    value=ratio, bound=item.delivery_ratio_max))
         if item.reachable_delivery_ratio_min is not None:
             verdicts.append(_ratio(f"flow {item.flow}: delivery ratio among reachable",
                                    item.reachable_delivery_ratio_min, flow, reachable=True))
@@ -75,7 +83,8 @@ def check(expect: Expectations, summary: dict[str, Any],
             verdicts.append(Verdict(f"flow {item.flow}: latency p99",
                                     f"<= {item.latency_p99_ms_max} ms",
                                     "no deliveries" if p99 is None else f"{p99} ms",
-                                    p99 is not None and p99 <= item.latency_p99_ms_max))
+                                    p99 is not None and p99 <= item.latency_p99_ms_max,
+                                    value=p99, bound=item.latency_p99_ms_max))
     for item in expect.recovery:
         faults = [r for r in summary.get("recovery", []) if r["action"] == item.after]
         for r in faults or [None]:
@@ -87,7 +96,8 @@ def check(expect: Expectations, summary: dict[str, Any],
             verdicts.append(Verdict(
                 f"recovery after {r['fault']}", f"<= {item.max_s} s",
                 f"not recovered ({r['messages_after']} messages after it)" if ms is None
-                else f"{ms / 1000:.2f} s", ms is not None and ms <= item.max_s * 1000))
+                else f"{ms / 1000:.2f} s", ms is not None and ms <= item.max_s * 1000,
+                value=ms, bound=item.max_s * 1000))
     if expect.link_rtt_tolerance_pct is not None and summary.get("backend") == "sim":
         summary.setdefault("not_checked", []).append(
             "link_rtt_tolerance_pct: the simulator has no packets to measure")
@@ -102,7 +112,11 @@ def check(expect: Expectations, summary: dict[str, Any],
                                 (f"all {len(rows)} within" if not bad else
                                  "; ".join(f"{r['pair']} {r['measured_ms']} vs "
                                            f"{r['configured_ms']} ms" for r in bad[:5])),
-                                bool(rows) and not bad))
+                                bool(rows) and not bad,
+                                value=max((abs(r["measured_ms"] - r["configured_ms"]) * 100
+                                           / r["configured_ms"] for r in rows
+                                           if r["measured_ms"] is not None), default=None),
+                                bound=tol))
     for item in expect.connections:
         key = pair_key(*item.between)[0]
         final = summary["connections"].get(key, {}).get("final", "none")
@@ -143,4 +157,4 @@ def _ratio_text(figures: dict[str, Any], reachable: bool = False) -> str:
 def _ratio(name: str, minimum: float, figures: dict[str, Any], reachable: bool = False) -> Verdict:
     ratio = figures["reachable_delivery_ratio" if reachable else "delivery_ratio"]
     return Verdict(name, f">= {minimum}", _ratio_text(figures, reachable),
-                   ratio is not None and ratio >= minimum)
+                   ratio is not None and ratio >= minimum, value=ratio, bound=minimum)

@@ -58,10 +58,15 @@ def message_outcomes(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
     published = events[events["type"] == "message_published"]
     received = events[events["type"] == "message_received"]
     got_by_msg: dict[str, dict[str, float]] = {}
+    mesh_by_msg: dict[str, dict[str, bool]] = {}
+    has_via = "via_mesh" in received.columns
     for r in received.itertuples():
         got = got_by_msg.setdefault(r.msg_id, {})
         if r.node not in got:
             got[r.node] = float(r.t)
+            via = getattr(r, "via_mesh", None) if has_via else None
+            if isinstance(via, bool):
+                mesh_by_msg.setdefault(r.msg_id, {})[r.node] = via
     subscribers: dict[str, list[str]] = {}
     for name, info in nodes.items():
         if info["role"] == "peer":
@@ -81,7 +86,30 @@ def message_outcomes(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
             "flow": flow if isinstance(flow, str) else None,
             "eligible": eligible, "reachable": reachable,
             "delays_ms": {n: round((got[n] - t) * 1000.0, 3) for n in eligible if n in got},
+            "via_mesh": {n: v for n, v in mesh_by_msg.get(pub.msg_id, {}).items()
+                         if n in eligible},
         })
+    return out
+
+
+def arrivals(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """How deliveries arrived, where the node can tell (``via_mesh``): pushed by a mesh
+    peer, or from outside the mesh (an IWANT answer to gossip, or the publisher's flood
+    publish). Gossip arrives at heartbeat pace, so a share of slow deliveries here
+    points at a thin mesh rather than at the network."""
+    classes: dict[str, list[float]] = {"mesh": [], "outside_mesh": [], "unknown": []}
+    for m in messages:
+        for node, delay in m["delays_ms"].items():
+            via = m.get("via_mesh", {}).get(node)
+            classes["unknown" if via is None else "mesh" if via else "outside_mesh"].append(delay)
+    total = sum(len(v) for v in classes.values())
+    out: dict[str, Any] = {"deliveries": total}
+    for name, delays in classes.items():
+        series = pd.Series(delays, dtype=float)
+        out[name] = {"count": len(delays),
+                     "share": round(len(delays) / total, 4) if total else None,
+                     "latency_ms_p50": _percentile(series, 0.5),
+                     "latency_ms_p90": _percentile(series, 0.9)}
     return out
 
 
@@ -355,6 +383,7 @@ def summarize(events_dir: Path, until: float | None = None,
     return {
         "nodes": nodes,
         "delivery": delivery(events, messages),
+        "arrivals": arrivals(messages),
         "propagation": propagation(messages),
         "connection_mix": connection_mix(events, nodes, until),
         "recovery": recovery(messages, state),

@@ -180,6 +180,7 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
         f"- latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}, max {lat['max']}",
         f"- receivers that could reach the publisher (no cut link, same partition): "
         f"{d['reachable_deliveries']}/{d['reachable_expected']}",
+        *arrival_lines(summary.get("arrivals") or {}),
         "",
         "Eligible receivers are the topic's subscribers alive when a message went out.",
         "",
@@ -347,3 +348,22 @@ pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
 <h2>Details</h2><pre>## Delivery{detail}</pre>
 <p>Tables: <code>tables/*.csv</code> in this folder.</p></body></html>
 """
+
+
+def arrival_lines(arrivals: dict[str, Any]) -> list[str]:
+    """How first copies arrived (nodes that report ``via_mesh``)."""
+    known = [(label, arrivals.get(key) or {}) for key, label in
+             (("mesh", "pushed by a mesh peer"),
+              ("outside_mesh", "from outside the mesh (IWANT answer or flood publish)"))]
+    if not any(a.get("count") for _, a in known):
+        return []
+    out = []
+    for label, a in known:
+        if a.get("count"):
+            out.append(f"- {label}: {a['count']} ({a['share'] * 100:.1f} %), latency p50 "
+                       f"{a['latency_ms_p50']} ms, p90 {a['latency_ms_p90']} ms")
+    unknown = (arrivals.get("unknown") or {}).get("count")
+    if unknown:
+        out.append(f"- arrival path not reported: {unknown}")
+    return out
+

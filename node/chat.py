@@ -29,6 +29,7 @@ from multiaddr import Multiaddr
 
 import p2plab
 from node import libp2p_tuning
+from node.libp2p_tuning import Forwarders
 from node.config import NodeConfig
 from node.control import CommandError, lines, open_fifo, parse_command
 from node.holepunch import RecordingDCUtR
@@ -150,6 +151,7 @@ class ChatNode:
         self.sent = 0  # lab messages published, for unique texts (content ids)
         self.pubsub: Pubsub | None = None
         self.gossipsub: GossipSub | None = None
+        self.forwarders: Forwarders | None = None
         self.relaying: Relaying | None = None
         self.quit = trio.Event()
         self._flows: dict[str, list[trio.CancelScope]] = {}  # running publish plans
@@ -239,6 +241,8 @@ class ChatNode:
         )
         self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True,
                              msg_id_constructor=message_id_function(self.config.msg_id))
+        gossipsub = self.gossipsub
+        self.forwarders = Forwarders(self.pubsub, lambda topic: gossipsub.mesh.get(topic, ()))
         ready = trio.Event()
 
         async def run_pubsub() -> None:
@@ -305,6 +309,7 @@ class ChatNode:
                 continue
             origin = ID(message.from_id).to_base58()
             seq = int.from_bytes(message.seqno, "big")
+            via = self.forwarders.pop(message) if self.forwarders else None
             self.emit(
                 "message_received",
                 msg_id=f"{origin}/{seq}",
@@ -312,6 +317,7 @@ class ChatNode:
                 seq=seq,
                 size=len(message.data),
                 topic=topic,
+                **({"via_peer": via[0].to_base58(), "via_mesh": via[1]} if via else {}),
             )
             if self.config.interactive or self.config.control is None:
                 text = message.data.decode("utf-8", "replace").rstrip()

@@ -36,6 +36,37 @@ def next_sequence_number(pubsub: Any) -> int:
     return int(pubsub.counter) + 1
 
 
+class Forwarders:
+    """Who delivered each message first, and whether it was then a mesh peer.
+
+    py-libp2p's subscription hands the node a message without the peer it came from;
+    the contract's ``via_peer`` / ``via_mesh`` tell a mesh push from an IWANT answer or a
+    publisher's flood publish. ``Pubsub.push_msg(forwarder, msg)`` is where every
+    received message passes (scheduled as ``self.push_msg``), so the instance's method
+    is wrapped: observation only, the message path is unchanged."""
+
+    LIMIT = 10_000  # messages never handed to a subscription (our own) age out
+
+    def __init__(self, pubsub: Any, mesh: Callable[[str], Any]) -> None:
+        self._first: dict[bytes, tuple[Any, bool]] = {}
+        original = pubsub.push_msg
+
+        async def push_msg(forwarder: Any, msg: Any) -> None:
+            if not pubsub._is_msg_seen(msg):
+                key = msg.from_id + msg.seqno
+                if key not in self._first:
+                    if len(self._first) >= self.LIMIT:
+                        self._first.pop(next(iter(self._first)))
+                    in_mesh = any(forwarder in mesh(t) for t in msg.topicIDs)
+                    self._first[key] = (forwarder, in_mesh)
+            await original(forwarder, msg)
+
+        pubsub.push_msg = push_msg
+
+    def pop(self, msg: Any) -> tuple[Any, bool] | None:
+        return self._first.pop(msg.from_id + msg.seqno, None)
+
+
 def enabled() -> bool:
     return os.environ.get("P2PLAB_PY_TUNING", "1") != "0"
 

@@ -64,6 +64,25 @@ def test_delivery_ratio_latency_and_missing(tmp_path: Path) -> None:
     assert [v.passed for v in verdicts] == [True, False]
 
 
+def test_arrivals_split_mesh_pushes_from_gossip(tmp_path: Path) -> None:
+    def got(node: str, seq: int, t: float, via_mesh: bool | None) -> dict:
+        event = _msg("message_received", node, "a", seq, t)
+        return event if via_mesh is None else {**event, "via_peer": IDS["r"],
+                                               "via_mesh": via_mesh}
+    events = [_started("a"), _started("b"), _started("c"),
+              _msg("message_published", "a", "a", 1, 10.0),
+              got("b", 1, 10.010, True), got("c", 1, 10.900, False),
+              got("c", 1, 10.950, True),  # a later copy: only the first one counts
+              _msg("message_published", "a", "a", 2, 11.0),
+              got("b", 2, 11.020, True), got("c", 2, 11.030, None)]
+    arrivals = summarize(_write(tmp_path, events))["arrivals"]
+    assert arrivals["deliveries"] == 4
+    assert (arrivals["mesh"]["count"], arrivals["outside_mesh"]["count"],
+            arrivals["unknown"]["count"]) == (2, 1, 1)
+    assert arrivals["outside_mesh"]["latency_ms_p50"] == pytest.approx(900.0, abs=1e-6)
+    assert arrivals["mesh"]["share"] == 0.5
+
+
 def test_connection_final_state_and_hole_punch_time(tmp_path: Path) -> None:
     events = [_started("a"), _started("b"),
               _conn("connection_opened", "a", "b", 1.0, "relayed", "/p2p/X/p2p-circuit"),

@@ -95,6 +95,8 @@ def test_chat_across_implementations(tmp_path: Path, publisher: str, receiver: s
         for event in received:
             origin, seq = event["msg_id"].rsplit("/", 1)
             assert origin == started["peer_id"] == event["origin"] and int(seq) == event["seq"]
+            # Two nodes: the only path is a's push to its mesh peer b.
+            assert event["via_peer"] == started["peer_id"] and event["via_mesh"] is True
         assert sorted(e["seq"] for e in published.values()) == \
             list(range(min(e["seq"] for e in published.values()), 
                        min(e["seq"] for e in published.values()) + 21))
@@ -172,6 +174,9 @@ def test_gossip_recovers_what_eager_push_missed(tmp_path: Path, publisher: str, 
                    timeout=30)
         published = {e["msg_id"] for e in a.of("message_published")}
         assert {e["msg_id"] for e in c.of("message_received")} == published
+        # ... and C saw it so: every copy came from outside its (empty) mesh.
+        assert all(e["via_peer"] == ids["b"] and e["via_mesh"] is False
+                   for e in c.of("message_received"))
         # The only eager path to C would be B's mesh: C was never in it.
         assert all(ids["c"] not in e["mesh"] for e in b.of("topic_peers"))
         assert all(not e["mesh"] for e in c.of("topic_peers"))

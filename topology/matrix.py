@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from topology.nat import PRESETS, resolve
 from topology.scenario import Scenario, ScenarioError
+from topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
+                                  parse_yaml, read_text)
 
 Transport = Literal["tcp", "quic"]
 # Implementation pairs, dialled side first: "py-rust" is a py node dialled by a rust one.
@@ -79,18 +80,24 @@ class Cell:
 
 def is_matrix_file(path: Path) -> bool:
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = parse_yaml(read_text(path), str(path)).data
+    except YamlSourceError:
         return False
     return isinstance(data, dict) and "matrix" in data
 
 
 def load_matrix(path: Path) -> MatrixFile:
     try:
-        return MatrixFile.model_validate(yaml.safe_load(path.read_text()))
+        document = parse_yaml(read_text(path), str(path))
+    except YamlSourceError as exc:
+        raise ScenarioError(str(exc)) from None
+    try:
+        return MatrixFile.model_validate(document.data)
     except ValidationError as exc:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ScenarioError("\n".join(lines)) from None
+        index = line_index(document.root)
+        lines = [f"{path}:{line_for(index, tuple(e['loc']))}: {field_path(tuple(e['loc']))}: "
+                 f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        raise ScenarioError("\n".join(dict.fromkeys(lines))) from None
 
 
 def theory(a: str, b: str, transport: Transport) -> str:

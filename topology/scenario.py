@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -30,8 +29,10 @@ from pydantic import (
 
 from topology import groups
 from topology.nat import PRESETS, NatBehaviour, resolve
+from topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
+                                  parse_yaml, read_text)
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,19}")  # fullmatch: "$" would let "a\n" through
 PUBLIC = "public"
 
 
@@ -40,11 +41,27 @@ class ScenarioError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: `sleep: .inf` or `timeout: .nan` is a typo, never a plan.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# A day: any longer wait or sleep in a lab is a typo (and would outlive the run's owner).
+MAX_SECONDS = 86_400
+
+
+TOPIC_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,63}")
+
+
+def _check_topic(value: str) -> str:
+    """Topics travel as command-line values: one starting with '-' would be a flag."""
+    if not TOPIC_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid topic: use 1-64 letters, digits and "
+                         "_ . : / -, not starting with '-' or '.'")
+    return value
 
 
 def _check_name(value: str) -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name: use 1-20 lower-case letters, digits and "
             "dashes, starting with a letter"
@@ -70,6 +87,28 @@ def _check_subnet(value: str) -> str:
         raise ValueError(f"{value!r} is not an IPv4 subnet like 10.1.0.0/24 ({exc})") from None
     if net.prefixlen > 28:
         raise ValueError(f"{value!r} is too small: use /28 or larger")
+    return _check_ordinary(net, value)
+
+
+# Address blocks that mean something to every host's kernel: a lab there would capture
+# the host's own loopback, link-local or multicast traffic, or could not route at all.
+SPECIAL_BLOCKS = {
+    "0.0.0.0/8": "'this network' (0.0.0.0/8)",
+    "127.0.0.0/8": "loopback (127.0.0.0/8)",
+    "169.254.0.0/16": "link-local (169.254.0.0/16)",
+    "224.0.0.0/4": "multicast (224.0.0.0/4)",
+    "240.0.0.0/4": "reserved (240.0.0.0/4)",
+}
+
+
+def _check_ordinary(net: ipaddress.IPv4Network, value: str) -> str:
+    if net.prefixlen < 8:
+        raise ValueError(f"{value!r} is larger than a /8: a lab needs a private block such "
+                         "as 10.1.0.0/16")
+    for block, meaning in SPECIAL_BLOCKS.items():
+        if net.overlaps(ipaddress.IPv4Network(block)):
+            raise ValueError(f"{value!r} lies in {meaning}, which every host's kernel treats "
+                             "specially: use a private block such as 10.1.0.0/24")
     return value
 
 
@@ -164,10 +203,10 @@ class Lan(_Strict):
     @classmethod
     def _subnet(cls, value: str) -> str:
         try:
-            ipaddress.IPv4Network(value, strict=True)
+            net = ipaddress.IPv4Network(value, strict=True)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not an IPv4 subnet like 10.1.0.0/24 ({exc})") from None
-        return value
+        return _check_ordinary(net, value)
 
     @model_validator(mode="after")
     def _size(self) -> "Lan":
@@ -231,6 +270,8 @@ class NodeSpec(_Strict):
     connect: list[ConnectSpec] = Field(default_factory=list,
                                        description="one strategy or a list of them")
     topics: list[str] | None = Field(default=None, description="default: the scenario's topic")
+    _topics = field_validator("topics")(classmethod(
+        lambda cls, v: v if v is None else [_check_topic(t) for t in v]))
     link: LinkSpec | None = Field(default=None, description="overrides the LAN's link")
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
@@ -246,27 +287,27 @@ class NodeSpec(_Strict):
 
 
 class _Step(_Strict):
-    at: float | None = Field(default=None, ge=0, description="seconds after the timeline "
+    at: float | None = Field(default=None, ge=0, le=MAX_SECONDS, description="seconds after the timeline "
                              "starts: the step waits until then")
 
 
 class WaitReservation(_Step):
     wait: Literal["reservation"]
     nodes: list[str]
-    timeout: float = 30.0
+    timeout: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
 
 
 class WaitTopicPeers(_Step):
     wait: Literal["topic-peers"]
     nodes: list[str]
     min: int = 1
-    timeout: float = 30.0
+    timeout: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
 
 
 class _WaitPairs(_Step):
     between: tuple[str, str] | None = None
     pairs: list[tuple[str, str]] = Field(default_factory=list)
-    timeout: float = 30.0
+    timeout: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
     required: bool = Field(default=True, description="false: on timeout, just go on")
 
     @model_validator(mode="after")
@@ -305,6 +346,8 @@ class Publish(_Step):
     pattern: Literal["constant", "poisson", "burst"] = "constant"
     burst: int = Field(default=10, ge=1)
     topic: str | None = Field(default=None, description="default: the publisher's first topic")
+    _topic = field_validator("topic")(classmethod(
+        lambda cls, v: v if v is None else _check_topic(v)))
     name: str | None = Field(default=None, description="a flow name, for expectations "
                              "and stop-traffic")
 
@@ -314,7 +357,7 @@ class StopTraffic(_Step):
 
 
 class Sleep(_Step):
-    sleep: float = Field(ge=0)
+    sleep: float = Field(ge=0, le=MAX_SECONDS)
 
 
 class SetNat(_Step):
@@ -482,6 +525,7 @@ class Scenario(_Strict):
     description: str = ""
     seed: int = 1
     topic: str = "chat"
+    _topic = field_validator("topic")(classmethod(lambda cls, v: _check_topic(v)))
     impl: Literal["py", "rust"] = Field(default="py", description="the node implementation "
                                         "of every node that does not name its own")
     msg_id: Literal["origin-seq", "content"] = Field(
@@ -703,10 +747,17 @@ class Scenario(_Strict):
             explicit: list[str | DialTarget] = []
             for j, target in enumerate(n.dial):
                 if isinstance(target, str) and target.startswith("/"):
+                    problem = self._outside_lab(target)
+                    if problem:
+                        errors.append((("nodes", i, "dial", j), problem))
                     explicit.append(target)
                     continue
                 if isinstance(target, str):
                     target = DialTarget(node=target)
+                if target.node == n.name:
+                    errors.append((("nodes", i, "dial", j), f"{n.name!r} dials itself: "
+                                   "remove it from its own dial list"))
+                    continue
                 found = one(target.node, ("nodes", i, "dial", j), "any", all_names)
                 via = None
                 if target.via is not None:
@@ -722,6 +773,26 @@ class Scenario(_Strict):
         return self
 
     # -- checks on the expanded scenario -----------------------------------------
+    def _outside_lab(self, multiaddr: str) -> str | None:
+        """A literal multiaddr must point into the lab: it is sealed, and a dial to an
+        address it did not create would wait for a timeout at best."""
+        parts = multiaddr.split("/")
+        if len(parts) < 3 or parts[1] not in ("ip4", "ip6", "dns", "dns4", "dns6"):
+            return (f"{multiaddr!r} is not a multiaddr like /ip4/10.1.0.2/tcp/4001; "
+                    "name the node instead")
+        if parts[1] != "ip4":
+            return f"{multiaddr!r}: the lab is IPv4 with no names; dial /ip4/ADDRESS/... or the node's name"
+        try:
+            address = ipaddress.IPv4Address(parts[2])
+        except ValueError:
+            return f"{multiaddr!r}: {parts[2]!r} is not an IPv4 address"
+        nets = [ipaddress.IPv4Network(self.public.subnet)] + [
+            ipaddress.IPv4Network(lan.subnet) for lan in self.lans]
+        if not any(address in net for net in nets):
+            return (f"{multiaddr!r} points outside the lab (no subnet of the scenario holds "
+                    f"{address}): the lab is sealed; dial a lab address or the node's name")
+        return None
+
     @model_validator(mode="after")
     def _cross_references(self) -> "Scenario":
         errors: list[tuple[tuple[Any, ...], str]] = []
@@ -732,6 +803,21 @@ class Scenario(_Strict):
             errors.append((("lans",), f"{PUBLIC!r} is reserved for the public segment"))
         if LAB_EVENTS in [n.name for n in self.nodes]:
             errors.append((("nodes",), f"{LAB_EVENTS!r} is reserved for the lab's events"))
+        # Routers and carrier segments take their names from their LAN (plan.py): a
+        # node or LAN with one of those names would be two hosts with one name.
+        derived = {f"{lan.name}-{suffix}": (lan.name, what) for lan in self.lans
+                   for suffix, what in (("gw", "NAT router"), ("cgnat", "carrier NAT router"),
+                                        ("carrier", "carrier segment"))}
+        for node in self.nodes:
+            if node.name in derived:
+                lan, what = derived[node.name]
+                errors.append(((*node_loc(node.name), "name"), f"{node.name!r} is the name of "
+                               f"LAN {lan!r}'s {what}: rename the node"))
+        for lan in self.lans:
+            if lan.name in derived:
+                other, what = derived[lan.name]
+                errors.append(((*lan_loc(lan.name), "name"), f"{lan.name!r} is the name of "
+                               f"LAN {other!r}'s {what}: rename the LAN"))
         subnets = [(("public", "subnet"), ipaddress.IPv4Network(self.public.subnet), None)]
         subnets += [((*lan_loc(lan.name), "subnet"), ipaddress.IPv4Network(lan.subnet), lan)
                     for lan in self.lans]
@@ -903,46 +989,15 @@ class _CrossReferenceErrors(ValueError):
 
 # -- loading with line numbers --------------------------------------------------------
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Map every key path in a YAML document to its (1-based) line."""
-    index = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = path + (key.value,)
-            index[child] = key.start_mark.line + 1
-            index.update({k: v for k, v in _line_index(value, child).items() if k != child})
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            index.update(_line_index(value, path + (i,)))
-    return index
-
-
-def _line_for(index: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
-    loc = tuple(loc)
-    while loc and loc not in index:
-        loc = loc[:-1]
-    return index.get(loc, 1)
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(f"{source}{line}: not valid YAML: {problem}") from None
-    if not isinstance(data, dict) or root is None:
+        document = parse_yaml(text, source)
+    except YamlSourceError as exc:
+        raise ScenarioError(str(exc)) from None
+    data, root = document.data, document.root
+    if not isinstance(data, dict):
         raise ScenarioError(f"{source}:1: a scenario is a YAML mapping with name, nodes, ...")
-    index = _line_index(root)
+    index = line_index(root)
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
@@ -953,13 +1008,18 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
             cross = err.get("ctx", {}).get("error")
             if isinstance(cross, _CrossReferenceErrors):
                 for where, message in cross.errors:
-                    lines.append(f"{source}:{_line_for(index, where)}: {_field(where)}: {message}")
+                    lines.append(f"{source}:{line_for(index, where)}: {field_path(where)}: {message}")
                 continue
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = f"unknown field {loc[-1]!r}: remove it or check its spelling"
             elif err["type"] == "missing":
                 message = f"required field {loc[-1]!r} is missing"
+            elif err["type"] == "finite_number":
+                message = f"{err['input']!r} is not a finite number: give a plain number"
+            elif err["type"] in ("greater_than", "greater_than_equal", "less_than",
+                                 "less_than_equal"):
+                message = f"{err['input']!r} is out of range: {message[0].lower()}{message[1:]}"
             entries.append((loc, message, err["type"]))
         for loc, message, kind in entries:
             # A union (a name or a mapping) fails once per member: keep the member that
@@ -968,7 +1028,7 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
                     other[:len(loc)] == loc and other_kind != kind
                     for other, _, other_kind in entries if (other, other_kind) != (loc, kind)):
                 continue
-            lines.append(f"{source}:{_line_for(index, loc)}: {_field(loc)}: {message}")
+            lines.append(f"{source}:{line_for(index, loc)}: {field_path(loc)}: {message}")
         raise ScenarioError("\n".join(dict.fromkeys(lines))) from None
 
 
@@ -987,9 +1047,9 @@ def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def load_scenario(path: Path) -> Scenario:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read the scenario ({exc.strerror})") from None
+        text = read_text(path)
+    except YamlSourceError as exc:
+        raise ScenarioError(str(exc)) from None
     return parse_scenario(text, str(path))
 
 

@@ -678,11 +678,17 @@ impl Node {
                     return;
                 }
                 let seq = message.sequence_number;
+                // Pushed by a mesh peer, or from outside the mesh (an IWANT answer, a
+                // publisher's flood publish): how the message travelled.
+                let via_mesh = self.swarm.behaviour().gossipsub.as_ref()
+                    .map(|g| g.mesh_peers(&message.topic).any(|p| *p == propagation_source))
+                    .unwrap_or(false);
                 let fields = json!({
                     "msg_id": format!("{}/{}", origin.to_base58(), seq.map(|s| s.to_string()).unwrap_or_else(|| "None".into())),
                     "origin": origin.to_base58(), "seq": seq, "size": message.data.len(), "topic": message.topic.as_str(),
                     // The peer it came from (the origin, a mesh peer, or one answering IWANT).
                     "via_peer": propagation_source.to_base58(),
+                    "via_mesh": via_mesh,
                 });
                 self.emit("message_received", fields);
                 if !self.flags.no_stdin || self.flags.control.is_none() {
