@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from p2plab.files import write_atomic
 
 FIGURES: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("delivery ratio", lambda s: s["delivery"]["delivery_ratio"]),
@@ -69,9 +70,9 @@ def crosscheck(emulated: Path, simulated: Path, out: Path,
               "emulated_run": str(emulated), "simulated_run": str(simulated), "rows": rows,
               "network_only": network_only,
               "decomposition": decomposition(rows) if network_only else []}
-    (out / "crosscheck.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(out / "crosscheck.json", json.dumps(result, indent=2) + "\n")
     _plot(emu, sim, manifest, out / "crosscheck.png")
-    (out / "crosscheck.md").write_text(render(result))
+    write_atomic(out / "crosscheck.md", render(result))
     return result
 
 

@@ -21,6 +21,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from analysis.metrics import pair_key  # noqa: E402
 from topology.matrix import Cell, MatrixFile, theory  # noqa: E402
 from topology.nat import PRESETS, resolve  # noqa: E402
+from p2plab.files import write_atomic
 
 OUTCOMES = ("direct", "relayed", "failed")
 COLOURS = {"direct": "#2e9d4f", "relayed": "#e8a33d", "failed": "#c8453b"}
@@ -139,9 +140,9 @@ def write_matrix_report(out: Path, matrix: MatrixFile, rows: list[dict[str, Any]
     unexplained = [r for r in rows if not r["agrees"] and not r["known_cause"]]
     summary = {**meta, "figures": figures, "passed": not unexplained,
                "unexplained_disagreements": unexplained}
-    (out / "matrix.json").write_text(json.dumps({"summary": summary, "cells": rows}, indent=2))
+    write_atomic(out / "matrix.json", json.dumps({"summary": summary, "cells": rows}, indent=2))
     render_png(rows, presets, transports, out / "matrix.png", meta)
-    (out / "matrix.html").write_text(_html(rows, presets, transports, summary, out / "matrix.png"))
+    write_atomic(out / "matrix.html", _html(rows, presets, transports, summary, out / "matrix.png"))
     return summary
 
 

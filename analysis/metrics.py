@@ -17,11 +17,11 @@ from analysis.lab_state import LabState
 from p2plab.events import read_events
 
 
-def load_events(events_dir: Path) -> pd.DataFrame:
-    """All events of a run, one row each, sorted by time."""
+def load_events(events_dir: Path, torn: list[str] | None = None) -> pd.DataFrame:
+    """All events of a run, one row each, sorted by time (torn lines noted in ``torn``)."""
     rows: list[dict[str, Any]] = []
     for path in sorted(events_dir.glob("*.jsonl")):
-        rows.extend(read_events(path))
+        rows.extend(read_events(path, torn))
     if not rows:
         return pd.DataFrame(columns=["v", "t", "node", "type"])
     return pd.DataFrame(rows).sort_values("t", kind="stable").reset_index(drop=True)
@@ -375,12 +375,14 @@ def startup(events: pd.DataFrame, run_started: float | None,
 def summarize(events_dir: Path, until: float | None = None,
               run_started: float | None = None,
               spawned: dict[str, float] | None = None) -> dict[str, Any]:
-    events = load_events(events_dir)
+    torn: list[str] = []
+    events = load_events(events_dir, torn)
     nodes = node_table(events)
     pairs = connections(events, nodes, until)
     state = LabState.from_events(events)
     messages = message_outcomes(events, nodes, state)
     return {
+        "torn_lines": torn,
         "nodes": nodes,
         "delivery": delivery(events, messages),
         "arrivals": arrivals(messages),

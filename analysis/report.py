@@ -18,6 +18,7 @@ from analysis.tables import save_tables
 from topology.describe import picture_graph
 from topology.plan import build_plan
 from topology.scenario import load_scenario
+from p2plab.files import write_atomic
 
 
 def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
@@ -33,17 +34,32 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     probe_file = run_dir / "nat_probe.json"
     summary["nat_probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
     summary["backend"] = manifest.get("backend")
-    verdicts = check(scenario.expect, summary, manifest.get("timeline_error"))
+    interrupted = interruption(manifest)
+    verdicts = check(scenario.expect, summary,
+                     f"interrupted: {interrupted}" if interrupted else manifest.get("timeline_error"))
     summary["verdicts"] = [v.as_dict() for v in verdicts]
-    summary["passed"] = all(v.passed for v in verdicts)
+    summary["passed"] = not interrupted and all(v.passed for v in verdicts)
+    summary["interrupted"] = interrupted
+    summary["status"] = ("INTERRUPTED" if interrupted else
+                         "PASS" if summary["passed"] else "FAIL")
     summary["wall_time_s"] = (round(manifest["ended"] - manifest["started"], 2)
                               if "ended" in manifest and "started" in manifest else None)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     figures = render_plots(run_dir, manifest, summary, picture_graph(build_plan(scenario)))
-    (run_dir / "report.md").write_text(render_markdown(manifest, summary, verdicts, figures))
-    (run_dir / "report.html").write_text(render_html(run_dir, manifest, summary, verdicts,
+    write_atomic(run_dir / "report.md", render_markdown(manifest, summary, verdicts, figures))
+    write_atomic(run_dir / "report.html", render_html(run_dir, manifest, summary, verdicts,
                                                      figures, scenario.description))
     return summary, verdicts
+
+
+def interruption(manifest: dict[str, Any]) -> str | None:
+    """Why the run did not finish, or None. A run records its end in the manifest; one
+    without it was killed before it could (SIGKILL, power loss) or is still running."""
+    if manifest.get("interrupted"):
+        return str(manifest["interrupted"])
+    if "ended" not in manifest:
+        return "the run never recorded its end (killed, or still running)"
+    return None
 
 
 def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any],
@@ -148,7 +164,7 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
     d = summary["delivery"]
     lat = d["latency_ms"]
     out = [
-        f"# {manifest['scenario']}: {'PASS' if summary['passed'] else 'FAIL'}",
+        f"# {manifest['scenario']}: {summary['status']}",
         "",
         f"backend `{manifest['backend']}` · kernel `{manifest['kernel']}` · seed "
         f"{manifest['seed']} · p2plab {manifest['p2plab_version']} · wall time "
@@ -182,7 +198,10 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
         f"{d['reachable_deliveries']}/{d['reachable_expected']}",
         *arrival_lines(summary.get("arrivals") or {}),
         "",
-        "Eligible receivers are the topic's subscribers alive when a message went out.",
+        "Eligible receivers are the topic's subscribers alive when a message went out."
+        + (f" Event logs had {len(summary['torn_lines'])} torn line(s) (a process killed "
+           f"mid-write), read past: {', '.join(summary['torn_lines'][:5])}."
+           if summary.get("torn_lines") else ""),
         "",
         "## Connections at the end of the timeline",
         "",
@@ -311,7 +330,7 @@ def render_html(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any]
         f"<td>{'pass' if v.passed else 'FAIL'}</td></tr>" for v in verdicts)
     ratio = "n/a" if d["delivery_ratio"] is None else f"{d['delivery_ratio']:.4f}"
     headline = [
-        ("verdict", "PASS" if summary["passed"] else "FAIL"),
+        ("verdict", summary["status"]),
         ("delivery ratio", f"{ratio} ({d['deliveries']}/{d['deliveries_expected']})"),
         ("latency p50 / p99", f"{lat['p50']} / {lat['p99']} ms"),
         ("time to 90 % of subscribers (median)", f"{prop.get('t90_ms_median')} ms"),
@@ -328,7 +347,7 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:4px 8px;fo
 tr.pass td:last-child{{color:#2e7d32}}tr.fail td{{background:#fdecea}}
 .num{{display:inline-block;margin:0 1.5em 1em 0}}figure{{margin:1em 0}}img{{max-width:100%}}
 pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
-<h1>{html.escape(manifest['scenario'])}: {'PASS' if summary['passed'] else 'FAIL'}</h1>
+<h1>{html.escape(manifest['scenario'])}: {summary['status']}</h1>
 <p>{html.escape(description.strip())}</p>
 <p>backend {html.escape(str(manifest.get('backend')))} · kernel {html.escape(str(manifest.get('kernel')))}
  · seed {manifest.get('seed')} · p2plab {manifest.get('p2plab_version')}

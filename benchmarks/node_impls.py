@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from compose.rustnode import ensure_binary  # noqa: E402
 from node.identity import peer_id_for_seed  # noqa: E402
+from p2plab.control import send_command
 
 
 def free_port() -> int:
@@ -82,11 +83,7 @@ class Node:
         return t.user + t.system
 
     def send(self, command: dict[str, Any]) -> None:
-        fd = os.open(self.control, os.O_WRONLY | os.O_NONBLOCK)
-        try:
-            os.write(fd, (json.dumps(command) + "\n").encode())
-        finally:
-            os.close(fd)
+        send_command(self.control, command)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

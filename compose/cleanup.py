@@ -1,8 +1,11 @@
-"""Find and remove whatever a lab left behind, by name prefix.
+"""Find and remove whatever a lab left behind, run by run.
 
 Everything the netns backend makes lives inside namespaces named ``p2pl-<run>-...``
 (bridges and veths included, nothing is created in the host's own namespace), so
-killing their processes and deleting the namespaces removes it all.
+killing their processes and deleting the namespaces removes it all. Helper processes
+(link stages, echo servers, captures) carry their run in ``P2PLAB_RUN``; Docker
+objects in a label (compose/docker_backend.py). ``clean`` removes what belongs to runs
+that no live process owns (compose/ownership.py), never a run in progress.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
+
+import psutil
 
 from compose.backend import PREFIX
+from compose.ownership import run_id_of
 
 
 def lab_namespaces(prefix: str = PREFIX) -> list[str]:
@@ -51,10 +58,18 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
-def remove_namespaces(prefix: str = PREFIX) -> list[str]:
-    """Kill processes in, then delete, every namespace whose name starts with ``prefix``."""
+def remove_namespaces(prefix: str = PREFIX,
+                      spare: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Kill processes in, then delete, every namespace whose name starts with ``prefix``
+    and whose run is not in ``spare`` (names without a run id go only when nothing is
+    spared: ``clean --all``)."""
     removed = []
-    namespaces = lab_namespaces(prefix)
+    namespaces = []
+    for ns in lab_namespaces(prefix):
+        owner = run_id_of(ns, PREFIX)
+        if owner in spare or (owner is None and spare):
+            continue
+        namespaces.append(ns)
     for ns in namespaces:
         kill_namespace_processes(ns)
     # Node and router namespaces first, the fabric (bridges) last.
@@ -66,27 +81,56 @@ def remove_namespaces(prefix: str = PREFIX) -> list[str]:
 
 
 # Helpers the runner starts from the host inside lab namespaces (link stages, UDP
-# echoes): a Docker container's namespace dies with it, so find them by command line.
-HELPER_MODULES = ("compose.linkstage", "p2plab.linkcheck")
+# echoes, captures): a Docker container's namespace dies with it, but they do not.
+# Every process a run starts inherits P2PLAB_RUN (compose/runner.py).
+RUN_ENV = "P2PLAB_RUN"
 
 
-def helper_processes() -> list[tuple[int, str]]:
+def helper_processes(spare: frozenset[str] | set[str] = frozenset(),
+                     only: str | None = None) -> list[tuple[int, str]]:
     out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
+    ours = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid in ours:  # this process and whatever runs it (a suite, a test)
             continue
         try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
-        except OSError:
+            owner = proc.environ().get(RUN_ENV)
+        except (psutil.Error, OSError):
             continue
-        if any(f"-m {module} " in cmd for module in HELPER_MODULES):
-            out.append((int(pid), cmd.strip()))
+        if owner is None or owner in spare or (only is not None and owner != only):
+            continue
+        out.append((proc.pid, " ".join(proc.info["cmdline"] or [])))
     return out
 
 
-def kill_helpers() -> list[str]:
+def kill_helpers(spare: frozenset[str] | set[str] = frozenset(),
+                 only: str | None = None) -> list[str]:
     killed = []
-    for pid, cmd in helper_processes():
+    for pid, cmd in helper_processes(spare, only):
         _signal(pid, signal.SIGKILL)
         killed.append(f"process {pid} ({cmd[:60]})")
     return killed
+
+
+def clean(kept: bool = False, everything: bool = False) -> list[str]:
+    """Remove what runs without a live owner left: their helpers, namespaces, Docker
+    objects and records. Kept labs too with ``kept``; ``everything`` ignores owners."""
+    from compose import ownership
+    from compose.docker_backend import remove_docker_objects
+    from compose.kept import kept_labs, stop_captures, KEPT_DIR
+
+    records = ownership.records()
+    spare = set() if everything else ownership.protected_run_ids(include_kept=not kept)
+    removed = kill_helpers(spare) + remove_namespaces(spare=spare)
+    logs_dirs = {r.run_id: Path(r.run_dir) / "logs" for r in records}
+    removed += remove_docker_objects(spare=spare, logs_dirs=logs_dirs)
+    for lab in kept_labs():
+        if lab.run_id not in spare:
+            stop_captures(lab.capture_pids)
+            (KEPT_DIR / f"{lab.run_id}.json").unlink(missing_ok=True)
+            removed.append(f"kept record {lab.run_id}")
+    for record in records:
+        if record.run_id not in spare:
+            ownership.release(record.run_id)
+            removed.append(f"run record {record.run_id}")
+    return removed

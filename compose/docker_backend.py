@@ -20,16 +20,19 @@ import platform
 from concurrent.futures import ThreadPoolExecutor
 import shutil
 import subprocess
+import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from compose.backend import PREFIX, BackendError, rss_mb_of_pid
 from compose.images import IMAGE_PROGRAMS, ensure_image
+from compose.ownership import run_id_of
 from topology.plan import LabPlan, Programs
 
 PARALLEL = 6  # concurrent Docker API calls while building a lab
 LABEL = "p2plab"
-RUN_LABEL = "p2plab.run"
+RUN_LABEL = "p2plab.run"  # the run id: what `p2plab clean` decides ownership by
+ROLE_LABEL = "p2plab.role"  # node or router: a node's log is kept when its run is cleaned
 LAB_MOUNT = PurePosixPath("/lab")
 
 
@@ -82,8 +85,8 @@ class DockerBackend:
             "link_impairment": "none requested (no link shaping in this scenario)",
         }
 
-    def _labels(self) -> dict[str, str]:
-        return {LABEL: "1", RUN_LABEL: self.run_id}
+    def _labels(self, role: str | None = None) -> dict[str, str]:
+        return {LABEL: "1", RUN_LABEL: self.run_id, **({ROLE_LABEL: role} if role else {})}
 
     # -- networks -------------------------------------------------------------------
     def _create_network(self, segment: str) -> None:
@@ -120,6 +123,17 @@ class DockerBackend:
 
     # -- lifecycle ------------------------------------------------------------------
     def create(self, plan: LabPlan, run_dir: Path) -> None:
+        import docker
+
+        try:
+            self._create(plan, run_dir)
+        except docker.errors.DockerException as exc:
+            # An engine error (no space, a name in use, a daemon restart) is the
+            # environment's, not a bug: one line, and the run's folder keeps its logs.
+            detail = getattr(exc, "explanation", None) or str(exc)
+            raise BackendError(f"the Docker engine refused part of the lab: {detail}") from None
+
+    def _create(self, plan: LabPlan, run_dir: Path) -> None:
         self.plan = plan
         self.run_dir = run_dir
         for sub in ("events", "logs", "control", "routers", "probe"):
@@ -154,7 +168,8 @@ class DockerBackend:
         network = self.networks[segment]
         container = self.client.containers.create(
             self.image, command=command, name=f"{self.prefix}{name}", hostname=name,
-            labels=self._labels(), network=network.name,
+            labels=self._labels("router" if name in (self.plan.routers if self.plan else ())
+                                else "node"), network=network.name,
             networking_config={network.name: self.client.api.create_endpoint_config(
                 ipv4_address=ip)},
             volumes={str(self.run_dir.resolve()): {"bind": str(LAB_MOUNT), "mode": "rw"}},
@@ -271,7 +286,10 @@ class DockerBackend:
                                            (out or b"").decode(), (err or b"").decode())
 
     def destroy(self) -> None:
-        remove_docker_objects(self.client, run_id=self.run_id)
+        """Remove the run's objects, keeping each node's log if the node was never
+        stopped cleanly (an interrupted run)."""
+        logs = {self.run_id: self.run_dir / "logs"} if self.run_dir is not None else {}
+        remove_docker_objects(self.client, run_id=self.run_id, logs_dirs=logs)
 
 
 def bridge_rule(bridge: str, comment: str) -> list[str]:
@@ -284,7 +302,7 @@ def seal_bridge_commands(bridge: str, comment: str) -> tuple[list[str], list[str
     """Take the host's address off a lab bridge; let NAT'd traffic past Docker's
     isolation rules (which drop it when br_netfilter is loaded)."""
     return (["ip", "addr", "flush", "dev", bridge],
-            ["iptables", "-I", *bridge_rule(bridge, comment)])
+            ["iptables", "-w", "-I", *bridge_rule(bridge, comment)])
 
 
 def route_commands(gateway: Any, routes: tuple[tuple[str, str], ...]) -> list[list[str]]:
@@ -308,8 +326,15 @@ def _run(argv: list[str], check: bool = True) -> None:
         raise BackendError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
 
 
-def remove_docker_objects(client: Any = None, run_id: str | None = None) -> list[str]:
-    """Remove containers, networks and DOCKER-USER rules of one run, or of every run."""
+def remove_docker_objects(client: Any = None, run_id: str | None = None,
+                          spare: frozenset[str] | set[str] = frozenset(),
+                          logs_dirs: dict[str, Path] | None = None) -> list[str]:
+    """Remove the containers, networks and DOCKER-USER rules of one run (``run_id``), or
+    of every run not in ``spare``. A node container's log is saved first into
+    ``logs_dirs[run]/NAME.log`` when that file does not exist yet (a killed run's
+    results keep their logs). A container still being created when the run was
+    interrupted can appear after the first listing and hold a network: networks are
+    retried after listing the containers again."""
     import docker
 
     if client is None:
@@ -318,36 +343,75 @@ def remove_docker_objects(client: Any = None, run_id: str | None = None) -> list
             client.ping()
         except Exception:
             return []
-    selector = f"{RUN_LABEL}={run_id}" if run_id else LABEL
-    removed = []
-    for container in client.containers.list(all=True, sparse=True, filters={"label": selector}):
-        try:
-            container.remove(force=True, v=True)
-            removed.append(container.attrs["Names"][0].lstrip("/"))
-        except docker.errors.NotFound:
-            pass
-    for network in client.networks.list(filters={"label": selector}):
-        try:
-            network.remove()
-            removed.append(network.name)
-        except docker.errors.NotFound:
-            pass
+    selector = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
+    chosen = lambda labels: (labels or {}).get(RUN_LABEL) not in spare  # noqa: E731
+    removed: list[str] = []
+
+    def remove_containers() -> None:
+        for c in client.containers.list(all=True, sparse=True, filters={"label": selector}):
+            labels = c.attrs.get("Labels") or {}
+            if not chosen(labels):
+                continue
+            name = c.attrs["Names"][0].lstrip("/")
+            logs_dir = (logs_dirs or {}).get(labels.get(RUN_LABEL, ""))
+            if logs_dir is not None and labels.get(ROLE_LABEL) == "node":
+                _save_logs(c, logs_dir / f"{name.split('-', 2)[-1]}.log")
+            try:
+                c.remove(force=True, v=True)
+                removed.append(name)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:  # already being removed
+                if "in progress" not in str(exc):
+                    raise
+
+    remove_containers()
+    for attempt in range(10):
+        left = [n for n in client.networks.list(filters={"label": selector})
+                if chosen(n.attrs.get("Labels"))]
+        for network in left:
+            try:
+                network.remove()
+                removed.append(network.name)
+                left = [n for n in left if n.id != network.id]
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                pass  # a container still attached: listed again below
+        if not [n for n in client.networks.list(filters={"label": selector})
+                if chosen(n.attrs.get("Labels"))]:
+            break
+        time.sleep(0.5)
+        remove_containers()
     for volume in client.volumes.list(filters={"label": selector}):
-        volume.remove(force=True)
-        removed.append(volume.name)
-    prefix = f"{PREFIX}{run_id}-" if run_id else PREFIX
-    removed += _remove_user_rules(prefix)
+        if chosen(volume.attrs.get("Labels")):
+            volume.remove(force=True)
+            removed.append(volume.name)
+    removed += _remove_user_rules(run_id, spare)
     return removed
 
 
-def _remove_user_rules(prefix: str) -> list[str]:
+def _save_logs(container: Any, path: Path) -> None:
+    if path.exists() or not path.parent.is_dir():
+        return
+    try:
+        path.write_bytes(container.logs())
+    except Exception:  # the logs are a courtesy; removal must go on
+        pass
+
+
+def _remove_user_rules(run_id: str | None, spare: frozenset[str] | set[str]) -> list[str]:
     if shutil.which("iptables") is None:
         return []
-    listing = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True)
+    listing = subprocess.run(["iptables", "-w", "-S", "DOCKER-USER"], capture_output=True,
+                             text=True)
     removed = []
     for line in listing.stdout.splitlines():
-        if f'--comment {prefix}' in line or f'--comment "{prefix}' in line:
-            rule = line.replace("-A DOCKER-USER", "-D DOCKER-USER", 1)
-            subprocess.run(["sh", "-c", f"iptables {rule}"], capture_output=True)
-            removed.append(f"DOCKER-USER rule {rule.split('--comment')[-1].strip()}")
+        comment = line.split("--comment", 1)[-1].strip().strip('"') if "--comment" in line else ""
+        owner = run_id_of(comment, PREFIX)
+        if owner is None or owner in spare or (run_id is not None and owner != run_id):
+            continue
+        rule = line.replace("-A DOCKER-USER", "-D DOCKER-USER", 1)
+        subprocess.run(["sh", "-c", f"iptables -w {rule}"], capture_output=True)
+        removed.append(f"DOCKER-USER rule {comment}")
     return removed

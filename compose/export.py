@@ -59,7 +59,9 @@ def _host_script(plan: LabPlan) -> str:
 
 
 def compose_project(plan: LabPlan, tag: str) -> dict[str, Any]:
-    labels = {"p2plab": "1", "p2plab.run": f"export-{plan.scenario.name}"}
+    # Not the run labels: an exported lab belongs to its compose project, and `p2plab
+    # clean` (which selects by p2plab.run) must never remove it.
+    labels = {"p2plab.export": plan.scenario.name}
     networks = {
         segment: {
             "internal": True,

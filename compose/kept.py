@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from compose.backend import PREFIX, BackendError
+from p2plab.files import write_atomic
 
 KEPT_DIR = Path(os.environ.get("P2PLAB_STATE_DIR", "/run/p2plab")) / "kept"
 
@@ -30,7 +31,7 @@ class KeptLab:
     def save(self) -> Path:
         KEPT_DIR.mkdir(parents=True, exist_ok=True)
         path = KEPT_DIR / f"{self.run_id}.json"
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_atomic(path, json.dumps(asdict(self), indent=2))
         return path
 
     def exec_argv(self, host: str, argv: list[str]) -> list[str]:
@@ -73,23 +74,17 @@ def stop_captures(pids: list[int]) -> None:
 
 def down(lab: KeptLab) -> list[str]:
     """Tear a kept lab down and forget it."""
-    from compose.cleanup import remove_namespaces
+    from compose.cleanup import kill_helpers, remove_namespaces
     from compose.docker_backend import remove_docker_objects
+    from compose.ownership import release
 
     stop_captures(lab.capture_pids)
+    removed = kill_helpers(only=lab.run_id)
     if lab.backend == "netns":
-        removed = remove_namespaces(f"{PREFIX}{lab.run_id}-")
+        removed += remove_namespaces(f"{PREFIX}{lab.run_id}-")
     else:
-        removed = remove_docker_objects(run_id=lab.run_id)
+        removed += remove_docker_objects(run_id=lab.run_id,
+                                         logs_dirs={lab.run_id: Path(lab.run_dir) / "logs"})
     (KEPT_DIR / f"{lab.run_id}.json").unlink(missing_ok=True)
+    release(lab.run_id)
     return removed
-
-
-def forget_all() -> list[str]:
-    """For `p2plab clean`: stop every kept lab's captures and drop the records."""
-    names = []
-    for lab in kept_labs():
-        stop_captures(lab.capture_pids)
-        (KEPT_DIR / f"{lab.run_id}.json").unlink(missing_ok=True)
-        names.append(f"kept record {lab.run_id}")
-    return names

@@ -9,9 +9,12 @@ from typing import Any, Callable
 
 from analysis.matrix import cell_results, write_matrix_report
 from analysis.metrics import summarize
+from compose import ownership
 from compose.backend import make_backend
+from compose.ownership import RunRecord
 from compose.runner import execute, new_run_dir, new_run_id
 from topology.matrix import MatrixFile, lab_scenarios
+from topology.plan import build_plan
 
 
 def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results_root: Path,
@@ -34,8 +37,14 @@ def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results
         scenario_file = lab_dir / "scenario.yaml"
         scenario_file.write_text(json.dumps(scenario.model_dump(mode="json", by_alias=True,
                                                                 exclude_defaults=True)))
-        outcome = execute(scenario_file, scenario, backend, lab_id, lab_dir,
-                          lambda m: progress(f"  {m}"))
+        plan_subnets = [str(seg.subnet) for seg in build_plan(scenario).segments.values()]
+        ownership.claim(RunRecord(lab_id, backend_name, scenario.name, str(lab_dir),
+                                  subnets=plan_subnets))
+        try:
+            outcome = execute(scenario_file, scenario, backend, lab_id, lab_dir,
+                              lambda m: progress(f"  {m}"))
+        finally:
+            ownership.release(lab_id)
         summary = summarize(lab_dir / "events", until=outcome.timeline_end)
         rows += cell_results(cells, summary, lab_dir.name)
     manifest = json.loads((sorted((out / "labs").iterdir())[0] / "manifest.json").read_text())

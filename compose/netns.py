@@ -50,11 +50,15 @@ class NetnsBackend:
                               ("conntrack", "conntrack")):
             if shutil.which(tool) is None:
                 raise BackendError(f"{tool!r} is not installed: apt-get install {package}")
-        probe = f"{self.prefix}probe"
-        result = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BackendError(f"cannot create a network namespace: {result.stderr.strip()}")
-        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+        probe = f"{self.prefix}probe"  # carries the run id: `clean` finds a stray one
+        try:
+            result = subprocess.run(["ip", "netns", "add", probe], capture_output=True,
+                                    text=True)
+            if result.returncode != 0:
+                raise BackendError(
+                    f"cannot create a network namespace: {result.stderr.strip()}")
+        finally:
+            subprocess.run(["ip", "netns", "del", probe], capture_output=True)
 
     def programs(self) -> Programs:
         programs: dict[str, list[str]] = {"py": [self.python]}

@@ -14,6 +14,7 @@ import platform
 import secrets
 import select
 import signal
+from contextlib import contextmanager
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import p2plab
 from analysis.natcheck import declared_view, mismatches
@@ -33,9 +34,13 @@ from compose.cpu import CpuSampler
 from compose.host_limits import NeighbourLimits
 from compose.events_tail import EventTail
 from compose.fault_filters import FaultFilters
+from compose.cleanup import RUN_ENV
 from compose.kept import KeptLab
 from compose.links import LinkShaper
+from compose.ownership import RunRecord
+from p2plab.control import ControlError, send_command
 from p2plab.events import EventWriter
+from p2plab.files import write_atomic
 from topology import traffic
 from topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
 from topology.scenario import (
@@ -85,10 +90,22 @@ def new_run_id() -> str:
     return secrets.token_hex(3)
 
 
+class ResultsFolderError(ValueError):
+    """The results folder cannot be written: a usage error (exit 2), found before any
+    lab object is made."""
+
+
 def new_run_dir(results_root: Path, scenario: Scenario, run_id: str) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     run_dir = results_root / f"{scenario.name}-{stamp}-{run_id}"
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+        for sub in ("events", "logs", "control"):
+            (run_dir / sub).mkdir()
+    except OSError as exc:
+        raise ResultsFolderError(
+            f"cannot write results into {results_root} ({exc.strerror}): choose a folder "
+            "you can write with --results") from None
     return run_dir
 
 
@@ -110,7 +127,7 @@ def provenance(scenario: Scenario, run_id: str) -> dict[str, Any]:
 def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Backend,
                    run_id: str, **extra: Any) -> None:
     """Record everything that produced this result, so it can be reproduced."""
-    (run_dir / "scenario.yaml").write_text(scenario_text)
+    write_atomic(run_dir / "scenario.yaml", scenario_text)
     manifest = {
         **provenance(plan.scenario, run_id),
         **backend.describe(),
@@ -130,7 +147,7 @@ def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Ba
     path = run_dir / "manifest.json"
     if path.exists():
         manifest = {**json.loads(path.read_text()), **manifest}
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomic(path, json.dumps(manifest, indent=2) + "\n")
 
 
 class Runner:
@@ -162,20 +179,10 @@ class Runner:
     # -- commands ------------------------------------------------------------------
     def send(self, node: str, command: dict[str, Any]) -> None:
         """Write one command line into the node's FIFO (the node holds it open)."""
-        path = self.run_dir / "control" / f"{node}.fifo"
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.ENXIO, errno.ENOENT) or time.monotonic() > deadline:
-                    raise StepFailed(f"cannot reach {node}'s control FIFO: {exc}") from None
-                time.sleep(POLL_S)
         try:
-            os.write(fd, (json.dumps(command) + "\n").encode())
-        finally:
-            os.close(fd)
+            send_command(self.run_dir / "control" / f"{node}.fifo", command)
+        except ControlError as exc:
+            raise StepFailed(f"cannot reach {node}: {exc}") from None
 
     # -- waiting -------------------------------------------------------------------
     def wait_until(self, what: str, condition: Callable[[], bool], timeout: float) -> None:
@@ -463,7 +470,7 @@ class Runner:
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(check, checks))
         rows.sort(key=lambda r: r["pair"])
-        (self.run_dir / "link_rtt.json").write_text(json.dumps(
+        write_atomic(self.run_dir / "link_rtt.json", json.dumps(
             {"mechanism": self.links.mechanism, "pairs": rows}, indent=2) + "\n")
 
     def probe_nats(self) -> dict[str, Any]:
@@ -502,7 +509,7 @@ class Runner:
             t.start()
         for t in threads:
             t.join()
-        (self.run_dir / "nat_probe.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_atomic(self.run_dir / "nat_probe.json", json.dumps(results, indent=2) + "\n")
         for lan, r in results.items():
             if not r["matches"]:
                 self.progress(f"NAT of {lan} does not behave as declared: "
@@ -563,19 +570,50 @@ class Runner:
         return RunOutcome(self.run_dir, error, timeline_end)
 
 
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal; teardown still runs to the end."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+# SIGHUP: a closed terminal or a lost SSH session stops a run like Ctrl-C does.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Teardown that no further SIGINT, SIGTERM or SIGHUP may cut short."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
             run_id: str, run_dir: Path, progress: Callable[[str], None],
             probe: bool | None = None, keep: bool = False,
-            capture: bool = False) -> RunOutcome:
+            capture: bool = False, record: RunRecord | None = None) -> RunOutcome:
     """Create the lab, run the timeline, and tear down: always, except that ``keep``
-    leaves a lab whose timeline ended up and running (recorded for exec and down)."""
+    leaves a lab whose timeline ended up and running (recorded for exec and down).
+
+    The first SIGINT, SIGTERM or SIGHUP stops the run; from then on until teardown is
+    complete every further one is ignored, so a second Ctrl-C cannot cut teardown short.
+    The manifest records the end either way: ``ended`` and, if stopped, ``interrupted``
+    (the report then says INTERRUPTED, never PASS)."""
     plan = build_plan(scenario, probing=probe)
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
                    scenario_file=str(scenario_path))
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in STOP_SIGNALS}
+    os.environ[RUN_ENV] = run_id  # every helper process inherits its owner run
     runner = Runner(plan, backend, run_dir, progress, capture=capture)
     started = time.time()
     kept = False
+    interrupted: str | None = None
+    outcome = RunOutcome(run_dir, "the run stopped before its timeline ended", started)
     # The host's ARP table is shared by every namespace: a big lab needs it bigger.
     limits = NeighbourLimits(plan.neighbour_entries())
     try:
@@ -588,26 +626,39 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
             KeptLab(run_id, backend.name, str(run_dir), hosts,
                     [p.pid for p in [*runner.captures.values(),
                                      *runner.links.stages.values()]]).save()
+            if record is not None:
+                record.kept = True
+                record.save()
             kept = True
             progress(f"lab kept up (run id {run_id}): p2plab exec HOST -- sh; p2plab down")
+    except KeyboardInterrupt as exc:
+        named = str(exc.args[0]) if exc.args else ""
+        interrupted = (exc.signame if isinstance(exc, Interrupted)
+                       else named if named.startswith("SIG") else "SIGINT")
+        raise
     finally:
-        if not kept:
-            # A second Ctrl-C must not cut teardown short.
-            sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                runner.stop_captures()
-                runner.stop_nodes()
-            finally:
-                backend.destroy()
-                limits.restore()
-                signal.signal(signal.SIGINT, sigint)
-        signal.signal(signal.SIGTERM, previous)
-    write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
-                   started=started, timeline_end=outcome.timeline_end,
-                   ended=time.time(), timeline_error=outcome.timeline_error,
-                   node_spawned=runner.spawned, node_rss_mb=runner.rss_mb, steps=runner.steps,
-                   link_shaping=runner.links.describe(),
-                   implementations=runner.implementations(), host_limits=limits.describe())
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            if not kept:
+                try:
+                    runner.stop_captures()
+                    runner.stop_nodes()
+                finally:
+                    backend.destroy()
+                    limits.restore()
+            write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
+                           started=started, timeline_end=outcome.timeline_end,
+                           ended=time.time(), timeline_error=outcome.timeline_error,
+                           interrupted=interrupted,
+                           node_spawned=runner.spawned, node_rss_mb=runner.rss_mb,
+                           steps=runner.steps, link_shaping=runner.links.describe(),
+                           implementations=runner.implementations(),
+                           host_limits=limits.describe())
+        finally:
+            os.environ.pop(RUN_ENV, None)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return outcome
 
 
@@ -619,4 +670,4 @@ def _names(nodes: list[str], limit: int = 6) -> str:
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Interrupted(signal.Signals(signum).name)

@@ -9,8 +9,10 @@ from typing import Any, Callable
 
 from analysis.expectations import Verdict
 from analysis.report import build_report
+from compose import ownership
 from compose.backend import BackendError, make_backend
-from compose.runner import execute, new_run_dir, new_run_id
+from compose.ownership import RunRecord
+from compose.runner import execute, new_run_dir, new_run_id, signals_ignored
 from topology.plan import build_plan
 from topology.scenario import load_scenario
 
@@ -36,22 +38,67 @@ def run_scenario(path: Path, backend_name: str, results: Path,
     if backend_name == "sim":
         return _simulate(path, scenario, results, progress)
     check_emulation_size(scenario, backend_name)
-    build_plan(scenario)  # address-plan errors surface before anything is made
+    plan = build_plan(scenario)  # address-plan errors surface before anything is made
     run_id = new_run_id()
     backend = make_backend(backend_name, run_id, log=progress)
-    backend.check_environment()
-    run_dir = new_run_dir(results, scenario, run_id)
-    progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
     try:
+        backend.check_environment()  # may make and remove a probe namespace
+    except KeyboardInterrupt:
+        with signals_ignored():  # a second Ctrl-C must not leave the probe behind
+            backend.destroy()
+        raise
+    subnets = [str(seg.subnet) for seg in plan.segments.values()]
+    check_host_routes(backend_name, subnets)
+    run_dir = new_run_dir(results, scenario, run_id)
+    record: RunRecord | None = None
+    try:
+        # Registered before anything is made: `p2plab clean` elsewhere spares this run.
+        record = ownership.claim(RunRecord(run_id, backend_name, scenario.name, str(run_dir),
+                                           subnets=subnets))
+        progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
         execute(path, scenario, backend, run_id, run_dir, progress, probe=probe, keep=keep,
-                capture=capture)
-    except BackendError:
-        # The lab could not be built: no node ever ran, so there are no results to keep.
-        if not any((run_dir / "events").glob("*.jsonl")):
+                capture=capture, record=record)
+    except KeyboardInterrupt:
+        if record is not None:
+            _report_partial(run_dir, progress)
+        else:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    except BackendError:
+        # The lab could not be built: with no event and no log there is nothing to
+        # keep; otherwise the folder stays, since the message may point into it.
+        if not any(p.is_file() for sub in ("events", "logs")
+                   for p in (run_dir / sub).glob("*")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        if record is None or not record.kept:
+            ownership.release(run_id)
     summary, verdicts = build_report(run_dir)
     return RunResult(scenario.name, run_dir, summary, verdicts)
+
+
+def _report_partial(run_dir: Path, progress: Callable[[str], None]) -> None:
+    """An interrupted run still gets its report (status INTERRUPTED) from what it has."""
+    try:
+        build_report(run_dir)
+        progress(f"interrupted; partial results in {run_dir}/report.md")
+    except Exception as exc:  # nothing to analyse yet: the folder still has the logs
+        progress(f"interrupted before there was anything to report ({exc})")
+
+
+def check_host_routes(backend_name: str, subnets: list[str]) -> None:
+    """The Docker backend puts bridges in the host's own network namespace: a lab subnet
+    that overlaps one of the host's routes (its LAN, a VPN, another bridge) would
+    capture the host's traffic to it. Network namespaces have their own routes."""
+    if backend_name != "docker":
+        return
+    clash = ownership.host_route_overlaps(subnets)
+    if clash:
+        subnet, route, dev = clash
+        raise BackendError(f"subnet {subnet} overlaps the host's route {route} (dev {dev}): "
+                           "give the scenario a subnet this machine does not use, or run it "
+                           "with --backend netns")
 
 
 # About 87 MB and 1 s of CPU per py-libp2p node: beyond this an emulated lab does not

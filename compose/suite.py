@@ -16,9 +16,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.junit import write_junit
 from compose.backend import BackendError
+from compose.runner import ResultsFolderError
 from compose.session import run_scenario
 from topology.matrix import is_matrix_file
 from topology.scenario import ScenarioError, find_scenario
+from p2plab.files import write_atomic
 
 
 def default_suite(scenarios_dir: Path, items: list[str]) -> list[Path]:
@@ -45,7 +47,11 @@ def default_suite(scenarios_dir: Path, items: list[str]) -> list[Path]:
 
 def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None) -> int:
     console = Console(stderr=True)
-    results.mkdir(parents=True, exist_ok=True)
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsFolderError(f"cannot write results into {results} ({exc.strerror}): "
+                                 "choose a folder you can write with --results") from None
     runs: list[dict[str, Any]] = []
     started = time.time()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
@@ -55,6 +61,7 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
             progress.update(task, description=f"{path.stem} on {backend}")
             note = lambda m, name=path.stem: progress.console.print(f"[dim]{name}: {m}")  # noqa: E731
             entry: dict[str, Any] = {"scenario": path.stem, "file": str(path)}
+            interrupted = False
             try:
                 result = run_scenario(path, backend, results, note)
                 entry.update(run_dir=str(result.run_dir), passed=result.passed,
@@ -62,6 +69,10 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
                              verdicts=[v.as_dict() for v in result.verdicts], error=None)
             except (ScenarioError, BackendError, ValueError) as exc:
                 entry.update(passed=False, verdicts=[], error=str(exc), wall_time_s=0)
+            except KeyboardInterrupt:  # the scenario tore its lab down; stop the suite
+                entry.update(passed=False, verdicts=[], wall_time_s=0,
+                             error="interrupted (SIGINT, SIGTERM or SIGHUP)")
+                interrupted = True
             except Exception as exc:  # a bug in p2plab: report it and go on with the suite
                 entry.update(passed=False, verdicts=[], wall_time_s=0,
                              error=f"internal error: {type(exc).__name__}: {exc}")
@@ -70,6 +81,8 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
             progress.console.print(f"{mark}[/] {path.stem} ({entry['wall_time_s']} s)"
                                    + (f": {entry['error']}" if entry["error"] else ""))
             progress.advance(task)
+            if interrupted:
+                break
     passed = sum(v["passed"] for r in runs for v in r["verdicts"])
     failed = sum(not v["passed"] for r in runs for v in r["verdicts"]) + sum(
         1 for r in runs if r["error"])
@@ -77,13 +90,17 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
     summary = {"backend": backend, "wall_time_s": round(time.time() - started, 1),
                "scenarios": len(runs), "expectations_passed": passed,
                "expectations_failed": failed, "runs": runs}
-    (results / "suite.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(results / "suite.json", json.dumps(summary, indent=2) + "\n")
     lines = ["| scenario | verdict | wall time (s) | failed expectations |", "|---|---|---|---|"]
     for r in runs:
         bad = "; ".join(v["name"] for v in r["verdicts"] if not v["passed"]) or r["error"] or "-"
         lines.append(f"| {r['scenario']} | {'PASS' if r['passed'] else 'FAIL'} | "
                      f"{r['wall_time_s']} | {bad} |")
-    (results / "suite.md").write_text("\n".join(lines) + "\n")
+    write_atomic(results / "suite.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
-    print(f"suite: {passed} passed, {failed} failed")
+    print(f"suite: {passed} passed, {failed} failed"
+          + (f", interrupted after {len(runs)} of {len(paths)} scenarios"
+             if any(r["error"] and r["error"].startswith("interrupted") for r in runs) else ""))
+    if any(r["error"] and r["error"].startswith("interrupted") for r in runs):
+        return 130
     return 0 if failed == 0 else 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,10 @@ SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
 
 def _progress(message: str, start: float = time.monotonic()) -> None:
     print(f"[{time.monotonic() - start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# A run that passed, failed an expectation, or was interrupted (as a shell reports SIGINT).
+EXIT_CODES = {"PASS": 0, "FAIL": 1, "INTERRUPTED": 130}
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -151,7 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except BackendError as exc:
         return _fail(f"{exc}\n(nothing of the lab is left running)")
     except KeyboardInterrupt:
-        return _fail("interrupted; the lab was torn down (partial results kept)", 130)
+        return _fail("interrupted; the lab was torn down (partial results kept, "
+                     "marked INTERRUPTED)", EXIT_CODES["INTERRUPTED"])
     for v in result.verdicts:
         print(f"  {'pass' if v.passed else 'FAIL'}  {v.name}: expected {v.expected}, "
               f"observed {v.observed}")
@@ -190,8 +196,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (run_dir / "manifest.json").exists():
         return _fail(f"{run_dir} is not a results folder (no manifest.json)")
     summary, _ = build_report(run_dir)
-    print(f"{run_dir}/report.md: {'PASS' if summary['passed'] else 'FAIL'}")
-    return 0 if summary["passed"] else 1
+    print(f"{run_dir}/report.md: {summary['status']}")
+    return EXIT_CODES[summary["status"]]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -230,9 +236,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
     try:
         paths = default_suite(SCENARIOS_DIR, args.scenarios)
-    except ScenarioError as exc:
+        return run_suite(paths, args.backend, Path(args.results),
+                         Path(args.junit) if args.junit else None)
+    except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
-    return run_suite(paths, args.backend, Path(args.results), Path(args.junit) if args.junit else None)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -263,12 +270,16 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from compose.cleanup import kill_helpers, remove_namespaces
-    from compose.docker_backend import remove_docker_objects
-    from compose.kept import forget_all
+    from compose.cleanup import clean
 
-    removed = forget_all() + kill_helpers() + remove_namespaces() + remove_docker_objects()
+    removed = clean(kept=args.kept or args.all, everything=args.all)
     print(f"removed {len(removed)} lab objects" + (f": {' '.join(removed)}" if removed else ""))
+    if not args.all:
+        from compose import ownership
+
+        live = [r for r in ownership.records() if r.live]
+        for r in live:
+            print(f"left alone: {r.describe()}")
     return 0
 
 
@@ -339,10 +350,24 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument("--results", default="results/suite")
     suite.add_argument("--junit", default=None, help="JUnit XML path (default: RESULTS/junit.xml)")
     suite.set_defaults(func=cmd_suite)
-    clean = sub.add_parser("clean", help="remove everything any lab run left behind")
+    clean = sub.add_parser("clean", help="remove what interrupted or killed runs left "
+                           "behind (never a run in progress, nor a kept lab)")
+    clean.add_argument("--kept", action="store_true",
+                       help="also tear down kept labs (p2plab run --keep)")
+    clean.add_argument("--all", action="store_true",
+                       help="remove every p2plab lab object on this machine, even of runs "
+                            "in progress (exported compose labs are never touched)")
     clean.set_defaults(func=cmd_clean)
     args = parser.parse_args(argv)
+    # A closed terminal (SIGHUP) or a polite kill (SIGTERM) stops p2plab as Ctrl-C does:
+    # whatever it made is torn down on the way out.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     return int(args.func(args))
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 if __name__ == "__main__":

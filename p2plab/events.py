@@ -88,21 +88,43 @@ class EventWriter:
         self._stream.close()
 
 
-def read_events(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield validated events from one log; a torn last line (killed node) is skipped."""
-    with open(path, encoding="utf-8") as fh:
+def read_events(path: Path, torn: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield validated events from one log, reading past torn lines.
+
+    A writer killed mid-line leaves a fragment; if the node was restarted, its next
+    event is appended to that fragment on the same line. Such a line yields the
+    complete event at its end (if any) and the fragment is dropped; each one is noted
+    in ``torn`` (file:line) so the report can say so. A line that parses but breaks the
+    schema is a producer's bug, not tearing, and still raises."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
         lines = fh.readlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             event = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines) and not line.endswith("\n"):
-                return
-            raise EventFormatError(f"{path}:{number}: not JSON: {exc}") from exc
+        except json.JSONDecodeError:
+            if torn is not None:
+                torn.append(f"{path.name}:{number}")
+            event = _complete_tail(line)
+            if event is None:
+                continue
+        if not isinstance(event, dict):
+            raise EventFormatError(f"{path}:{number}: not an event object")
         try:
             validate_event(event)
         except EventFormatError as exc:
             raise EventFormatError(f"{path}:{number}: {exc}") from exc
         yield event
+
+
+def _complete_tail(line: str) -> dict[str, Any] | None:
+    """The last whole event on a line that starts with a torn fragment."""
+    start = line.rfind('{"v":')
+    while start > 0:
+        try:
+            event = json.loads(line[start:])
+            return event if isinstance(event, dict) else None
+        except json.JSONDecodeError:
+            start = line.rfind('{"v":', 0, start)
+    return None

@@ -14,13 +14,18 @@ Every lab the fixture starts is torn down when the test ends, pass or fail.
 
 from __future__ import annotations
 
+import os
+
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
+from compose import ownership
 from compose.backend import make_backend
+from compose.cleanup import RUN_ENV
+from compose.ownership import RunRecord
 from compose.runner import Runner, new_run_dir, new_run_id
 from topology.plan import LabPlan, build_plan
 from topology.scenario import find_scenario, load_scenario
@@ -34,10 +39,14 @@ class Lab:
     def __init__(self, scenario: str, backend: str, results: Path, probe: bool = False) -> None:
         path = find_scenario(scenario, SCENARIOS_DIR)
         self.plan: LabPlan = build_plan(load_scenario(path), probing=probe or None)
-        run_id = new_run_id()
+        self.run_id = run_id = new_run_id()
         self.backend = make_backend(backend, run_id)
         self.backend.check_environment()
         self.run_dir = new_run_dir(results, self.plan.scenario, run_id)
+        # Owned like any run: `p2plab clean` elsewhere leaves it alone while we live.
+        ownership.claim(RunRecord(run_id, backend, self.plan.scenario.name, str(self.run_dir),
+                                  subnets=[str(s.subnet) for s in self.plan.segments.values()]))
+        os.environ[RUN_ENV] = run_id
         self.runner = Runner(self.plan, self.backend, self.run_dir)
         try:
             self.backend.create(self.plan, self.run_dir)
@@ -73,7 +82,11 @@ class Lab:
         try:
             self.runner.stop_nodes()
         finally:
-            self.backend.destroy()
+            try:
+                self.backend.destroy()
+            finally:
+                os.environ.pop(RUN_ENV, None)
+                ownership.release(self.run_id)
 
 
 @pytest.fixture

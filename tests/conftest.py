@@ -50,28 +50,51 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs root and a Docker engine"))
 
 
-def node_processes() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "python.* -m node --name|p2plab-node-rs --name"],
+def node_processes(spare: set[str]) -> list[str]:
+    import psutil
+
+    from compose.cleanup import RUN_ENV
+
+    out = subprocess.run(["pgrep", "-f", "python.* -m node --name|p2plab-node-rs --name"],
                          capture_output=True, text=True)
-    return out.stdout.splitlines()
+    found = []
+    for pid in out.stdout.split():
+        try:
+            proc = psutil.Process(int(pid))
+            if proc.environ().get(RUN_ENV) in spare:
+                continue
+            found.append(f"{pid} {' '.join(proc.cmdline())[:80]}")
+        except psutil.Error:
+            continue
+    return found
 
 
 def leftovers() -> list[str]:
-    """Everything of p2plab still on the machine: namespaces, containers, networks, rules."""
+    """Everything of p2plab still on the machine that no live run owns: namespaces,
+    processes, containers, networks, rules. Runs of others (a concurrent CI job, a kept
+    lab is not one) are theirs: only what belongs to no live owner is a leftover."""
+    from compose.backend import PREFIX
     from compose.cleanup import helper_processes, lab_namespaces
+    from compose.docker_backend import RUN_LABEL
+    from compose.ownership import protected_run_ids, run_id_of
 
-    found = [f"namespace {n}" for n in lab_namespaces()]
-    found += [f"process {p}" for p in node_processes()]
-    found += [f"helper {pid} {cmd[:60]}" for pid, cmd in helper_processes()]
+    spare = protected_run_ids(include_kept=False)
+    found = [f"namespace {n}" for n in lab_namespaces() if run_id_of(n, PREFIX) not in spare]
+    found += [f"process {p}" for p in node_processes(spare)]
+    found += [f"helper {pid} {cmd[:60]}" for pid, cmd in helper_processes(spare)]
     if shutil.which("docker") and _docker_ok():
         import docker
 
         client = docker.from_env()
         found += [f"container {c.attrs['Names'][0].lstrip('/')}" for c in  # sparse: no race
-                  client.containers.list(all=True, sparse=True, filters={"label": "p2plab"})]
-        found += [f"network {n.name}" for n in client.networks.list(filters={"label": "p2plab"})]
-        rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True)
-        found += [f"rule {r}" for r in rules.stdout.splitlines() if "p2pl-" in r]
+                  client.containers.list(all=True, sparse=True, filters={"label": RUN_LABEL})
+                  if (c.attrs.get("Labels") or {}).get(RUN_LABEL) not in spare]
+        found += [f"network {n.name}" for n in client.networks.list(filters={"label": RUN_LABEL})
+                  if (n.attrs.get("Labels") or {}).get(RUN_LABEL) not in spare]
+        rules = subprocess.run(["iptables", "-w", "-S", "DOCKER-USER"], capture_output=True,
+                               text=True)
+        found += [f"rule {r}" for r in rules.stdout.splitlines() if "p2pl-" in r and
+                  run_id_of(r.split("--comment", 1)[-1].strip().strip('"'), PREFIX) not in spare]
     return found
 
 

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from p2plab.control import send_command
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -71,11 +73,7 @@ class NodeProcess:
         return self.of("node_started")[0]
 
     def send(self, command: dict[str, Any]) -> None:
-        fd = os.open(self.control, os.O_WRONLY | os.O_NONBLOCK)
-        try:
-            os.write(fd, (json.dumps(command) + "\n").encode())
-        finally:
-            os.close(fd)
+        send_command(self.control, command)
 
     def stop(self, timeout: float = 5) -> float:
         """SIGTERM; return how long the node took to exit."""

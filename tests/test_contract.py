@@ -138,6 +138,27 @@ def test_quit_command_and_key_file(tmp_path: Path, impl: str) -> None:
         node.stop()
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_command_longer_than_a_pipe(tmp_path: Path, impl: str) -> None:
+    """A pipe holds 64 KiB; a publish schedule can be far longer. The whole line must
+    arrive (written as the node reads) and the commands after it still work."""
+    node = NodeProcess(tmp_path, "long", *LO, "--port", str(free_port()), impl=impl)
+    try:
+        node.started()
+        offsets = [3600 + i / 1000 for i in range(40_000)]  # ~0.4 MB of JSON, never due
+        node.send({"cmd": "publish", "count": len(offsets), "size": 10, "rate": 1,
+                   "offsets": offsets, "flow": "long"})
+        node.send({"cmd": "stop-traffic", "flow": "long"})
+        node.wait_for("both commands", lambda n: len(n.of("command")) >= 2)
+        outcomes = {e["cmd"]: e["outcome"] for e in node.of("command")}
+        assert outcomes == {"publish": "ok", "stop-traffic": "ok"}, node.of("command")
+        node.send({"cmd": "quit"})
+        node.proc.wait(10)
+        assert node.proc.returncode == 0
+    finally:
+        node.stop()
+
+
 # The hub is rust: py-libp2p 0.8.1 as a hub with D=1 sends no IHAVE in this setup (its
 # event-driven GRAFTs and IDONTWANT bookkeeping are not the spec's); see the README.
 @pytest.mark.parametrize("publisher, receiver", [("py", "py"), ("py", "rust"), ("rust", "py")])

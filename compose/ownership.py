@@ -1,0 +1,176 @@
+"""Which run owns what, so that cleaning up after one run never touches another.
+
+Every run registers itself (``/run/p2plab/runs/RUN_ID.json``) before it creates
+anything: its owner process (pid and start time, so a recycled pid is not mistaken for
+it), backend, scenario, results folder and the subnets it uses. Everything the run
+creates carries its run id (namespace names, Docker labels, firewall rule comments,
+helper command lines), and the record goes when the run has torn down.
+
+A run is *live* while its owner process exists; a *kept* lab (``--keep``) belongs to
+nobody until ``p2plab down``; anything else carrying a run id is an orphan (its owner
+was killed, or the machine rebooted), and ``p2plab clean`` removes only those.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from p2plab.files import write_atomic
+
+STATE_DIR = Path(os.environ.get("P2PLAB_STATE_DIR", "/run/p2plab"))
+RUNS_DIR = STATE_DIR / "runs"
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    backend: str
+    scenario: str
+    run_dir: str
+    subnets: list[str] = field(default_factory=list)
+    owner_pid: int = field(default_factory=os.getpid)
+    owner_started: float = field(default_factory=lambda: psutil.Process().create_time())
+    created: float = field(default_factory=time.time)
+    kept: bool = False
+
+    @property
+    def path(self) -> Path:
+        return RUNS_DIR / f"{self.run_id}.json"
+
+    def save(self) -> None:
+        RUNS_DIR.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, json.dumps(asdict(self), indent=2) + "\n")
+
+    def owner_alive(self) -> bool:
+        try:
+            return abs(psutil.Process(self.owner_pid).create_time() - self.owner_started) < 1.0
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+    @property
+    def live(self) -> bool:
+        return self.kept or self.owner_alive()
+
+    def describe(self) -> str:
+        owner = "kept lab (p2plab down)" if self.kept else f"owner pid {self.owner_pid}"
+        return (f"run {self.run_id} ({self.scenario} on {self.backend}, {owner}, "
+                f"results in {self.run_dir})")
+
+
+def register(record: RunRecord) -> RunRecord:
+    record.save()
+    return record
+
+
+def release(run_id: str) -> None:
+    (RUNS_DIR / f"{run_id}.json").unlink(missing_ok=True)
+
+
+def records() -> list[RunRecord]:
+    if not RUNS_DIR.exists():
+        return []
+    out = []
+    for path in sorted(RUNS_DIR.glob("*.json")):
+        try:
+            out.append(RunRecord(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):
+            path.unlink(missing_ok=True)  # torn or foreign: it protects nothing
+    return out
+
+
+def protected_run_ids(include_kept: bool = True) -> set[str]:
+    """Runs whose objects ``p2plab clean`` must leave alone: live owners, and kept labs
+    unless ``include_kept`` is False (``clean --kept``)."""
+    return {r.run_id for r in records()
+            if r.owner_alive() or (r.kept and include_kept)}
+
+
+def forget_dead() -> list[str]:
+    """Drop the records of runs whose owner is gone (not kept labs)."""
+    gone = []
+    for r in records():
+        if not r.kept and not r.owner_alive():
+            release(r.run_id)
+            gone.append(f"record of run {r.run_id}")
+    return gone
+
+
+def overlapping_run(backend: str, subnets: list[str], run_id: str) -> RunRecord | None:
+    """A live run on the same backend whose subnets overlap ours. Docker networks (and
+    the host bridges behind them) share one address space per machine; network
+    namespaces do not, so two netns runs of one scenario never collide."""
+    if backend != "docker":
+        return None
+    ours = [ipaddress.IPv4Network(s) for s in subnets]
+    for other in records():
+        if other.run_id == run_id or other.backend != backend or not other.live:
+            continue
+        theirs = [ipaddress.IPv4Network(s) for s in other.subnets]
+        if any(a.overlaps(b) for a in ours for b in theirs):
+            return other
+    return None
+
+
+def run_id_of(name: str, prefix: str) -> str | None:
+    """The run id in an object name ``PREFIX<run id>-...`` (six hex digits)."""
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix):]
+    candidate = rest[:6]
+    if len(rest) >= 7 and rest[6] == "-" and all(c in "0123456789abcdef" for c in candidate):
+        return candidate
+    return None
+
+
+def claim(record: RunRecord) -> RunRecord:
+    """Register a run unless a live one already holds overlapping Docker subnets, under
+    a lock so that two runs starting at once cannot both pass the check."""
+    import fcntl
+
+    from compose.backend import BackendError
+
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RUNS_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        other = overlapping_run(record.backend, record.subnets, record.run_id)
+        if other is not None:
+            raise BackendError(
+                f"this scenario's subnets overlap those of {other.describe()}: Docker "
+                "networks share one address space per machine. Wait for that run, give "
+                "this scenario other subnets, or run it with --backend netns (each lab "
+                "has its own namespaces there)")
+        return register(record)
+
+
+def host_route_overlaps(subnets: list[str]) -> tuple[str, str, str] | None:
+    """(subnet, route, device) for the first lab subnet that overlaps a route of the
+    host's main table other than the default route and p2plab's own bridges."""
+    import re
+    import subprocess
+
+    out = subprocess.run(["ip", "-j", "route", "show", "table", "main"], capture_output=True,
+                         text=True)
+    try:
+        routes = json.loads(out.stdout or "[]")
+    except ValueError:
+        return None
+    ours = [ipaddress.IPv4Network(s) for s in subnets]
+    for route in routes:
+        dst, dev = route.get("dst", ""), route.get("dev", "")
+        if dst in ("default", "") or re.fullmatch(r"p2[0-9a-f]{6}\d+", dev):
+            continue
+        try:
+            net = ipaddress.IPv4Network(dst, strict=False)
+        except ValueError:
+            continue
+        for subnet in ours:
+            if subnet.overlaps(net):
+                return str(subnet), dst, dev
+    return None
