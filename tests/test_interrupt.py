@@ -26,7 +26,7 @@ from tests.conftest import P2PLAB, ROOT, leftovers
 SEED = 20261127
 HOW = ["SIGINT", "SIGTERM", "SIGHUP", "SIGINT twice", "SIGKILL + clean"]
 # (backend, cases, latest delay): the horizon covers start-up, creation and the timeline.
-PLAN = [("netns", 12, 12.0), ("docker", 8, 18.0)]
+PLAN = [("netns", 12, 9.0), ("docker", 8, 13.0)]
 
 
 def _cases() -> list[tuple[str, float, str]]:
