@@ -72,12 +72,12 @@ class Backend(Protocol):
 
 def rss_mb_of_pid(pid: int) -> float | None:
     """Resident memory of a host process, read the same way for every backend."""
+    import psutil
+
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+        return round(psutil.Process(pid).memory_info().rss / (1024 * 1024), 1)
+    except psutil.Error:
         return None
-    kb = next((int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:")), None)
-    return None if kb is None else round(kb / 1024, 1)
 
 
 BACKENDS = ("docker", "netns", "sim")  # sim: compose/sim, no lab is built

@@ -117,7 +117,8 @@ def clean(kept: bool = False, everything: bool = False) -> list[str]:
     objects and records. Kept labs too with ``kept``; ``everything`` ignores owners."""
     from compose import ownership
     from compose.docker_backend import remove_docker_objects
-    from compose.kept import kept_labs, stop_captures, KEPT_DIR
+    from compose.host_limits import NeighbourLimits
+    from compose.kept import KEPT_DIR, kept_labs, stop_captures
 
     records = ownership.records()
     spare = set() if everything else ownership.protected_run_ids(include_kept=not kept)
@@ -127,6 +128,8 @@ def clean(kept: bool = False, everything: bool = False) -> list[str]:
     for lab in kept_labs():
         if lab.run_id not in spare:
             stop_captures(lab.capture_pids)
+            if lab.host_limits:
+                NeighbourLimits.from_state(lab.host_limits).restore()
             (KEPT_DIR / f"{lab.run_id}.json").unlink(missing_ok=True)
             removed.append(f"kept record {lab.run_id}")
     for record in records:

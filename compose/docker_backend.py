@@ -391,6 +391,34 @@ def remove_docker_objects(client: Any = None, run_id: str | None = None,
     return removed
 
 
+def foreign_network_overlap(subnets: list[str]) -> tuple[str, str, str] | None:
+    """(our subnet, Docker network, its subnet) for a Docker network that is not a
+    p2plab run's and overlaps one of ``subnets``: Docker would refuse ours half-way
+    through building the lab. (Other p2plab runs: compose/ownership.py.)"""
+    import ipaddress
+
+    import docker
+
+    try:
+        client = docker.from_env()
+        networks = client.networks.list()
+    except Exception:
+        return None
+    ours = [ipaddress.IPv4Network(s) for s in subnets]
+    for network in networks:
+        if RUN_LABEL in (network.attrs.get("Labels") or {}):
+            continue
+        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            try:
+                theirs = ipaddress.ip_network(config.get("Subnet", ""), strict=False)
+            except ValueError:
+                continue
+            for subnet in ours:
+                if theirs.version == 4 and subnet.overlaps(theirs):
+                    return str(subnet), network.name, str(theirs)
+    return None
+
+
 def _save_logs(container: Any, path: Path) -> None:
     if path.exists() or not path.parent.is_dir():
         return

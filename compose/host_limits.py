@@ -48,6 +48,17 @@ class NeighbourLimits:
             if name in self.set_to and _read(name) == self.set_to[name]:
                 _write(name, self.before[name])
 
+    def state(self) -> dict[str, dict[str, int]]:
+        """What ``restore`` needs, for a kept lab that `p2plab down` ends later."""
+        return {"before": dict(self.before), "set_to": dict(self.set_to)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, dict[str, int]]) -> "NeighbourLimits":
+        limits = cls(0)
+        limits.before = dict(state.get("before", {}))
+        limits.set_to = dict(state.get("set_to", {}))
+        return limits
+
     def describe(self) -> dict[str, object]:
         return {"neighbour_entries_needed": self.needed,
                 "raised_for_the_run": {k: [self.before[k], v] for k, v in self.set_to.items()}}

@@ -27,6 +27,7 @@ class KeptLab:
     run_dir: str
     hosts: list[str]
     capture_pids: list[int] = field(default_factory=list)
+    host_limits: dict = field(default_factory=dict)  # NeighbourLimits.state(), put back by down
 
     def save(self) -> Path:
         KEPT_DIR.mkdir(parents=True, exist_ok=True)
@@ -87,4 +88,8 @@ def down(lab: KeptLab) -> list[str]:
                                          logs_dirs={lab.run_id: Path(lab.run_dir) / "logs"})
     (KEPT_DIR / f"{lab.run_id}.json").unlink(missing_ok=True)
     release(lab.run_id)
+    if lab.host_limits:
+        from compose.host_limits import NeighbourLimits
+
+        NeighbourLimits.from_state(lab.host_limits).restore()
     return removed

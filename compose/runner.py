@@ -66,7 +66,7 @@ from topology.scenario import (
 READY_TIMEOUT_S = 30.0
 # Each node imports py-libp2p (about 1 s of CPU): a big lab on a small machine needs time.
 READY_S_PER_NODE = 1.5
-STOP_TIMEOUT_S = 3.0
+STOP_TIMEOUT_S = 5.0  # the node contract: exit within 5 s of SIGTERM
 POLL_S = 0.1
 
 
@@ -625,7 +625,8 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
             hosts = [*plan.routers, *(h.name for h in plan.hosts())]
             KeptLab(run_id, backend.name, str(run_dir), hosts,
                     [p.pid for p in [*runner.captures.values(),
-                                     *runner.links.stages.values()]]).save()
+                                     *runner.links.stages.values()]],
+                    host_limits=limits.state()).save()
             if record is not None:
                 record.kept = True
                 record.save()

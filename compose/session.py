@@ -99,6 +99,14 @@ def check_host_routes(backend_name: str, subnets: list[str]) -> None:
         raise BackendError(f"subnet {subnet} overlaps the host's route {route} (dev {dev}): "
                            "give the scenario a subnet this machine does not use, or run it "
                            "with --backend netns")
+    from compose.docker_backend import foreign_network_overlap
+
+    taken = foreign_network_overlap(subnets)
+    if taken:
+        subnet, name, theirs = taken
+        raise BackendError(f"subnet {subnet} overlaps Docker network {name!r} ({theirs}), "
+                           "which is not p2plab's: give the scenario another subnet, remove "
+                           "that network, or run with --backend netns")
 
 
 # About 87 MB and 1 s of CPU per py-libp2p node: beyond this an emulated lab does not

@@ -106,7 +106,7 @@ def test_chat_across_implementations(tmp_path: Path, publisher: str, receiver: s
         assert commands == {"publish": "ok", "say": "ok", "?": "failed"}
         b.wait_for("the text on stdout", lambda n: "hello from a" in n.out.read_text())
         assert f"{started['peer_id'][-6:]}: a message 1\n" in b.out.read_text()
-        assert a.stop() < 2.5 and a.proc.returncode == 0
+        assert a.stop() < 5 and a.proc.returncode == 0  # the contract: 5 s, loaded or not
         events = list(read_events(a.events))  # every line valid against schema v1
         assert events[0]["type"] == "node_started"
         assert events[-1]["type"] == "node_stopped" and events[-1]["reason"] == "SIGTERM"

@@ -70,7 +70,7 @@ def test_tcp_chat_commands_ping_and_sigterm(tmp_path: Path) -> None:
     finally:
         took = a.stop()
         b.stop()
-    assert took < 2.0, f"SIGTERM took {took:.2f} s"
+    assert took < 5.0, f"SIGTERM took {took:.2f} s (the contract allows 5 s)"
     assert a.proc.returncode == 0
     assert a.read()[-1]["type"] == "node_stopped" and a.read()[-1]["reason"] == "SIGTERM"
 

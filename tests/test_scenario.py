@@ -44,6 +44,7 @@ BROKEN = {
     "recursive-alias.yaml": (2, None, "recursive alias"),
     "duplicate-key.yaml": (5, "expect", "duplicate key 'expect' (first at line 4)"),
     "not-utf8.yaml": (1, None, "not UTF-8 text"),
+    "nested-too-deep.yaml": (None, None, "nested hundreds of levels deep"),
     "node-named-like-router.yaml": (5, "nodes[0].name", "LAN 'home''s NAT router"),
     "lan-named-like-carrier.yaml": (4, "lans[1].name", "LAN 'isp''s carrier segment"),
     "dial-self.yaml": (3, "nodes[0].dial[0]", "'alice' dials itself"),
@@ -82,7 +83,7 @@ def test_broken_scenario_errors_name_file_line_and_field(name: str) -> None:
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     message = str(info.value)
-    prefix = f"{path}:{line}: " + (f"{field}: " if field else "")
+    prefix = (f"{path}:{line}: " if line else f"{path}: ") + (f"{field}: " if field else "")
     assert any(m.startswith(prefix) and words in m for m in message.splitlines()), message
 
 

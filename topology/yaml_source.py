@@ -53,6 +53,9 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
     keys before it is turned into Python values."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise YamlSourceError(f"{source}: values nested hundreds of levels deep; a scenario "
+                              "needs a handful of levels") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
