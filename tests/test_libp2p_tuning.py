@@ -136,3 +136,20 @@ def test_the_next_sequence_number_is_read_where_publish_takes_it() -> None:
         counter = 41
 
     assert libp2p_tuning.next_sequence_number(_Pubsub()) == 42
+
+
+def test_what_the_node_reads_of_pubsub_internals_is_still_there() -> None:
+    """node/chat.py renews pubsub's stream to a peer only if it was on the connection
+    that closed (NetStream.muxed_conn), through Pubsub._handle_dead_peer; and the
+    forwarder of each message is read where every received message is scheduled
+    (``self.push_msg``), after the seen-check the wrapper copies."""
+    from libp2p.network.stream.net_stream import NetStream
+    from libp2p.pubsub.pubsub import Pubsub
+
+    assert "self.muxed_conn = " in inspect.getsource(NetStream.__init__)
+    dead = inspect.getsource(Pubsub._handle_dead_peer)
+    assert "del self.peers[peer_id]" in dead and "_peer_is_connected" in dead
+    assert "self.manager.run_task(self.push_msg, peer_id, msg)" in inspect.getsource(
+        Pubsub.continuously_read_stream)
+    assert inspect.getsource(Pubsub.push_msg).index("_is_msg_seen") < \
+        inspect.getsource(Pubsub.push_msg).index("_mark_msg_seen")
