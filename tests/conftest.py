@@ -58,8 +58,11 @@ def node_processes(spare: set[str]) -> list[str]:
     out = subprocess.run(["pgrep", "-f", "python.* -m node --name|p2plab-node-rs --name"],
                          capture_output=True, text=True)
     found = []
+    own_mounts = os.stat("/proc/self/ns/mnt").st_ino
     for pid in out.stdout.split():
         try:
+            if os.stat(f"/proc/{pid}/ns/mnt").st_ino != own_mounts:
+                continue  # inside a container: counted with the containers below
             proc = psutil.Process(int(pid))
             if proc.environ().get(RUN_ENV) in spare:
                 continue
