@@ -60,7 +60,8 @@ def run_scenario(path: Path, backend_name: str, results: Path,
                 capture=capture, record=record)
     except KeyboardInterrupt:
         if record is not None:
-            _report_partial(run_dir, progress)
+            with signals_ignored():  # part of teardown: a second Ctrl-C must not cut it
+                _report_partial(run_dir, progress)
         else:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -93,12 +94,7 @@ def check_host_routes(backend_name: str, subnets: list[str]) -> None:
     capture the host's traffic to it. Network namespaces have their own routes."""
     if backend_name != "docker":
         return
-    clash = ownership.host_route_overlaps(subnets)
-    if clash:
-        subnet, route, dev = clash
-        raise BackendError(f"subnet {subnet} overlaps the host's route {route} (dev {dev}): "
-                           "give the scenario a subnet this machine does not use, or run it "
-                           "with --backend netns")
+    # A Docker network first: its bridge is also a host route, but its name says more.
     from compose.docker_backend import foreign_network_overlap
 
     taken = foreign_network_overlap(subnets)
@@ -107,6 +103,12 @@ def check_host_routes(backend_name: str, subnets: list[str]) -> None:
         raise BackendError(f"subnet {subnet} overlaps Docker network {name!r} ({theirs}), "
                            "which is not p2plab's: give the scenario another subnet, remove "
                            "that network, or run with --backend netns")
+    clash = ownership.host_route_overlaps(subnets)
+    if clash:
+        subnet, route, dev = clash
+        raise BackendError(f"subnet {subnet} overlaps the host's route {route} (dev {dev}): "
+                           "give the scenario a subnet this machine does not use, or run it "
+                           "with --backend netns")
 
 
 # About 87 MB and 1 s of CPU per py-libp2p node: beyond this an emulated lab does not
