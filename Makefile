@@ -47,26 +47,16 @@ scenario: setup
 validate: setup
 	$(BIN)/p2plab validate scenarios/*.yaml
 
-# Three streams on one machine, each owning what it creates: the shipped suite on the
-# default backend (Docker; JUnit XML in build/suite), then the Docker tests (the suite's
-# Docker networks would collide with theirs, so they wait for it), beside every test that
-# does not use Docker. The suite's verdicts are meant to hold on a busy machine
-# (benchmarks/suite_under_load.py). Every test runs whatever the suite says; each
-# stream's result is printed at the end and any failure fails the target.
+# The shipped suite on the default backend (JUnit XML in build/suite), then every test,
+# whatever the suite said; the exit status is a failure if either failed. (Run side by
+# side with the tests, the suite passed once and lost relay-failure once: see
+# scenarios/relay-failure.yaml; sequential until that is understood.)
 test: setup compose-v2
-	@mkdir -p build; rm -f build/suite.rc build/docker-tests.rc; \
-	( $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1; echo $$? > build/suite.rc; \
-	  $(BIN)/pytest -q --durations=5 -p no:cacheprovider --basetemp build/pytest-docker -m docker \
-	    > build/docker-tests.log 2>&1; echo $$? > build/docker-tests.rc ) & \
-	tests=0; $(BIN)/pytest -q --durations=15 -m "not docker" || tests=$$?; \
-	wait; suite=$$(cat build/suite.rc 2>/dev/null || echo 1); \
-	docker_tests=$$(cat build/docker-tests.rc 2>/dev/null || echo 1); \
-	echo "== the shipped suite (log: build/suite.log, JUnit: build/suite/junit.xml)"; \
-	sed -n '/^| scenario/,$$p' build/suite.log; \
-	echo "== the Docker tests (log: build/docker-tests.log)"; \
-	tail -25 build/docker-tests.log; \
-	echo "== results: suite exit $$suite, tests without Docker exit $$tests, Docker tests exit $$docker_tests"; \
-	[ $$suite -eq 0 ] && [ $$tests -eq 0 ] && [ $$docker_tests -eq 0 ]
+	@suite=0; $(BIN)/p2plab suite --results build/suite || suite=$$?; \
+	if [ $$suite -ne 0 ]; then echo "the shipped suite failed (exit $$suite); running every test anyway"; fi; \
+	tests=0; $(BIN)/pytest -q --durations=15 || tests=$$?; \
+	echo "== results: suite exit $$suite, tests exit $$tests"; \
+	[ $$suite -eq 0 ] && [ $$tests -eq 0 ]
 
 suite: setup
 	$(BIN)/p2plab suite --backend $(BACKEND) --results $(RESULTS)/suite
