@@ -373,7 +373,6 @@ def remove_docker_objects(client: Any = None, run_id: str | None = None,
             try:
                 network.remove()
                 removed.append(network.name)
-                left = [n for n in left if n.id != network.id]
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError:

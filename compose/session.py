@@ -48,7 +48,7 @@ def run_scenario(path: Path, backend_name: str, results: Path,
             backend.destroy()
         raise
     subnets = [str(seg.subnet) for seg in plan.segments.values()]
-    check_host_routes(backend_name, subnets)
+    check_address_space(backend_name, subnets)
     run_dir = new_run_dir(results, scenario, run_id)
     record: RunRecord | None = None
     try:
@@ -88,7 +88,7 @@ def _report_partial(run_dir: Path, progress: Callable[[str], None]) -> None:
         progress(f"interrupted before there was anything to report ({exc})")
 
 
-def check_host_routes(backend_name: str, subnets: list[str]) -> None:
+def check_address_space(backend_name: str, subnets: list[str]) -> None:
     """The Docker backend puts bridges in the host's own network namespace: a lab subnet
     that overlaps one of the host's routes (its LAN, a VPN, another bridge) would
     capture the host's traffic to it. Network namespaces have their own routes."""

@@ -98,9 +98,9 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
                      f"{r['wall_time_s']} | {bad} |")
     write_atomic(results / "suite.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
+    stopped = any(r["error"] and r["error"].startswith("interrupted") for r in runs)
     print(f"suite: {passed} passed, {failed} failed"
-          + (f", interrupted after {len(runs)} of {len(paths)} scenarios"
-             if any(r["error"] and r["error"].startswith("interrupted") for r in runs) else ""))
-    if any(r["error"] and r["error"].startswith("interrupted") for r in runs):
+          + (f", interrupted after {len(runs)} of {len(paths)} scenarios" if stopped else ""))
+    if stopped:
         return 130
     return 0 if failed == 0 else 1
