@@ -72,7 +72,7 @@ clean: setup
 
 # The node/router image, built without a registry (base from the Debian mirror).
 images: setup
-	$(BIN)/python -m compose.images
+	$(BIN)/python -m p2plab.compose.images
 
 # A compose v2 binary for the export test: Debian trixie's docker-compose package,
 # unpacked into build/tools (nothing is installed on the host).

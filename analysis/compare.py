@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from analysis.cpu import caveat
+from p2plab.analysis.cpu import caveat
 
 # (label, getter, higher is better, absolute tolerance instead of relative)
 FIGURES: list[tuple[str, Callable[[dict[str, Any]], Any], bool, bool]] = [

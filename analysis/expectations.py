@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from analysis.cpu import caveat
-from analysis.metrics import pair_key
-from topology.scenario import Expectations
+from p2plab.analysis.cpu import caveat
+from p2plab.analysis.metrics import pair_key
+from p2plab.topology.scenario import Expectations
 
 
 @dataclass(frozen=True)

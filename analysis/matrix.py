@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from analysis.metrics import pair_key  # noqa: E402
-from topology.matrix import Cell, MatrixFile, theory  # noqa: E402
-from topology.nat import PRESETS, resolve  # noqa: E402
+from p2plab.analysis.metrics import pair_key  # noqa: E402
+from p2plab.topology.matrix import Cell, MatrixFile, theory  # noqa: E402
+from p2plab.topology.nat import PRESETS, resolve  # noqa: E402
 from p2plab.files import write_atomic
 
 OUTCOMES = ("direct", "relayed", "failed")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.cpu import cpu_figures
-from analysis.lab_state import LabState
+from p2plab.analysis.cpu import cpu_figures
+from p2plab.analysis.lab_state import LabState
 from p2plab.events import read_events
 
 

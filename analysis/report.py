@@ -11,13 +11,13 @@ import html
 
 import pandas as pd
 
-from analysis import plots
-from analysis.expectations import Verdict, check
-from analysis.metrics import summarize
-from analysis.tables import save_tables
-from topology.describe import picture_graph
-from topology.plan import build_plan
-from topology.scenario import load_scenario
+from p2plab.analysis import plots
+from p2plab.analysis.expectations import Verdict, check
+from p2plab.analysis.metrics import summarize
+from p2plab.analysis.tables import save_tables
+from p2plab.topology.describe import picture_graph
+from p2plab.topology.plan import build_plan
+from p2plab.topology.scenario import load_scenario
 from p2plab.files import write_atomic
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from topology.scenario import _step_kind as step_kind_of
+from p2plab.topology.scenario import _step_kind as step_kind_of
 
-from analysis.metrics import load_events, node_table
+from p2plab.analysis.metrics import load_events, node_table
 
 TABLES = ("messages", "deliveries", "connections", "hole_punches", "pings", "steps")
 

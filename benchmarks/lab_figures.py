@@ -40,7 +40,7 @@ def build_in(project: Path) -> tuple[float, str]:
 
 
 def remove_images() -> None:
-    from compose.images import BUILD_DIR, LOCAL_BASE
+    from p2plab.compose.images import BUILD_DIR, LOCAL_BASE
 
     out = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
                          capture_output=True, text=True).stdout.split()

@@ -34,8 +34,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compose.rustnode import ensure_binary  # noqa: E402
-from node.identity import peer_id_for_seed  # noqa: E402
+from p2plab.compose.rustnode import ensure_binary  # noqa: E402
+from p2plab.node.identity import peer_id_for_seed  # noqa: E402
 from p2plab.control import send_command
 
 
@@ -49,7 +49,7 @@ VARIANTS = ("py-stock", "py", "rust")
 
 
 def program(variant: str) -> list[str]:
-    return [str(ensure_binary())] if variant == "rust" else [sys.executable, "-m", "node"]
+    return [str(ensure_binary())] if variant == "rust" else [sys.executable, "-m", "p2plab.node"]
 
 
 def environment(variant: str) -> dict[str, str]:

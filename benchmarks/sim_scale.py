@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from topology.scenario import load_scenario
-from topology.plan import build_plan
-from compose.sim.network import SimNetwork
-from compose.sim.engine import Simulation
+from p2plab.topology.scenario import load_scenario
+from p2plab.topology.plan import build_plan
+from p2plab.compose.sim.network import SimNetwork
+from p2plab.compose.sim.engine import Simulation
 t0 = time.perf_counter()
 plan = build_plan(load_scenario(Path(sys.argv[1])), probing=False)
 net = SimNetwork(plan)
@@ -78,7 +78,7 @@ def emulated_node_rss_mb() -> float:
     """Start one real chat node on loopback and read its resident memory."""
     import psutil
 
-    proc = subprocess.Popen([sys.executable, "-m", "node", "--name", "bench", "--no-stdin",
+    proc = subprocess.Popen([sys.executable, "-m", "p2plab.node", "--name", "bench", "--no-stdin",
                              "--listen-ip", "127.0.0.1", "--port", "4777"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Protocol
 
-from topology.plan import LabPlan, Programs
+from p2plab.topology.plan import LabPlan, Programs
 
 # Every name a backend creates starts with this, so `p2plab clean` can find leftovers.
 PREFIX = "p2pl-"
@@ -87,11 +87,11 @@ def make_backend(name: str, run_id: str,
                  log: Callable[[str], None] = lambda message: None) -> Backend:
     """The backend called ``name`` for one run (imported lazily: Docker is optional)."""
     if name == "netns":
-        from compose.netns import NetnsBackend
+        from p2plab.compose.netns import NetnsBackend
 
         return NetnsBackend(run_id)
     if name == "docker":
-        from compose.docker_backend import DockerBackend
+        from p2plab.compose.docker_backend import DockerBackend
 
         return DockerBackend(run_id, log=log)
     raise BackendError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")

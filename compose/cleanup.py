@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psutil
 
-from compose.backend import PREFIX
-from compose.ownership import run_id_of
+from p2plab.compose.backend import PREFIX
+from p2plab.compose.ownership import run_id_of
 
 
 def lab_namespaces(prefix: str = PREFIX) -> list[str]:
@@ -115,10 +115,10 @@ def kill_helpers(spare: frozenset[str] | set[str] = frozenset(),
 def clean(kept: bool = False, everything: bool = False) -> list[str]:
     """Remove what runs without a live owner left: their helpers, namespaces, Docker
     objects and records. Kept labs too with ``kept``; ``everything`` ignores owners."""
-    from compose import ownership
-    from compose.docker_backend import remove_docker_objects
-    from compose.host_limits import NeighbourLimits
-    from compose.kept import KEPT_DIR, kept_labs, stop_captures
+    from p2plab.compose import ownership
+    from p2plab.compose.docker_backend import remove_docker_objects
+    from p2plab.compose.host_limits import NeighbourLimits
+    from p2plab.compose.kept import KEPT_DIR, kept_labs, stop_captures
 
     records = ownership.records()
     spare = set() if everything else ownership.protected_run_ids(include_kept=not kept)

@@ -3,7 +3,7 @@
 It applies the plan as computed once in ``topology/``: every segment becomes an internal
 network with the plan's subnet; a router is a container on two networks whose start-up
 script names its interfaces by address and loads the plan's nftables ruleset; a node
-container runs ``python -m node`` with the plan's flags, gets its default route set
+container runs ``python -m p2plab.node`` with the plan's flags, gets its default route set
 from the host (it holds no NET_ADMIN itself), and writes its events into the run
 directory, which is mounted at /lab.
 
@@ -24,10 +24,10 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from compose.backend import PREFIX, BackendError, rss_mb_of_pid
-from compose.images import IMAGE_PROGRAMS, ensure_image
-from compose.ownership import run_id_of
-from topology.plan import LabPlan, Programs
+from p2plab.compose.backend import PREFIX, BackendError, rss_mb_of_pid
+from p2plab.compose.images import IMAGE_PROGRAMS, ensure_image
+from p2plab.compose.ownership import run_id_of
+from p2plab.topology.plan import LabPlan, Programs
 
 PARALLEL = 6  # concurrent Docker API calls while building a lab
 LABEL = "p2plab"

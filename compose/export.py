@@ -21,16 +21,16 @@ from typing import Any
 
 import yaml
 
-from compose.docker_backend import (
+from p2plab.compose.docker_backend import (
     bridge_rule,
     route_commands,
     router_environment,
     seal_bridge_commands,
 )
-from compose import rustnode
-from compose.images import (IMAGE_PROGRAMS, base_image, ensure_wheels, image_tag,
+from p2plab.compose import rustnode
+from p2plab.compose.images import (IMAGE_PROGRAMS, base_image, ensure_wheels, image_tag,
                             write_build_context)
-from topology.plan import LabPlan
+from p2plab.topology.plan import LabPlan
 
 LAB = PurePosixPath("/lab")
 

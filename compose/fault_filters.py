@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import subprocess
 
-from compose.backend import Backend, BackendError
-from topology.faults import fault_ruleset, partition_blocks
-from topology.plan import LabPlan
+from p2plab.compose.backend import Backend, BackendError
+from p2plab.topology.faults import fault_ruleset, partition_blocks
+from p2plab.topology.plan import LabPlan
 
 
 class FaultFilters:

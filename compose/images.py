@@ -19,12 +19,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import p2plab
-from compose import rustnode
-from compose.backend import BackendError
+from p2plab.resources import cache_dir, image_dir, package_dir
+from p2plab.compose import rustnode
+from p2plab.compose.backend import BackendError
 
-PROJECT = Path(__file__).resolve().parent.parent
-IMAGE_DIR = Path(__file__).resolve().parent / "image"
-BUILD_DIR = PROJECT / "build"
+IMAGE_DIR = image_dir()
 IMAGE_REPO = "p2plab-node"
 BASE_PACKAGES = "python3,python3-venv,iproute2,nftables,iptables,conntrack,libgmp10,ca-certificates,procps"
 # The tag names the package list, so a changed list never reuses an old base.
@@ -32,8 +31,10 @@ LOCAL_BASE = f"p2plab-base:bookworm-{hashlib.sha256(BASE_PACKAGES.encode()).hexd
 DEBIAN_MIRROR = os.environ.get("P2PLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # The node's runtime dependencies, pinned to what this checkout runs with.
 NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr")
-# What the image runs: the chat node, the event format it writes, the NAT probe.
-IMAGE_CODE = ("node", "p2plab/__init__.py", "p2plab/events.py", "p2plab/natprobe.py")
+# What the image runs: the chat node, the event format it writes, the NAT probe; laid
+# out in the image as installed (p2plab/node/...), so ``python -m p2plab.node`` works.
+IMAGE_PACKAGES = {"p2plab/node": "p2plab.node"}
+IMAGE_FILES = ("__init__.py", "events.py", "natprobe.py")
 APP_DIR = "/opt/p2plab"
 # How a container starts each node implementation (the Rust node's binary is in app/bin).
 IMAGE_PROGRAMS = {"py": ["python"], "rust": [f"{APP_DIR}/bin/{rustnode.BINARY_NAME}"]}
@@ -47,19 +48,24 @@ def base_image() -> str:
     return os.environ.get("P2PLAB_BASE_IMAGE", LOCAL_BASE)
 
 
-def _code_files() -> list[Path]:
-    files = []
-    for item in IMAGE_CODE:
-        path = PROJECT / item
-        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+def _code_files() -> dict[str, Path]:
+    """Path in the image (under app/) -> source file; the same in a checkout and a wheel."""
+    top = package_dir("p2plab")
+    files = {f"p2plab/{name}": top / name for name in IMAGE_FILES}
+    for inside, package in IMAGE_PACKAGES.items():
+        folder = package_dir(package)
+        files.update({f"{inside}/{path.relative_to(folder)}": path
+                      for path in sorted(folder.rglob("*.py"))})
     return files
 
 
 def image_tag() -> str:
     """``p2plab-node:VERSION-HASH``; the hash covers Dockerfile, requirements, base, code."""
     digest = hashlib.sha256()
-    for path in (IMAGE_DIR / "Dockerfile", IMAGE_DIR / "router.sh", *_code_files()):
-        digest.update(str(path.relative_to(PROJECT)).encode())
+    inputs = {"Dockerfile": IMAGE_DIR / "Dockerfile", "router.sh": IMAGE_DIR / "router.sh",
+              **_code_files()}
+    for name, path in inputs.items():
+        digest.update(name.encode())
         digest.update(path.read_bytes())
     digest.update(requirements().encode())
     digest.update(base_image().encode())
@@ -119,7 +125,7 @@ def ensure_base(client, log=print) -> str:  # type: ignore[no-untyped-def]
 def ensure_wheels(log=print) -> Path:  # type: ignore[no-untyped-def]
     """Wheels for the node's dependencies, built once per requirements set."""
     reqs = requirements()
-    wheel_dir = BUILD_DIR / "wheels" / hashlib.sha256(reqs.encode()).hexdigest()[:12]
+    wheel_dir = cache_dir() / "wheels" / hashlib.sha256(reqs.encode()).hexdigest()[:12]
     if (wheel_dir / "requirements.txt").exists():
         return wheel_dir
     log("building wheels for the image's Python dependencies")
@@ -139,8 +145,8 @@ def write_build_context(ctx: Path, wheels: Path, rust_binary: Path) -> None:
     shutil.copy(IMAGE_DIR / "Dockerfile", ctx / "Dockerfile")
     shutil.copytree(wheels, ctx / "wheels")
     app = ctx / "app"
-    for path in _code_files():
-        target = app / path.relative_to(PROJECT)
+    for inside, path in _code_files().items():
+        target = app / inside
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, target)
     (app / "bin").mkdir()
@@ -173,7 +179,7 @@ def ensure_image(log=print) -> str:  # type: ignore[no-untyped-def]
 
 
 def main() -> int:
-    """``python -m compose.images``: build (or confirm) the image and print its tag."""
+    """``python -m p2plab.compose.images``: build (or confirm) the image and print its tag."""
     try:
         print(ensure_image(lambda m: print(m, file=sys.stderr)))
     except BackendError as exc:

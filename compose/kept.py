@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from compose.backend import PREFIX, BackendError
+from p2plab.compose.backend import PREFIX, BackendError
 from p2plab.files import write_atomic
 
 KEPT_DIR = Path(os.environ.get("P2PLAB_STATE_DIR", "/run/p2plab")) / "kept"
@@ -75,9 +75,9 @@ def stop_captures(pids: list[int]) -> None:
 
 def down(lab: KeptLab) -> list[str]:
     """Tear a kept lab down and forget it."""
-    from compose.cleanup import kill_helpers, remove_namespaces
-    from compose.docker_backend import remove_docker_objects
-    from compose.ownership import release
+    from p2plab.compose.cleanup import kill_helpers, remove_namespaces
+    from p2plab.compose.docker_backend import remove_docker_objects
+    from p2plab.compose.ownership import release
 
     stop_captures(lab.capture_pids)
     removed = kill_helpers(only=lab.run_id)
@@ -89,7 +89,7 @@ def down(lab: KeptLab) -> list[str]:
     (KEPT_DIR / f"{lab.run_id}.json").unlink(missing_ok=True)
     release(lab.run_id)
     if lab.host_limits:
-        from compose.host_limits import NeighbourLimits
+        from p2plab.compose.host_limits import NeighbourLimits
 
         NeighbourLimits.from_state(lab.host_limits).restore()
     return removed

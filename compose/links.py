@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from compose.backend import Backend, BackendError
-from topology.plan import NODE_IF, LabPlan
-from topology.scenario import LinkSpec
+from p2plab.compose.backend import Backend, BackendError
+from p2plab.topology.plan import NODE_IF, LabPlan
+from p2plab.topology.scenario import LinkSpec
 
 IFB = "p2pl-ifb"
 MECHANISMS = ("auto", "netem", "nfqueue")
@@ -56,7 +56,7 @@ def netem_commands(link: LinkSpec) -> list[list[str]]:
 
 
 def stage_argv(link: LinkSpec, seed: str, ready: Path, stats: Path) -> list[str]:
-    return [sys.executable, "-m", "compose.linkstage",
+    return [sys.executable, "-m", "p2plab.compose.linkstage",
             "--latency-ms", str(link.latency_ms), "--jitter-ms", str(link.jitter_ms),
             "--loss-pct", str(link.loss_pct), "--bandwidth-kbit", str(link.bandwidth_kbit or 0),
             "--seed", seed, "--ready-file", str(ready), "--stats-file", str(stats)]

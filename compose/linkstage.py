@@ -7,7 +7,7 @@ departure = max(arrival, link free) + size / bandwidth, then + latency + jitter 
 uniform draw in ±jitter), as a serialising link followed by a propagation delay.
 Draws come from the seed given, so a run repeats its losses in order.
 
-  python -m compose.linkstage --latency-ms 25 --loss-pct 5 --bandwidth-kbit 1000 \
+  python -m p2plab.compose.linkstage --latency-ms 25 --loss-pct 5 --bandwidth-kbit 1000 \
       --seed lab:1:alice --ready-file /run/.../alice.ready
 """
 
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m compose.linkstage", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m p2plab.compose.linkstage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)

@@ -16,10 +16,10 @@ import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
-from compose.backend import PREFIX, BackendError, rss_mb_of_pid
-from compose.cleanup import kill_namespace_processes, remove_namespaces
-from compose.rustnode import ensure_binary
-from topology.plan import LAN_IF, NODE_IF, WAN_IF, LabPlan, Programs
+from p2plab.compose.backend import PREFIX, BackendError, rss_mb_of_pid
+from p2plab.compose.cleanup import kill_namespace_processes, remove_namespaces
+from p2plab.compose.rustnode import ensure_binary
+from p2plab.topology.plan import LAN_IF, NODE_IF, WAN_IF, LabPlan, Programs
 
 
 class NetnsBackend:

@@ -134,7 +134,7 @@ def claim(record: RunRecord) -> RunRecord:
     a lock so that two runs starting at once cannot both pass the check."""
     import fcntl
 
-    from compose.backend import BackendError
+    from p2plab.compose.backend import BackendError
 
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
     with open(RUNS_DIR / ".lock", "w") as lock:

@@ -27,23 +27,23 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import p2plab
-from analysis.natcheck import declared_view, mismatches
-from compose import rustnode
-from compose.backend import Backend
-from compose.cpu import CpuSampler
-from compose.host_limits import NeighbourLimits
-from compose.events_tail import EventTail
-from compose.fault_filters import FaultFilters
-from compose.cleanup import RUN_ENV
-from compose.kept import KeptLab
-from compose.links import LinkShaper
-from compose.ownership import RunRecord
+from p2plab.topology.natcheck import declared_view, mismatches
+from p2plab.compose import rustnode
+from p2plab.compose.backend import Backend
+from p2plab.compose.cpu import CpuSampler
+from p2plab.compose.host_limits import NeighbourLimits
+from p2plab.compose.events_tail import EventTail
+from p2plab.compose.fault_filters import FaultFilters
+from p2plab.compose.cleanup import RUN_ENV
+from p2plab.compose.kept import KeptLab
+from p2plab.compose.links import LinkShaper
+from p2plab.compose.ownership import RunRecord
 from p2plab.control import ControlError, send_command
 from p2plab.events import EventWriter
 from p2plab.files import write_atomic
-from topology import traffic
-from topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
-from topology.scenario import (
+from p2plab.topology import traffic
+from p2plab.topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
+from p2plab.topology.scenario import (
     LAB_EVENTS,
     Heal,
     Kill,

@@ -14,16 +14,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from compose.backend import BackendError
+from p2plab.compose.backend import BackendError
+from p2plab.resources import cache_dir, rust_crate_dir
 
-PROJECT = Path(__file__).resolve().parent.parent
-CRATE = PROJECT / "node-rust"
+CRATE = rust_crate_dir()
 BINARY_NAME = "p2plab-node-rs"
 
 
 def target_dir() -> Path:
-    default = Path.home() / ".cache" / "p2plab" / "cargo-target"
-    return Path(os.environ.get("P2PLAB_CARGO_TARGET", default))
+    return Path(os.environ.get("P2PLAB_CARGO_TARGET", cache_dir() / "cargo-target"))
 
 
 def source_files() -> list[Path]:

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m node`` (installed as ``p2plab-node``)."""
+"""Entry point: ``python -m p2plab.node`` (installed as ``p2plab-node``)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import threading
 
 import trio
 
-from node.config import UsageError, VersionRequested, parse_args, version_line
+from p2plab.node.config import UsageError, VersionRequested, parse_args, version_line
 
 # On SIGTERM the node has this long to shut libp2p down before it exits anyway.
 SHUTDOWN_GRACE_S = 1.5
 
 
 async def _run(config) -> int:  # type: ignore[no-untyped-def]
-    from node import libp2p_tuning
-    from node.chat import ChatNode  # libp2p import is slow: only after flags are checked
+    from p2plab.node import libp2p_tuning
+    from p2plab.node.chat import ChatNode  # libp2p import is slow: only after flags are checked
     from p2plab.events import EventWriter
 
     tuning = libp2p_tuning.apply()

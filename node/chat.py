@@ -28,13 +28,13 @@ from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 
 import p2plab
-from node import libp2p_tuning
-from node.libp2p_tuning import Forwarders
-from node.config import NodeConfig
-from node.control import CommandError, lines, open_fifo, parse_command
-from node.holepunch import RecordingDCUtR
-from node.identity import key_pair_from_file, key_pair_from_seed
-from node.relay import Relaying, circuit_addr
+from p2plab.node import libp2p_tuning
+from p2plab.node.libp2p_tuning import Forwarders
+from p2plab.node.config import NodeConfig
+from p2plab.node.control import CommandError, lines, open_fifo, parse_command
+from p2plab.node.holepunch import RecordingDCUtR
+from p2plab.node.identity import key_pair_from_file, key_pair_from_seed
+from p2plab.node.relay import Relaying, circuit_addr
 from p2plab.events import EventWriter
 
 log = logging.getLogger("p2plab.node")
@@ -588,7 +588,7 @@ class ChatNode:
         elif cmd == "say":
             await self.publish(str(command["text"]))
         elif cmd == "dial":
-            from node.config import parse_multiaddr
+            from p2plab.node.config import parse_multiaddr
 
             await self._dial_with_retry(parse_multiaddr(str(command["addr"]), "dial"))
         elif cmd == "ping":

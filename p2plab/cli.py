@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from compose.backend import BACKENDS, BackendError
+from p2plab.compose.backend import BACKENDS, BackendError
+from p2plab.resources import scenarios_dir
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
+SCENARIOS_DIR = scenarios_dir()
 
 
 def _progress(message: str, start: float = time.monotonic()) -> None:
@@ -33,11 +33,11 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from topology.plan import build_plan
-    from topology.scenario import ScenarioError, find_scenario, load_scenario
+    from p2plab.topology.plan import build_plan
+    from p2plab.topology.scenario import ScenarioError, find_scenario, load_scenario
 
     status = 0
-    from topology.matrix import is_matrix_file, lab_scenarios, load_matrix
+    from p2plab.topology.matrix import is_matrix_file, lab_scenarios, load_matrix
 
     for item in args.scenarios:
         try:
@@ -60,10 +60,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """A text summary of the scenario as it would run, and a PNG of its topology."""
-    from analysis.plots import topology_picture
-    from topology.describe import describe, dials
-    from topology.plan import build_plan
-    from topology.scenario import ScenarioError, find_scenario, load_scenario
+    from p2plab.analysis.plots import topology_picture
+    from p2plab.topology.describe import describe, dials
+    from p2plab.topology.plan import build_plan
+    from p2plab.topology.scenario import ScenarioError, find_scenario, load_scenario
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
@@ -74,7 +74,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = Path(args.png or f"{plan.scenario.name}-topology.png")
     from importlib.metadata import version
 
-    from topology.describe import picture_graph
+    from p2plab.topology.describe import picture_graph
 
     topology_picture(picture_graph(plan), {"scenario": plan.scenario.name, "seed": plan.scenario.seed,
                                   "backend": "plan (not run)",
@@ -102,9 +102,9 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         return _fail("crosscheck takes a scenario to run, or --run RESULTS_DIR, not both")
     from datetime import datetime, timezone
 
-    from analysis.crosscheck import crosscheck
-    from compose.session import run_scenario
-    from topology.scenario import ScenarioError, find_scenario
+    from p2plab.orchestrate.crosscheck import crosscheck
+    from p2plab.orchestrate.session import run_scenario
+    from p2plab.topology.scenario import ScenarioError, find_scenario
 
     try:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -140,9 +140,9 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from compose.session import run_scenario
-    from topology.matrix import is_matrix_file
-    from topology.scenario import ScenarioError, find_scenario
+    from p2plab.orchestrate.session import run_scenario
+    from p2plab.topology.matrix import is_matrix_file
+    from p2plab.topology.scenario import ScenarioError, find_scenario
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
@@ -167,8 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_matrix(path: Path, args: argparse.Namespace) -> int:
-    from compose.matrix import run_matrix
-    from topology.matrix import lab_scenarios, load_matrix
+    from p2plab.orchestrate.matrix import run_matrix
+    from p2plab.topology.matrix import lab_scenarios, load_matrix
 
     matrix = load_matrix(path)
     lab_scenarios(matrix)  # every generated scenario validates before anything is made
@@ -190,7 +190,7 @@ def _run_matrix(path: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from analysis.report import build_report
+    from p2plab.analysis.report import build_report
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "manifest.json").exists():
@@ -201,10 +201,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from compose.backend import BackendError as _BackendError
-    from compose.export import export_compose
-    from topology.plan import build_plan
-    from topology.scenario import ScenarioError, find_scenario, load_scenario
+    from p2plab.compose.backend import BackendError as _BackendError
+    from p2plab.compose.export import export_compose
+    from p2plab.topology.plan import build_plan
+    from p2plab.topology.scenario import ScenarioError, find_scenario, load_scenario
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
@@ -218,7 +218,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from analysis.compare import compare, render
+    from p2plab.analysis.compare import compare, render
 
     runs = [Path(args.run_a), Path(args.run_b)]
     for run in runs:
@@ -231,8 +231,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from compose.suite import default_suite, run_suite
-    from topology.scenario import ScenarioError
+    from p2plab.orchestrate.suite import default_suite, run_suite
+    from p2plab.topology.scenario import ScenarioError
 
     try:
         paths = default_suite(SCENARIOS_DIR, args.scenarios)
@@ -245,7 +245,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
 def cmd_exec(args: argparse.Namespace) -> int:
     import os
 
-    from compose.kept import find
+    from p2plab.compose.kept import find
 
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     try:
@@ -258,7 +258,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from compose.kept import down, find
+    from p2plab.compose.kept import down, find
 
     try:
         lab = find(args.run)
@@ -270,12 +270,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from compose.cleanup import clean
+    from p2plab.compose.cleanup import clean
 
     removed = clean(kept=args.kept or args.all, everything=args.all)
     print(f"removed {len(removed)} lab objects" + (f": {' '.join(removed)}" if removed else ""))
     if not args.all:
-        from compose import ownership
+        from p2plab.compose import ownership
 
         live = [r for r in ownership.records() if r.live]
         for r in live:

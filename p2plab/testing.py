@@ -22,15 +22,16 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from compose import ownership
-from compose.backend import make_backend
-from compose.cleanup import RUN_ENV
-from compose.ownership import RunRecord
-from compose.runner import Runner, new_run_dir, new_run_id
-from topology.plan import LabPlan, build_plan
-from topology.scenario import find_scenario, load_scenario
+from p2plab.compose import ownership
+from p2plab.compose.backend import make_backend
+from p2plab.compose.cleanup import RUN_ENV
+from p2plab.compose.ownership import RunRecord
+from p2plab.compose.runner import Runner, new_run_dir, new_run_id
+from p2plab.resources import scenarios_dir
+from p2plab.topology.plan import LabPlan, build_plan
+from p2plab.topology.scenario import find_scenario, load_scenario
 
-SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIOS_DIR = scenarios_dir()
 
 
 class Lab:

@@ -53,9 +53,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def node_processes(spare: set[str]) -> list[str]:
     import psutil
 
-    from compose.cleanup import RUN_ENV
+    from p2plab.compose.cleanup import RUN_ENV
 
-    out = subprocess.run(["pgrep", "-f", "python.* -m node --name|p2plab-node-rs --name"],
+    out = subprocess.run(["pgrep", "-f", "python.* -m p2plab.node --name|p2plab-node-rs --name"],
                          capture_output=True, text=True)
     found = []
     own_mounts = os.stat("/proc/self/ns/mnt").st_ino
@@ -76,10 +76,10 @@ def leftovers() -> list[str]:
     """Everything of p2plab still on the machine that no live run owns: namespaces,
     processes, containers, networks, rules. Runs of others (a concurrent CI job, a kept
     lab is not one) are theirs: only what belongs to no live owner is a leftover."""
-    from compose.backend import PREFIX
-    from compose.cleanup import helper_processes, lab_namespaces
-    from compose.docker_backend import RUN_LABEL
-    from compose.ownership import protected_run_ids, run_id_of
+    from p2plab.compose.backend import PREFIX
+    from p2plab.compose.cleanup import helper_processes, lab_namespaces
+    from p2plab.compose.docker_backend import RUN_LABEL
+    from p2plab.compose.ownership import protected_run_ids, run_id_of
 
     spare = protected_run_ids(include_kept=False)
     found = [f"namespace {n}" for n in lab_namespaces() if run_id_of(n, PREFIX) not in spare]

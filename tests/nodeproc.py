@@ -24,8 +24,8 @@ def free_port() -> int:
 def node_program(impl: str) -> list[str]:
     """How to start a node of implementation ``impl`` on this machine."""
     if impl == "py":
-        return [sys.executable, "-m", "node"]
-    from compose.rustnode import ensure_binary
+        return [sys.executable, "-m", "p2plab.node"]
+    from p2plab.compose.rustnode import ensure_binary
 
     return [str(ensure_binary())]
 

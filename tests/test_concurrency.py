@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from compose import ownership
-from compose.ownership import RunRecord
+from p2plab.compose import ownership
+from p2plab.compose.ownership import RunRecord
 from tests.conftest import P2PLAB, ROOT, leftovers
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")

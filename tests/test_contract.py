@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from compose.rustnode import CRATE
-from node.identity import peer_id_for_seed
+from p2plab.compose.rustnode import CRATE
+from p2plab.node.identity import peer_id_for_seed
 from p2plab.events import read_events
 from tests.nodeproc import NodeProcess, free_port, node_program
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis.compare import compare
-from analysis.cpu import cpu_figures, saturated_intervals
-from analysis.expectations import check
-from analysis.junit import write_junit
-from topology.scenario import Expectations
+from p2plab.analysis.compare import compare
+from p2plab.analysis.cpu import cpu_figures, saturated_intervals
+from p2plab.analysis.expectations import check
+from p2plab.analysis.junit import write_junit
+from p2plab.topology.scenario import Expectations
 
 pytestmark = pytest.mark.quick
 

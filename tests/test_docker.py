@@ -85,17 +85,17 @@ def test_node_image_starts_a_node(tmp_path: Path) -> None:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-    from compose.images import ensure_image
+    from p2plab.compose.images import ensure_image
 
     tag = ensure_image(lambda m: None)
     container = (DockerContainer(tag)
-                 .with_command("python -m node --name solo --listen-ip 127.0.0.1 --no-stdin "
+                 .with_command("python -m p2plab.node --name solo --listen-ip 127.0.0.1 --no-stdin "
                                "--key-seed solo --ping-interval 0")
                  .with_kwargs(network_mode="none", labels={"p2plab": "1"})
                  .waiting_for(LogMessageWaitStrategy("peer id:").with_startup_timeout(60)))
     with container:
         out, _ = container.get_logs()
-        from node.identity import peer_id_for_seed
+        from p2plab.node.identity import peer_id_for_seed
 
         assert f"peer id: {peer_id_for_seed('solo')}" in out.decode()
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from topology.faults import fault_ruleset, partition_blocks
-from topology.plan import build_plan, link_checks
-from topology.scenario import DialTarget, Publish, parse_scenario
-from topology.traffic import send_offsets
+from p2plab.topology.faults import fault_ruleset, partition_blocks
+from p2plab.topology.plan import build_plan, link_checks
+from p2plab.topology.scenario import DialTarget, Publish, parse_scenario
+from p2plab.topology.traffic import send_offsets
 
 pytestmark = pytest.mark.quick
 SCENARIOS = Path(__file__).parent.parent / "scenarios"

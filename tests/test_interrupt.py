@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from compose.ownership import RUNS_DIR
+from p2plab.compose.ownership import RUNS_DIR
 from tests.conftest import P2PLAB, ROOT, leftovers
 
 SEED = 20261127

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compose.kept import kept_labs
+from p2plab.compose.kept import kept_labs
 from tests.conftest import P2PLAB, ROOT, leftovers
 
 BACKENDS = [pytest.param("netns", marks=pytest.mark.netns),

@@ -15,7 +15,7 @@ from trio.testing import MockClock
 import libp2p
 from libp2p.pubsub import utils
 from libp2p.stream_muxer.yamux import yamux
-from node import libp2p_tuning
+from p2plab.node import libp2p_tuning
 
 pytestmark = pytest.mark.quick
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import P2PLAB, ROOT
-from topology.matrix import MatrixSpec, cells, lab_scenarios, load_matrix, theory
-from topology.plan import build_plan
+from p2plab.topology.matrix import MatrixSpec, cells, lab_scenarios, load_matrix, theory
+from p2plab.topology.plan import build_plan
 
 
 @pytest.mark.quick

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from topology.nat import PRESETS, NatBehaviour, nat_ruleset, resolve
+from p2plab.topology.nat import PRESETS, NatBehaviour, nat_ruleset, resolve
 
 pytestmark = pytest.mark.quick
 

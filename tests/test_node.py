@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from node.identity import peer_id_for_seed
+from p2plab.node.identity import peer_id_for_seed
 from tests.nodeproc import NodeProcess, free_port
 
 LO = ["--listen-ip", "127.0.0.1"]
@@ -28,7 +28,7 @@ LO = ["--listen-ip", "127.0.0.1"]
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_bad_flags_exit_2_with_one_line(args: list[str], words: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "node", *args], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "p2plab.node", *args], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr

@@ -11,10 +11,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from compose import ownership
-from compose.backend import PREFIX, BackendError
-from compose.cleanup import RUN_ENV, clean, lab_namespaces
-from compose.ownership import RunRecord
+from p2plab.compose import ownership
+from p2plab.compose.backend import PREFIX, BackendError
+from p2plab.compose.cleanup import RUN_ENV, clean, lab_namespaces
+from p2plab.compose.ownership import RunRecord
 
 
 @pytest.fixture

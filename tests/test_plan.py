@@ -6,9 +6,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from node.identity import peer_id_for_seed
-from topology.plan import build_plan
-from topology.scenario import ScenarioError, load_scenario, parse_scenario
+from p2plab.node.identity import peer_id_for_seed
+from p2plab.topology.plan import build_plan
+from p2plab.topology.scenario import ScenarioError, load_scenario, parse_scenario
 
 pytestmark = pytest.mark.quick
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -102,7 +102,7 @@ def test_implementations_and_message_ids_reach_each_node() -> None:
     programs = {"py": ["/venv/python"], "rust": ["/bin/p2plab-node-rs"]}
     bob = plan.nodes["bob"].command(PurePosixPath("/run/x"), programs)
     alice = plan.nodes["alice"].command(PurePosixPath("/run/x"), programs)
-    assert bob[0] == "/bin/p2plab-node-rs" and alice[:3] == ["/venv/python", "-m", "node"]
+    assert bob[0] == "/bin/p2plab-node-rs" and alice[:3] == ["/venv/python", "-m", "p2plab.node"]
     assert bob[bob.index("--msg-id") + 1] == "origin-seq"
     everyone_rust = build_plan(load_scenario(SCENARIOS / "gossip-200.yaml"))
     assert {n.impl for n in everyone_rust.nodes.values()} == {"rust"}
@@ -110,7 +110,7 @@ def test_implementations_and_message_ids_reach_each_node() -> None:
 
 def test_a_big_lab_raises_the_host_arp_limits_and_puts_them_back(monkeypatch, tmp_path) -> None:
     """gossip-200 needs more neighbour entries than Linux's default host-wide 1024."""
-    from compose import host_limits
+    from p2plab.compose import host_limits
 
     needed = build_plan(load_scenario(SCENARIOS / "gossip-200.yaml")).neighbour_entries()
     assert needed > 1024 > build_plan(load_scenario(SCENARIOS / "nat-relay.yaml")).neighbour_entries()

@@ -13,9 +13,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from analysis.compare import compare
-from analysis.metrics import load_events, summarize
-from analysis.tables import build_tables
+from p2plab.analysis.compare import compare
+from p2plab.analysis.metrics import load_events, summarize
+from p2plab.analysis.tables import build_tables
 from tests.conftest import P2PLAB, ROOT
 from tests.test_analysis import _msg, _started, _write
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from compose.session import run_scenario
+from p2plab.orchestrate.session import run_scenario
 from tests.conftest import P2PLAB, ROOT
-from topology.matrix import is_matrix_file
-from topology.scenario import load_scenario
+from p2plab.topology.matrix import is_matrix_file
+from p2plab.topology.scenario import load_scenario
 
 SCENARIOS = ROOT / "scenarios"
 SIMULATED = sorted(p for p in SCENARIOS.glob("*.yaml")

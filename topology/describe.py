@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from topology.plan import LabPlan
-from topology.scenario import PUBLIC, DialTarget, LinkSpec, step_kind
+from p2plab.topology.plan import LabPlan
+from p2plab.topology.scenario import PUBLIC, DialTarget, LinkSpec, step_kind
 
 
 def link_text(link: LinkSpec | None) -> str:

@@ -7,7 +7,7 @@ applies them the same way and a restarted container gets them back.
 
 from __future__ import annotations
 
-from topology.plan import LabPlan
+from p2plab.topology.plan import LabPlan
 
 TABLE = "p2plab_fault"
 

@@ -14,9 +14,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from topology.nat import PRESETS, resolve
-from topology.scenario import Scenario, ScenarioError
-from topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
+from p2plab.topology.nat import PRESETS, resolve
+from p2plab.topology.scenario import Scenario, ScenarioError
+from p2plab.topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
                                   parse_yaml, read_text)
 
 Transport = Literal["tcp", "quic"]

@@ -14,9 +14,9 @@ from typing import Iterator, Mapping, Sequence
 
 import networkx as nx
 
-from node.identity import peer_id_for_seed
-from topology.nat import NatBehaviour, conntrack_sysctls, nat_ruleset
-from topology.scenario import PUBLIC, DialTarget, LinkSpec, NatSpec, Scenario, nat_spec
+from p2plab.node.identity import peer_id_for_seed
+from p2plab.topology.nat import NatBehaviour, conntrack_sysctls, nat_ruleset
+from p2plab.topology.scenario import PUBLIC, DialTarget, LinkSpec, NatSpec, Scenario, nat_spec
 
 NODE_PORT = 4001
 PROBE_PORTS = (3478, 3479)
@@ -94,7 +94,7 @@ class NodePlan:
         if self.role == "probe":
             return [*programs["py"], "-c", "import time\nwhile True: time.sleep(3600)"]
         if self.impl == "py":
-            return [*programs["py"], "-m", "node", *self.argv(run_dir)]
+            return [*programs["py"], "-m", "p2plab.node", *self.argv(run_dir)]
         return [*programs[self.impl], *self.argv(run_dir)]
 
 

@@ -27,9 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-from topology import groups
-from topology.nat import PRESETS, NatBehaviour, resolve
-from topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
+from p2plab.topology import groups
+from p2plab.topology.nat import PRESETS, NatBehaviour, resolve
+from p2plab.topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
                                   parse_yaml, read_text)
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,19}")  # fullmatch: "$" would let "a\n" through

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from topology.scenario import Publish, Scenario
+from p2plab.topology.scenario import Publish, Scenario
 
 
 def send_offsets(step: Publish, scenario: Scenario, step_index: int, publisher: str) -> list[float]:

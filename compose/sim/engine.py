@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from compose.sim.network import (
+from p2plab.compose.sim.network import (
     CONNECT_RTTS,
     HOLE_PUNCH_DELAY_S,
     REDIAL_PAUSE_S,
@@ -28,8 +28,8 @@ from compose.sim.network import (
     SimNode,
 )
 from p2plab.events import SCHEMA_VERSION
-from topology import traffic
-from topology.scenario import (
+from p2plab.topology import traffic
+from p2plab.topology.scenario import (
     LAB_EVENTS,
     Heal,
     Kill,

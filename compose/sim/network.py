@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from node.config import GossipParams
-from topology.plan import LabPlan, combined_behaviour
-from topology.scenario import PUBLIC, DialTarget
+from p2plab.node.config import GossipParams
+from p2plab.topology.plan import LabPlan, combined_behaviour
+from p2plab.topology.scenario import PUBLIC, DialTarget
 
 # Seconds. Measured on this project's labs (see docs/simulation.md): a TCP connection
 # with noise and yamux takes about four round trips to become usable; DCUtR in

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from compose.runner import provenance
-from compose.sim.engine import EPOCH, Simulation
-from compose.sim.network import SimNetwork
-from topology.plan import build_plan
-from topology.scenario import LAB_EVENTS, Scenario
+from p2plab.compose.runner import provenance
+from p2plab.compose.sim.engine import EPOCH, Simulation
+from p2plab.compose.sim.network import SimNetwork
+from p2plab.topology.plan import build_plan
+from p2plab.topology.scenario import LAB_EVENTS, Scenario
 
 
 def ignored_features(scenario: Scenario) -> list[str]:

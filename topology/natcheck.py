@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from topology.nat import NatBehaviour
+from p2plab.topology.nat import NatBehaviour
 
 
 def declared_view(behaviour: NatBehaviour | None) -> dict[str, Any]:

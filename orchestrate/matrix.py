@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from analysis.matrix import cell_results, write_matrix_report
-from analysis.metrics import summarize
-from compose import ownership
-from compose.backend import make_backend
-from compose.ownership import RunRecord
-from compose.runner import execute, new_run_dir, new_run_id
-from topology.matrix import MatrixFile, lab_scenarios
-from topology.plan import build_plan
+from p2plab.analysis.matrix import cell_results, write_matrix_report
+from p2plab.analysis.metrics import summarize
+from p2plab.compose import ownership
+from p2plab.compose.backend import make_backend
+from p2plab.compose.ownership import RunRecord
+from p2plab.compose.runner import execute, new_run_dir, new_run_id
+from p2plab.topology.matrix import MatrixFile, lab_scenarios
+from p2plab.topology.plan import build_plan
 
 
 def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results_root: Path,

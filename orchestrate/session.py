@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from analysis.expectations import Verdict
-from analysis.report import build_report
-from compose import ownership
-from compose.backend import BackendError, make_backend
-from compose.ownership import RunRecord
-from compose.runner import execute, new_run_dir, new_run_id, signals_ignored
-from topology.plan import build_plan
-from topology.scenario import load_scenario
+from p2plab.analysis.expectations import Verdict
+from p2plab.analysis.report import build_report
+from p2plab.compose import ownership
+from p2plab.compose.backend import BackendError, make_backend
+from p2plab.compose.ownership import RunRecord
+from p2plab.compose.runner import execute, new_run_dir, new_run_id, signals_ignored
+from p2plab.topology.plan import build_plan
+from p2plab.topology.scenario import load_scenario
 
 
 @dataclass
@@ -95,7 +95,7 @@ def check_address_space(backend_name: str, subnets: list[str]) -> None:
     if backend_name != "docker":
         return
     # A Docker network first: its bridge is also a host route, but its name says more.
-    from compose.docker_backend import foreign_network_overlap
+    from p2plab.compose.docker_backend import foreign_network_overlap
 
     taken = foreign_network_overlap(subnets)
     if taken:
@@ -127,7 +127,7 @@ def check_emulation_size(scenario: Any, backend_name: str) -> None:
 
 def _simulate(path: Path, scenario: Any, results: Path,
               progress: Callable[[str], None]) -> RunResult:
-    from compose.sim.run import simulate
+    from p2plab.compose.sim.run import simulate
 
     run_id = new_run_id()
     run_dir = new_run_dir(results, scenario, run_id)

@@ -1,0 +1,1 @@
+"""The Rust node's sources, installed as package data so an installed p2plab can build it."""

@@ -1,0 +1,1 @@
+"""Orchestration: above the executors and analysis; runs, suites, matrices, cross-checks."""
