@@ -7,7 +7,7 @@ from typing import Any
 
 from p2plab.analysis.cpu import caveat
 from p2plab.analysis.metrics import pair_key
-from p2plab.topology.scenario import Expectations
+from p2plab.topology.schema import Expectations
 
 
 @dataclass(frozen=True)

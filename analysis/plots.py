@@ -155,7 +155,7 @@ def topology_picture(graph: nx.Graph, meta: dict[str, Any], path: Path,
                   else f"{n}\n{graph.nodes[n].get('nat', '')}" if kinds.get(n) == "router" else n)
               for n in graph.nodes}
     nx.draw_networkx_labels(graph, pos, labels=labels, font_size=5 if big else 7, ax=ax)
-    ax.set_title(f"Topology: segments (squares), NAT routers (diamonds), nodes (circles)"
+    ax.set_title("Topology: segments (squares), NAT routers (diamonds), nodes (circles)"
                  + ("; planned dials in purple (dashed: relayed)" if dials else "") + "\n"
                  f"{_subtitle(meta)}", fontsize=10)
     ax.axis("off")

@@ -17,7 +17,7 @@ from p2plab.analysis.metrics import summarize
 from p2plab.analysis.tables import save_tables
 from p2plab.topology.describe import picture_graph
 from p2plab.topology.plan import build_plan
-from p2plab.topology.scenario import load_scenario
+from p2plab.topology.loading import load_scenario
 from p2plab.files import write_atomic
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from p2plab.topology.scenario import _step_kind as step_kind_of
+from p2plab.topology.schema import _step_kind as step_kind_of
 
 from p2plab.analysis.metrics import load_events, node_table
 

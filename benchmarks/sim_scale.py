@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from p2plab.topology.scenario import load_scenario
+from p2plab.topology.loading import load_scenario
 from p2plab.topology.plan import build_plan
 from p2plab.compose.sim.network import SimNetwork
 from p2plab.compose.sim.engine import Simulation

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from p2plab.compose.backend import Backend, BackendError
 from p2plab.topology.plan import NODE_IF, LabPlan
-from p2plab.topology.scenario import LinkSpec
+from p2plab.topology.schema import LinkSpec
 
 IFB = "p2pl-ifb"
 MECHANISMS = ("auto", "netem", "nfqueue")

@@ -7,7 +7,6 @@ in ``finally``, also on Ctrl-C and SIGTERM.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import platform
@@ -43,7 +42,8 @@ from p2plab.events import EventWriter
 from p2plab.files import write_atomic
 from p2plab.topology import traffic
 from p2plab.topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
-from p2plab.topology.scenario import (
+from p2plab.topology.scenario import Scenario
+from p2plab.topology.schema import (
     LAB_EVENTS,
     Heal,
     Kill,
@@ -52,7 +52,6 @@ from p2plab.topology.scenario import (
     Partition,
     Publish,
     Restart,
-    Scenario,
     SetNat,
     Sleep,
     StopTraffic,

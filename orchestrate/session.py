@@ -14,7 +14,7 @@ from p2plab.compose.backend import BackendError, make_backend
 from p2plab.compose.ownership import RunRecord
 from p2plab.compose.runner import execute, new_run_dir, new_run_id, signals_ignored
 from p2plab.topology.plan import build_plan
-from p2plab.topology.scenario import load_scenario
+from p2plab.topology.loading import load_scenario
 
 
 @dataclass

@@ -19,7 +19,7 @@ from p2plab.compose.backend import BackendError
 from p2plab.compose.runner import ResultsFolderError
 from p2plab.orchestrate.session import run_scenario
 from p2plab.topology.matrix import is_matrix_file
-from p2plab.topology.scenario import ScenarioError, find_scenario
+from p2plab.topology.loading import ScenarioError, find_scenario
 from p2plab.files import write_atomic
 
 
@@ -28,7 +28,7 @@ def default_suite(scenarios_dir: Path, items: list[str]) -> list[Path]:
     except matrix files (a matrix is its own long run: p2plab run nat-matrix) and those
     marked ``in_suite: false``."""
     if not items:
-        from p2plab.topology.scenario import load_scenario
+        from p2plab.topology.loading import load_scenario
 
         return sorted(p for p in scenarios_dir.glob("*.yaml")
                       if not is_matrix_file(p) and load_scenario(p).in_suite)

@@ -34,7 +34,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from p2plab.topology.plan import build_plan
-    from p2plab.topology.scenario import ScenarioError, find_scenario, load_scenario
+    from p2plab.topology.loading import ScenarioError, find_scenario, load_scenario
 
     status = 0
     from p2plab.topology.matrix import is_matrix_file, lab_scenarios, load_matrix
@@ -63,7 +63,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from p2plab.analysis.plots import topology_picture
     from p2plab.topology.describe import describe, dials
     from p2plab.topology.plan import build_plan
-    from p2plab.topology.scenario import ScenarioError, find_scenario, load_scenario
+    from p2plab.topology.loading import ScenarioError, find_scenario, load_scenario
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
@@ -104,7 +104,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
     from p2plab.orchestrate.crosscheck import crosscheck
     from p2plab.orchestrate.session import run_scenario
-    from p2plab.topology.scenario import ScenarioError, find_scenario
+    from p2plab.topology.loading import ScenarioError, find_scenario
 
     try:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -142,7 +142,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from p2plab.orchestrate.session import run_scenario
     from p2plab.topology.matrix import is_matrix_file
-    from p2plab.topology.scenario import ScenarioError, find_scenario
+    from p2plab.topology.loading import ScenarioError, find_scenario
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
@@ -204,7 +204,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from p2plab.compose.backend import BackendError as _BackendError
     from p2plab.compose.export import export_compose
     from p2plab.topology.plan import build_plan
-    from p2plab.topology.scenario import ScenarioError, find_scenario, load_scenario
+    from p2plab.topology.loading import ScenarioError, find_scenario, load_scenario
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
@@ -232,7 +232,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     from p2plab.orchestrate.suite import default_suite, run_suite
-    from p2plab.topology.scenario import ScenarioError
+    from p2plab.topology.loading import ScenarioError
 
     try:
         paths = default_suite(SCENARIOS_DIR, args.scenarios)

@@ -29,7 +29,7 @@ from p2plab.compose.ownership import RunRecord
 from p2plab.compose.runner import Runner, new_run_dir, new_run_id
 from p2plab.resources import scenarios_dir
 from p2plab.topology.plan import LabPlan, build_plan
-from p2plab.topology.scenario import find_scenario, load_scenario
+from p2plab.topology.loading import find_scenario, load_scenario
 
 SCENARIOS_DIR = scenarios_dir()
 

@@ -9,7 +9,7 @@ import pytest
 
 from p2plab.analysis.expectations import check
 from p2plab.analysis.metrics import summarize
-from p2plab.topology.scenario import ConnectionExpectation, Expectations, HolePunchExpectation
+from p2plab.topology.schema import ConnectionExpectation, Expectations, HolePunchExpectation
 
 pytestmark = pytest.mark.quick
 

@@ -5,7 +5,6 @@ channel, the message-id function, chat payloads and shutdown. Loopback only."""
 from __future__ import annotations
 
 import subprocess
-import time
 import tomllib
 from pathlib import Path
 

@@ -14,7 +14,7 @@ from p2plab.analysis.compare import compare
 from p2plab.analysis.cpu import cpu_figures, saturated_intervals
 from p2plab.analysis.expectations import check
 from p2plab.analysis.junit import write_junit
-from p2plab.topology.scenario import Expectations
+from p2plab.topology.schema import Expectations
 
 pytestmark = pytest.mark.quick
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from p2plab.analysis.metrics import summarize
 from tests.conftest import P2PLAB
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("no_leftovers")]

@@ -11,7 +11,8 @@ import pytest
 
 from p2plab.topology.faults import fault_ruleset, partition_blocks
 from p2plab.topology.plan import build_plan, link_checks
-from p2plab.topology.scenario import DialTarget, Publish, parse_scenario
+from p2plab.topology.loading import parse_scenario
+from p2plab.topology.schema import DialTarget, Publish
 from p2plab.topology.traffic import send_offsets
 
 pytestmark = pytest.mark.quick

@@ -14,7 +14,7 @@ from p2plab.compose.cleanup import lab_namespaces
 from p2plab.compose.netns import NetnsBackend
 from tests.conftest import ROOT
 from p2plab.topology.plan import build_plan
-from p2plab.topology.scenario import load_scenario
+from p2plab.topology.loading import load_scenario
 
 pytestmark = [pytest.mark.netns, pytest.mark.usefixtures("no_leftovers")]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import P2PLAB, ROOT
-from p2plab.topology.scenario import SetNat
+from p2plab.topology.schema import SetNat
 
 BACKENDS = [pytest.param("netns", marks=pytest.mark.netns),
             pytest.param("docker", marks=pytest.mark.docker)]

@@ -8,7 +8,7 @@ import pytest
 
 from p2plab.node.identity import peer_id_for_seed
 from p2plab.topology.plan import build_plan
-from p2plab.topology.scenario import ScenarioError, load_scenario, parse_scenario
+from p2plab.topology.loading import ScenarioError, load_scenario, parse_scenario
 
 pytestmark = pytest.mark.quick
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"

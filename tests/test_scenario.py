@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from p2plab.topology.scenario import ScenarioError, load_scenario, parse_scenario
+from p2plab.topology.loading import ScenarioError, load_scenario, parse_scenario
 
 pytestmark = pytest.mark.quick
 

@@ -12,7 +12,7 @@ import pytest
 from p2plab.orchestrate.session import run_scenario
 from tests.conftest import P2PLAB, ROOT
 from p2plab.topology.matrix import is_matrix_file
-from p2plab.topology.scenario import load_scenario
+from p2plab.topology.loading import load_scenario
 
 SCENARIOS = ROOT / "scenarios"
 SIMULATED = sorted(p for p in SCENARIOS.glob("*.yaml")

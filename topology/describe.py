@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from p2plab.topology.plan import LabPlan
-from p2plab.topology.scenario import PUBLIC, DialTarget, LinkSpec, step_kind
+from p2plab.topology.schema import PUBLIC, DialTarget, LinkSpec, step_kind
 
 
 def link_text(link: LinkSpec | None) -> str:
@@ -88,7 +88,7 @@ def condensed_graph(plan: LabPlan) -> "nx.Graph":
     s = plan.scenario
     graph = nx.Graph()
     graph.add_node(PUBLIC, kind="segment", subnet=s.public.subnet)
-    lan_group = {lan.name: s.lan_specs[s._lan_origin[lan.name]] for lan in s.lans}
+    lan_group = {lan.name: s.lan_specs[s.lan_origin[lan.name]] for lan in s.lans}
     sizes = Counter(spec.name for spec in lan_group.values())
     for spec in s.lan_specs:
         label = f"{spec.name} x{sizes[spec.name]}" if spec.count else spec.name

@@ -15,7 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from p2plab.topology.nat import PRESETS, resolve
-from p2plab.topology.scenario import Scenario, ScenarioError
+from p2plab.topology.loading import ScenarioError, scenario_from_data
+from p2plab.topology.scenario import Scenario
 from p2plab.topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
                                   parse_yaml, read_text)
 
@@ -163,7 +164,7 @@ def lab_scenarios(matrix: MatrixFile) -> list[tuple[Scenario, list[Cell]]]:
                      "required": False},
                     {"wait": "connection", "pairs": pairs, "kind": "direct",
                      "timeout": matrix.matrix.direct_timeout, "required": False}]
-        scenario = Scenario.model_validate({
+        scenario = scenario_from_data({
             "name": f"{matrix.name}-{lab}", "seed": matrix.seed + lab,
             "description": f"{matrix.name} lab {lab}: cells {mine[0].node_a[1:]}-{mine[-1].node_a[1:]}",
             # A node that also listens on TCP would punch over TCP: QUIC cells are QUIC-only.

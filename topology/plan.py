@@ -16,7 +16,8 @@ import networkx as nx
 
 from p2plab.node.identity import peer_id_for_seed
 from p2plab.topology.nat import NatBehaviour, conntrack_sysctls, nat_ruleset
-from p2plab.topology.scenario import PUBLIC, DialTarget, LinkSpec, NatSpec, Scenario, nat_spec
+from p2plab.topology.scenario import Scenario
+from p2plab.topology.schema import PUBLIC, DialTarget, LinkSpec, NatSpec, nat_spec
 
 NODE_PORT = 4001
 PROBE_PORTS = (3478, 3479)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import random
 
-from p2plab.topology.scenario import Publish, Scenario
+from p2plab.topology.scenario import Scenario
+
+from p2plab.topology.schema import Publish
 
 
 def send_offsets(step: Publish, scenario: Scenario, step_index: int, publisher: str) -> list[float]:

@@ -29,7 +29,7 @@ from p2plab.compose.sim.network import (
 )
 from p2plab.events import SCHEMA_VERSION
 from p2plab.topology import traffic
-from p2plab.topology.scenario import (
+from p2plab.topology.schema import (
     LAB_EVENTS,
     Heal,
     Kill,

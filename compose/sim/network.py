@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from p2plab.node.config import GossipParams
 from p2plab.topology.plan import LabPlan, combined_behaviour
-from p2plab.topology.scenario import PUBLIC, DialTarget
+from p2plab.topology.schema import PUBLIC, DialTarget
 
 # Seconds. Measured on this project's labs (see docs/simulation.md): a TCP connection
 # with noise and yamux takes about four round trips to become usable; DCUtR in

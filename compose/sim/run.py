@@ -15,7 +15,8 @@ from p2plab.compose.runner import provenance
 from p2plab.compose.sim.engine import EPOCH, Simulation
 from p2plab.compose.sim.network import SimNetwork
 from p2plab.topology.plan import build_plan
-from p2plab.topology.scenario import LAB_EVENTS, Scenario
+from p2plab.topology.scenario import Scenario
+from p2plab.topology.schema import LAB_EVENTS
 
 
 def ignored_features(scenario: Scenario) -> list[str]:

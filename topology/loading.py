@@ -1,0 +1,128 @@
+"""Loading a scenario: read the file (size-capped, UTF-8), parse the YAML (no alias
+bombs, no duplicate keys), validate the fields, expand, cross-check; every error names
+file, line and field and says how to fix it, before anything is created.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from p2plab.topology.checks import CrossReferenceErrors, cross_check
+from p2plab.topology.expansion import expand
+from p2plab.topology.scenario import Scenario
+from p2plab.topology.schema import STEP_TAGS, ScenarioFile
+from p2plab.topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
+                                         parse_yaml, read_text)
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot run; the message names file, line and field."""
+
+
+def scenario_from_data(data: dict[str, Any]) -> Scenario:
+    """A scenario built in code (a matrix's labs): the same checks as a file's, with
+    errors as plain messages."""
+    try:
+        scenario = expand(ScenarioFile.model_validate(data))
+        problems = cross_check(scenario)
+    except CrossReferenceErrors as exc:
+        problems = exc.errors
+    except ValidationError as exc:
+        raise ScenarioError(str(exc)) from None
+    if problems:
+        raise ScenarioError("; ".join(f"{field_path(w)}: {m}" for w, m in problems))
+    return scenario
+
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    try:
+        document = parse_yaml(text, source)
+    except YamlSourceError as exc:
+        raise ScenarioError(str(exc)) from None
+    data, root = document.data, document.root
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{source}:1: a scenario is a YAML mapping with name, nodes, ...")
+    index = line_index(root)
+    try:
+        file = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError("\n".join(_field_errors(exc, index, source))) from None
+    try:
+        scenario = expand(file)
+        problems = cross_check(scenario)
+    except CrossReferenceErrors as exc:
+        problems = exc.errors
+    if problems:
+        raise ScenarioError("\n".join(dict.fromkeys(
+            f"{source}:{line_for(index, where)}: {field_path(where)}: {message}"
+            for where, message in problems))) from None
+    return scenario
+
+
+def _field_errors(exc: ValidationError, index: Any, source: str) -> list[str]:
+    """pydantic's errors as ``FILE:LINE: FIELD: message and fix`` lines."""
+    lines = []
+    entries = []
+    for err in exc.errors():
+        loc = _strip_union_tags(tuple(err["loc"]))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = f"unknown field {loc[-1]!r}: remove it or check its spelling"
+        elif err["type"] == "missing":
+            message = f"required field {loc[-1]!r} is missing"
+        elif err["type"] == "finite_number":
+            message = f"{err['input']!r} is not a finite number: give a plain number"
+        elif err["type"] in ("greater_than", "greater_than_equal", "less_than",
+                             "less_than_equal"):
+            message = f"{err['input']!r} is out of range: {message[0].lower()}{message[1:]}"
+        entries.append((loc, message, err["type"]))
+    for loc, message, kind in entries:
+        # A union (a name or a mapping) fails once per member: keep the member that
+        # got furthest, not "Input should be a valid string" for the other one.
+        if kind.endswith("_type") and any(
+                other[:len(loc)] == loc and other_kind != kind
+                for other, _, other_kind in entries if (other, other_kind) != (loc, kind)):
+            continue
+        lines.append(f"{source}:{line_for(index, loc)}: {field_path(loc)}: {message}")
+    return list(dict.fromkeys(lines))
+
+
+def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts union member names ('DialTarget', 'str', step tags) into locations."""
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and (part[:1].isupper() or part in ("str", "list[str]")
+                                      or "[" in part):
+            continue
+        if part in STEP_TAGS and i >= 2 and loc[i - 2] == "timeline":
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        text = read_text(path)
+    except YamlSourceError as exc:
+        raise ScenarioError(str(exc)) from None
+    return parse_scenario(text, str(path))
+
+
+def find_scenario(name_or_path: str, scenarios_dir: Path) -> Path:
+    """Accept a path, or the name of a shipped scenario (``nat-relay``)."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ScenarioError(f"{path}: no such scenario file")
+        return path
+    candidate = scenarios_dir / f"{name_or_path}.yaml"
+    if candidate.exists():
+        return candidate
+    known = sorted(p.stem for p in scenarios_dir.glob("*.yaml"))
+    raise ScenarioError(
+        f"no scenario named {name_or_path!r}; shipped: {', '.join(known) or 'none'}"
+    )
