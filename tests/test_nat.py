@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from p2plab.topology.nat import PRESETS, NatBehaviour, nat_ruleset, resolve
+from p2plab.topology.nat import PRESETS, NatBehaviour, resolve
+from p2plab.topology.nat_rules import nat_ruleset
 
 pytestmark = pytest.mark.quick
 

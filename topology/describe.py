@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from p2plab.topology.plan import LabPlan
 from p2plab.topology.schema import PUBLIC, DialTarget, LinkSpec, step_kind
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def link_text(link: LinkSpec | None) -> str:

@@ -15,7 +15,8 @@ from typing import Iterator, Mapping, Sequence
 import networkx as nx
 
 from p2plab.node.identity import peer_id_for_seed
-from p2plab.topology.nat import NatBehaviour, conntrack_sysctls, nat_ruleset
+from p2plab.topology.nat import NatBehaviour
+from p2plab.topology.nat_rules import conntrack_sysctls, nat_ruleset
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import PUBLIC, DialTarget, LinkSpec, NatSpec, nat_spec
 
