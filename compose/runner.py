@@ -40,27 +40,11 @@ from p2plab.compose.ownership import RunRecord
 from p2plab.control import ControlError, send_command
 from p2plab.events import EventWriter
 from p2plab.files import write_atomic
-from p2plab.topology import traffic
 from p2plab.topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
 from p2plab.topology.scenario import Scenario
-from p2plab.topology.schema import (
-    LAB_EVENTS,
-    Heal,
-    Kill,
-    LinkDown,
-    LinkUp,
-    Partition,
-    Publish,
-    Restart,
-    SetNat,
-    Sleep,
-    StopTraffic,
-    WaitConnection,
-    WaitHolePunch,
-    WaitReservation,
-    WaitTopicPeers,
-    step_kind,
-)
+from p2plab.topology.schema import LAB_EVENTS, Publish
+from p2plab.topology.timeline import (At, Condition, Connected, MeshAtLeast, Pause, Punched,
+                                      Reserved, Timeline)
 
 READY_TIMEOUT_S = 30.0
 # Each node imports py-libp2p (about 1 s of CPU): a big lab on a small machine needs time.
@@ -162,7 +146,8 @@ class Runner:
         self.progress = progress
         self.spawned: dict[str, float] = {}
         self.rss_mb: dict[str, float | None] = {}
-        self.steps: list[dict[str, Any]] = []  # what the timeline did, and when
+        self.timeline = Timeline(plan.scenario, self)
+        self.starts_before: dict[str, int] = {}  # node_started events before a restart
         self.publish_deadline = 0.0
         # (publisher, flow) -> messages still to be seen published
         self.expected_flows: dict[tuple[str, str], int] = {}
@@ -307,123 +292,87 @@ class Runner:
             READY_TIMEOUT_S + READY_S_PER_NODE * len(self.plan.nodes),
         )
 
-    def run_step(self, index: int, step: Any) -> None:
-        if step.at is not None:
-            delay = self.timeline_start + step.at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        scenario = self.plan.scenario
-        if isinstance(step, WaitReservation):
-            nodes = scenario.match_nodes(step.nodes)
-            self.progress(f"waiting for relay reservations of {_names(nodes)}")
-            self.wait_until(f"relay reservations of {_names(nodes)}",
-                            lambda: all(self._reserved(n) for n in nodes), step.timeout)
-        elif isinstance(step, WaitTopicPeers):
-            nodes = [n for n in scenario.match_chatting(step.nodes) if n not in self.down]
-            self.progress(f"waiting until {_names(nodes)} have {step.min}+ mesh peers")
-            self.wait_until(f"{step.min}+ gossipsub mesh peers at {_names(nodes)}",
-                            lambda: all(self._mesh_size(n) >= step.min for n in nodes),
-                            step.timeout)
-        elif isinstance(step, (WaitConnection, WaitHolePunch)):
-            pairs = step.all_pairs()
-            if isinstance(step, WaitConnection):
-                what = f"a {step.kind} connection "
-                done = lambda a, b: (self._connected(a, b, step.kind)  # noqa: E731
-                                     or self._connected(b, a, step.kind))
-            else:
-                what = "a finished hole punch "
-                done = self._punched
-            what += ", ".join(f"{a} <-> {b}" for a, b in pairs)
-            self.progress(f"waiting for {what}")
-            try:
-                self.wait_until(what, lambda: all(done(a, b) for a, b in pairs), step.timeout)
-            except StepTimeout:
-                if step.required:
-                    raise
-                self.progress(f"not every pair got there ({what}); going on")
-        elif isinstance(step, Publish):
-            self._publish(index, step)
-        elif isinstance(step, StopTraffic):
-            flow = step.stop_traffic
-            for (node, key) in list(self.expected_flows):
-                if flow in ("all", key):
-                    del self.expected_flows[(node, key)]
-            for name in self.running():
-                if scenario.node(name).chats:
-                    self.send(name, {"cmd": "stop-traffic", "flow": flow})
-            self.lab_event("traffic", flow=flow, publishers=[], count=0, topic="",
-                           action="stop")
-            self.progress(f"stopped traffic: {flow}")
-        elif isinstance(step, Sleep):
-            time.sleep(step.sleep)
-        elif isinstance(step, SetNat):
-            router = self.plan.router_for(step.set_nat).name
-            behaviour, ruleset, sysctls = self.plan.ruleset_for(router, step.nat)
-            self.progress(f"switching {router} to {behaviour.short() if behaviour else 'no NAT'}")
-            self.backend.reconfigure_router(router, ruleset, sysctls)
-            self.lab_event("fault", action="set-nat", targets=[step.set_nat],
-                           nat=behaviour.short() if behaviour else "no NAT")
-        elif isinstance(step, Kill):
-            nodes = [n for n in scenario.match_nodes(step.kill) if n not in self.down]
-            for name in nodes:
-                self.links.release(name)
-                self.backend.kill_node(name)
-                self.down.add(name)
-                for key in [k for k in self.expected_flows if k[0] == name]:
-                    del self.expected_flows[key]
-            self.lab_event("fault", action="kill", targets=nodes)
-            self.progress(f"killed {_names(nodes)}")
-        elif isinstance(step, Restart):
-            nodes = [n for n in scenario.match_nodes(step.restart) if n in self.down]
-            starts = {n: len(self.tail.of(n, "node_started")) for n in nodes}
-            for name in nodes:
-                self.backend.start_node(name)
-                self.links.apply(name)
-                self.faults.restore(name)
-                self.down.discard(name)
-            self.lab_event("fault", action="restart", targets=nodes)
-            self.progress(f"restarted {_names(nodes)}")
-            self.wait_until(f"{_names(nodes)} to start again", lambda: all(
-                len(self.tail.of(n, "node_started")) > starts[n] for n in nodes), READY_TIMEOUT_S)
-        elif isinstance(step, (LinkDown, LinkUp)):
-            up = isinstance(step, LinkUp)
-            targets = step.link_up if up else step.link_down
-            nodes = scenario.match_link_targets(targets)
-            self.faults.set_link(nodes, up, self.running())
-            self.lab_event("fault", action=step_kind(step), targets=nodes, named=targets)
-            self.progress(f"link {'up' if up else 'down'}: {_names(nodes)}")
-        elif isinstance(step, Partition):
-            groups = [scenario.match_link_targets(g) for g in step.partition]
-            self.faults.partition(groups, self.running())
-            self.lab_event("fault", action="partition", targets=sorted(n for g in groups for n in g),
-                           groups=groups)
-            self.progress("partitioned: " + " | ".join(_names(g) for g in groups) + " | rest")
-        elif isinstance(step, Heal):
-            self.faults.heal(self.running())
-            self.lab_event("fault", action="heal", targets=[])
-            self.progress("partition healed")
-        self.steps.append({"t": time.time(), "step": step.model_dump(by_alias=True,
-                                                                     exclude_none=True)})
+    # -- the timeline's primitives (topology/timeline.py says what each step means) -----
+    def clock(self) -> float:
+        return time.time()
 
-    def _publish(self, index: int, step: Publish) -> None:
-        scenario = self.plan.scenario
-        flow = step.name or f"step-{index}"
-        publishers = [n for n in traffic.publishers(step, scenario) if n not in self.down]
-        longest = 0.0
-        for name in publishers:
-            offsets = traffic.send_offsets(step, scenario, index, name)
-            topic = traffic.topic_for(step, scenario, name)
-            self.send(name, {"cmd": "publish", "count": step.count, "size": step.size,
-                             "rate": step.rate, "topic": topic, "flow": flow,
-                             "offsets": offsets})
-            self.expected_flows[(name, flow)] = step.count
-            longest = max(longest, offsets[-1])
-        self.publish_deadline = max(self.publish_deadline, time.monotonic() + longest)
-        self.lab_event("traffic", flow=flow, publishers=publishers, count=step.count,
-                       topic=step.topic or "", pattern=step.pattern, rate=step.rate,
-                       size=step.size, action="start")
-        self.progress(f"{_names(publishers)} publishing {step.count} x {step.size} B, "
-                      f"{step.pattern} at {step.rate:g}/s ({flow})")
+    def publish(self, node: str, flow: str, topic: str, step: Publish,
+                offsets: list[float]) -> None:
+        self.send(node, {"cmd": "publish", "count": step.count, "size": step.size,
+                         "rate": step.rate, "topic": topic, "flow": flow, "offsets": offsets})
+        self.expected_flows[(node, flow)] = step.count
+        self.publish_deadline = max(self.publish_deadline, time.monotonic() + offsets[-1])
+
+    def stop_traffic(self, flow: str, nodes: list[str]) -> None:
+        for (node, key) in list(self.expected_flows):
+            if flow in ("all", key):
+                del self.expected_flows[(node, key)]
+        for name in nodes:
+            self.send(name, {"cmd": "stop-traffic", "flow": flow})
+
+    def kill(self, nodes: list[str]) -> None:
+        for name in nodes:
+            self.links.release(name)
+            self.backend.kill_node(name)
+            self.down.add(name)
+            for key in [k for k in self.expected_flows if k[0] == name]:
+                del self.expected_flows[key]
+
+    def restart(self, nodes: list[str]) -> None:
+        self.starts_before = {n: len(self.tail.of(n, "node_started")) for n in nodes}
+        for name in nodes:
+            self.backend.start_node(name)
+            self.links.apply(name)
+            self.faults.restore(name)
+            self.down.discard(name)
+
+    def set_links(self, nodes: list[str], up: bool) -> None:
+        self.faults.set_link(nodes, up, self.running())
+
+    def partition(self, groups: list[list[str]]) -> None:
+        self.faults.partition(groups, self.running())
+
+    def heal(self) -> None:
+        self.faults.heal(self.running())
+
+    def set_nat(self, lan: str, nat: Any) -> str:
+        router = self.plan.router_for(lan).name
+        behaviour, ruleset, sysctls = self.plan.ruleset_for(router, nat)
+        self.backend.reconfigure_router(router, ruleset, sysctls)
+        return behaviour.short() if behaviour else "no NAT"
+
+    def holds(self, condition: Condition) -> bool:
+        """Whether a wait step's condition is true, from the nodes' events so far."""
+        if isinstance(condition, Reserved):
+            return all(self._reserved(n) for n in condition.nodes)
+        if isinstance(condition, MeshAtLeast):
+            return all(self._mesh_size(n) >= condition.peers for n in condition.nodes)
+        if isinstance(condition, Connected):
+            kind = condition.kind
+            return all(self._connected(a, b, kind) or self._connected(b, a, kind)
+                       for a, b in condition.pairs)
+        if isinstance(condition, Punched):
+            return all(self._punched(a, b) for a, b in condition.pairs)
+        return all(len(self.tail.of(n, "node_started")) > self.starts_before.get(n, 0)
+                   for n in condition.nodes)
+
+    def run_timeline(self) -> None:
+        """Carry out the timeline's time actions with the wall clock."""
+        for action in self.timeline.run():
+            if isinstance(action, At):
+                delay = self.timeline_start + action.offset - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            elif isinstance(action, Pause):
+                time.sleep(action.seconds)
+            else:
+                condition = action.condition
+                try:
+                    self.wait_until(action.what, lambda: self.holds(condition), action.timeout)
+                except StepTimeout:
+                    if action.required:
+                        raise
+                    self.progress(f"not every pair got there ({action.what}); going on")
 
     def measure_links(self) -> None:
         """UDP round trips over the impaired links, against their configuration, into
@@ -556,8 +505,7 @@ class Runner:
             self.start_nodes()
             self.measure_links()
             self.timeline_start = time.monotonic()
-            for index, step in enumerate(self.plan.scenario.timeline):
-                self.run_step(index, step)
+            self.run_timeline()
             self.finish_publishing()
             time.sleep(self.plan.scenario.settle)
         except StepFailed as exc:
@@ -652,7 +600,7 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
                            ended=time.time(), timeline_error=outcome.timeline_error,
                            interrupted=interrupted,
                            node_spawned=runner.spawned, node_rss_mb=runner.rss_mb,
-                           steps=runner.steps, link_shaping=runner.links.describe(),
+                           steps=runner.timeline.steps, link_shaping=runner.links.describe(),
                            implementations=runner.implementations(),
                            host_limits=limits.describe())
         finally:
@@ -660,13 +608,6 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return outcome
-
-
-def _names(nodes: list[str], limit: int = 6) -> str:
-    """A readable list of node names for progress lines, shortened for big groups."""
-    if len(nodes) <= limit:
-        return ", ".join(nodes) or "nobody"
-    return f"{', '.join(nodes[:limit])} and {len(nodes) - limit} more"
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -28,25 +28,9 @@ from p2plab.compose.sim.network import (
     SimNode,
 )
 from p2plab.events import SCHEMA_VERSION
-from p2plab.topology import traffic
-from p2plab.topology.schema import (
-    LAB_EVENTS,
-    Heal,
-    Kill,
-    LinkDown,
-    LinkUp,
-    Partition,
-    Publish,
-    Restart,
-    SetNat,
-    Sleep,
-    StopTraffic,
-    WaitConnection,
-    WaitHolePunch,
-    WaitReservation,
-    WaitTopicPeers,
-    step_kind,
-)
+from p2plab.topology.schema import LAB_EVENTS, Publish
+from p2plab.topology.timeline import (At, Condition, Connected, MeshAtLeast, Pause, Reserved,
+                                      Started, Timeline, Until, flows_of)
 
 EPOCH = 1_700_000_000.0  # simulated runs start here: logs do not depend on the host clock
 HISTORY_LENGTH = 5  # mcache windows kept
@@ -91,12 +75,12 @@ class Simulation:
         self.group_of: dict[int, int] = {}
         self.flows_stopped: set[str] = set()
         self.flow_of_publish: dict[int, str] = {}
-        self.step_index = 0
-        self.wait: tuple[float, Callable[[], bool], bool, str] | None = None
+        self.timeline = Timeline(self.scenario, self)
+        self.actions = self.timeline.run()
+        self.wait: tuple[float, Until] | None = None
         self.timeline_start = 0.0
         self.timeline_error: str | None = None
         self.timeline_end: float | None = None
-        self.steps: list[dict[str, Any]] = []
         self.events_processed = 0
         self.punched: set[frozenset[int]] = set()
         self.holepunch = [spec.holepunch for spec in self.scenario.nodes]
@@ -164,7 +148,7 @@ class Simulation:
         for node in net.nodes:
             self.at(start_rng.uniform(0.5, 1.5), START, node.index)
         self.timeline_start = 2.0
-        self.at(self.timeline_start, STEP, 0)
+        self.at(self.timeline_start, STEP, None)
         limit = 3600.0
         while self.heap:
             t, _, kind, data = heapq.heappop(self.heap)
@@ -233,7 +217,7 @@ class Simulation:
                 self.at(self.now + rto * 2, RETRANSMIT, (kind_, src, dst, size, payload,
                                                          min(rto * 2, 60.0)))
         elif kind == STEP:
-            self.on_step(data)
+            self.advance()
         elif kind == WAIT:
             self.on_wait()
 
@@ -325,7 +309,7 @@ class Simulation:
                 self.emit(x, "connection_opened", peer=y.peer_id, remote_addr="", kind="direct",
                           transport="tcp", direction=d)
 
-    def kill(self, node: SimNode) -> None:
+    def kill_node(self, node: SimNode) -> None:
         node.alive = False
         for peer_index in list(node.peers):
             peer = self.net.nodes[peer_index]
@@ -486,119 +470,106 @@ class Simulation:
         targets = [p for p in sorted(node.mesh.get(msg.topic, ())) if p != src and p != msg.origin]
         self.send_copies(node, targets, msg.size, lambda p: (number, node.index, p), self.now)
 
-    # -- the timeline ---------------------------------------------------------------------
-    def on_step(self, index: int) -> None:
-        timeline = self.scenario.timeline
-        if index >= len(timeline):
+    # -- the timeline (topology/timeline.py says what each step means) ------------------
+    def advance(self) -> None:
+        """Run the timeline to its next time action and schedule that action."""
+        try:
+            action = next(self.actions)
+        except StopIteration:
             self.timeline_end = self.now
             self.at(self.now + self.scenario.settle + self._publishing_left(), END, None)
             return
-        step = timeline[index]
-        if step.at is not None and self.timeline_start + step.at > self.now + 1e-9:
-            self.at(self.timeline_start + step.at, STEP, index)
-            return
-        self.step_index = index
-        self.steps.append({"t": EPOCH + self.now, "step": step.model_dump(
-            by_alias=True, exclude_none=True)})
-        nxt = self.now
-        s = self.scenario
-        idx = self.net.index
-        if isinstance(step, (WaitReservation, WaitTopicPeers, WaitConnection, WaitHolePunch)):
-            self.wait = (self.now + step.timeout, self._condition(step),
-                         getattr(step, "required", True), f"step {index} ({step_kind(step)})")
+        if isinstance(action, At):
+            self.at(max(self.now, self.timeline_start + action.offset), STEP, None)
+        elif isinstance(action, Pause):
+            self.at(self.now + action.seconds, STEP, None)
+        else:
+            self.wait = (self.now + action.timeout, action)
             self.at(self.now, WAIT, None)
-            return
-        if isinstance(step, Sleep):
-            nxt = self.now + step.sleep
-        elif isinstance(step, Publish):
-            flow = step.name or f"step-{index}"
-            pubs = [p for p in traffic.publishers(step, s) if self.net.nodes[idx[p]].alive]
-            longest = 0.0
-            for name in pubs:
-                offsets = traffic.send_offsets(step, s, index, name)
-                topic = traffic.topic_for(step, s, name)
-                for off in offsets:
-                    self.at(self.now + off, PUBLISH, (idx[name], topic, step.size, flow))
-                longest = max(longest, offsets[-1])
-            self._publish_end = max(self._publish_end, self.now + longest)
-            self.emit(None, "traffic", flow=flow, publishers=pubs, count=step.count,
-                      topic=step.topic or "", pattern=step.pattern, rate=step.rate,
-                      size=step.size, action="start")
-        elif isinstance(step, StopTraffic):
-            self.flows_stopped.add(step.stop_traffic)
-            if step.stop_traffic == "all":
-                self.flows_stopped.update(s.flows() + [f"step-{i}" for i in range(len(timeline))])
-            self.emit(None, "traffic", flow=step.stop_traffic, publishers=[], count=0,
-                      topic="", action="stop")
-        elif isinstance(step, Kill):
-            names = [n for n in s.match_nodes(step.kill) if self.net.nodes[idx[n]].alive]
-            for n in names:
-                self.kill(self.net.nodes[idx[n]])
-            self.emit(None, "fault", action="kill", targets=names)
-        elif isinstance(step, Restart):
-            names = [n for n in s.match_nodes(step.restart) if not self.net.nodes[idx[n]].alive]
-            self.emit(None, "fault", action="restart", targets=names)
-            for n in names:
-                self.at(self.now + 1.0, START, idx[n])
-            nxt = self.now + 1.0
-        elif isinstance(step, (LinkDown, LinkUp)):
-            up = isinstance(step, LinkUp)
-            names = s.match_link_targets(step.link_up if up else step.link_down)
-            for n in names:
-                (self.cut.discard if up else self.cut.add)(idx[n])
-            self.emit(None, "fault", action=step_kind(step), targets=names)
-        elif isinstance(step, Partition):
-            groups = [s.match_link_targets(g) for g in step.partition]
-            self.group_of = {idx[n]: i for i, g in enumerate(groups) for n in g}
-            self.group_of[-1] = len(groups)
-            self.emit(None, "fault", action="partition", targets=sorted(n for g in groups for n in g),
-                      groups=groups)
-        elif isinstance(step, Heal):
-            self.group_of = {}
-            self.emit(None, "fault", action="heal", targets=[])
-        elif isinstance(step, SetNat):
-            self.emit(None, "fault", action="set-nat", targets=[step.set_nat], nat="(ignored by "
-                      "the simulator)")
-        self.at(nxt, STEP, index + 1)
+
+    def on_wait(self) -> None:
+        assert self.wait is not None
+        deadline, action = self.wait
+        if self.holds(action.condition):
+            self.wait = None
+            self.at(self.now, STEP, None)
+        elif self.now >= deadline:
+            self.wait = None
+            if action.required:
+                self.timeline_error = (f"timed out after {action.timeout:g} s waiting for "
+                                       f"{action.what}")
+                self.timeline_end = self.now
+                self.at(self.now + self.scenario.settle, END, None)
+            else:
+                self.at(self.now, STEP, None)
+        else:
+            self.at(self.now + WAIT_TICK_S, WAIT, None)
 
     def _publishing_left(self) -> float:
         return max(0.0, self._publish_end - self.now)
 
-    def _condition(self, step: Any) -> Callable[[], bool]:
-        s, idx, nodes = self.scenario, self.net.index, self.net.nodes
-        if isinstance(step, WaitReservation):
-            members = [nodes[idx[n]] for n in s.match_nodes(step.nodes)]
-            return lambda: all(m.relay_ok for m in members)
-        if isinstance(step, WaitTopicPeers):
-            members = [nodes[idx[n]] for n in s.match_chatting(step.nodes)]
-            return lambda: all(len(m.mesh.get(m.topics[0], ())) >= step.min
-                               for m in members if m.alive)
-        pairs = [(nodes[idx[a]], nodes[idx[b]]) for a, b in step.all_pairs()]
-        if isinstance(step, WaitConnection):
-            def connected() -> bool:
-                for a, b in pairs:
-                    via = a.peers.get(b.index)
-                    if via is None:
-                        return False
-                    if step.kind == "direct" and via >= 0 or step.kind == "relayed" and via < 0:
-                        return False
-                return True
-            return connected
-        return lambda: all(frozenset((a.index, b.index)) in self.punched for a, b in pairs)
+    def _node(self, name: str) -> SimNode:
+        return self.net.nodes[self.net.index[name]]
 
-    def on_wait(self) -> None:
-        assert self.wait is not None
-        deadline, condition, required, what = self.wait
-        if condition():
-            self.wait = None
-            self.at(self.now, STEP, self.step_index + 1)
-        elif self.now >= deadline:
-            self.wait = None
-            if required:
-                self.timeline_error = f"timed out waiting at {what}"
-                self.timeline_end = self.now
-                self.at(self.now + self.scenario.settle, END, None)
-            else:
-                self.at(self.now, STEP, self.step_index + 1)
-        else:
-            self.at(self.now + WAIT_TICK_S, WAIT, None)
+    def running(self) -> set[str]:
+        return {n.name for n in self.net.nodes if n.alive}
+
+    def clock(self) -> float:
+        return EPOCH + self.now
+
+    def publish(self, node: str, flow: str, topic: str, step: Publish,
+                offsets: list[float]) -> None:
+        origin = self.net.index[node]
+        for offset in offsets:
+            self.at(self.now + offset, PUBLISH, (origin, topic, step.size, flow))
+        self._publish_end = max(self._publish_end, self.now + offsets[-1])
+
+    def stop_traffic(self, flow: str, nodes: list[str]) -> None:
+        self.flows_stopped.add(flow)
+        if flow == "all":
+            self.flows_stopped.update(flows_of(self.scenario))
+
+    def kill(self, nodes: list[str]) -> None:
+        for name in nodes:
+            self.kill_node(self._node(name))
+
+    def restart(self, nodes: list[str]) -> None:
+        for name in nodes:  # a restarted process is up about a second later
+            self.at(self.now + 1.0, START, self.net.index[name])
+
+    def set_links(self, nodes: list[str], up: bool) -> None:
+        for name in nodes:
+            (self.cut.discard if up else self.cut.add)(self.net.index[name])
+
+    def partition(self, groups: list[list[str]]) -> None:
+        self.group_of = {self.net.index[n]: i for i, g in enumerate(groups) for n in g}
+        self.group_of[-1] = len(groups)
+
+    def heal(self) -> None:
+        self.group_of = {}
+
+    def set_nat(self, lan: str, nat: Any) -> str:
+        return "(ignored by the simulator)"
+
+    def lab_event(self, type_: str, **fields: Any) -> None:
+        self.emit(None, type_, **fields)
+
+    def holds(self, condition: Condition) -> bool:
+        if isinstance(condition, Reserved):
+            return all(self._node(n).relay_ok for n in condition.nodes)
+        if isinstance(condition, MeshAtLeast):
+            members = [self._node(n) for n in condition.nodes]
+            return all(len(m.mesh.get(m.topics[0], ())) >= condition.peers
+                       for m in members if m.alive)
+        if isinstance(condition, Started):
+            return all(self._node(n).alive for n in condition.nodes)
+        pairs = [(self._node(a), self._node(b)) for a, b in condition.pairs]
+        if isinstance(condition, Connected):
+            for a, b in pairs:
+                via = a.peers.get(b.index)
+                if via is None:
+                    return False
+                if condition.kind == "direct" and via >= 0 or condition.kind == "relayed" and via < 0:
+                    return False
+            return True
+        return all(frozenset((a.index, b.index)) in self.punched for a, b in pairs)

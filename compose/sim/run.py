@@ -77,7 +77,7 @@ def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path
                   for n in net.nodes} if len(net.nodes) <= 2000 else {},
         "started": started, "ended": time.time(), "sim_epoch": EPOCH,
         "timeline_end": EPOCH + (sim.timeline_end if sim.timeline_end is not None else sim.now),
-        "timeline_error": sim.timeline_error, "steps": sim.steps,
+        "timeline_error": sim.timeline_error, "steps": sim.timeline.steps,
         "scenario_file": str(scenario_path),
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
