@@ -1,4 +1,5 @@
-"""Write ``summary.json`` and ``report.md`` into a results folder."""
+"""Write ``summary.json``, ``report.md`` and ``report.html`` into a results folder, from
+the folder's own files: the scenario as run, the manifest, the events, the topology."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from p2plab.analysis import plots
 from p2plab.analysis.expectations import Verdict, check
 from p2plab.analysis.metrics import summarize
 from p2plab.analysis.tables import save_tables
-from p2plab.topology.describe import picture_graph
-from p2plab.topology.plan import build_plan
+from p2plab.topology.describe import TOPOLOGY_FILE, picture_from_json
 from p2plab.topology.loading import load_scenario
 from p2plab.files import write_atomic
 
@@ -45,7 +45,9 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     summary["wall_time_s"] = (round(manifest["ended"] - manifest["started"], 2)
                               if "ended" in manifest and "started" in manifest else None)
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    figures = render_plots(run_dir, manifest, summary, picture_graph(build_plan(scenario)))
+    topology = run_dir / TOPOLOGY_FILE  # written by the executor; older folders lack it
+    graph = picture_from_json(topology.read_text()) if topology.exists() else None
+    figures = render_plots(run_dir, manifest, summary, graph)
     write_atomic(run_dir / "report.md", render_markdown(manifest, summary, verdicts, figures))
     write_atomic(run_dir / "report.html", render_html(run_dir, manifest, summary, verdicts,
                                                      figures, scenario.description))
@@ -76,7 +78,8 @@ def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any
     expected = {m["msg_id"]: m["expected"] for m in summary["delivery"]["per_message"]}
     per_pair = _per_pair(summary, deliveries)
     made = {
-        "topology": plots.topology_picture(graph, meta, out / "topology.png"),
+        "topology": (plots.topology_picture(graph, meta, out / "topology.png")
+                     if graph is not None else None),
         "latency_cdf": plots.latency_cdf(deliveries, meta, out / "latency_cdf.png"),
         "propagation": plots.propagation_curves(summary["propagation"], deliveries, expected,
                                                 meta, out / "propagation.png"),

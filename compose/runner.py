@@ -40,6 +40,7 @@ from p2plab.compose.ownership import RunRecord
 from p2plab.control import ControlError, send_command
 from p2plab.events import EventWriter
 from p2plab.files import write_atomic
+from p2plab.topology.describe import TOPOLOGY_FILE, picture_json
 from p2plab.topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import LAB_EVENTS, Publish
@@ -111,6 +112,7 @@ def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Ba
                    run_id: str, **extra: Any) -> None:
     """Record everything that produced this result, so it can be reproduced."""
     write_atomic(run_dir / "scenario.yaml", scenario_text)
+    write_atomic(run_dir / TOPOLOGY_FILE, picture_json(plan))
     manifest = {
         **provenance(plan.scenario, run_id),
         **backend.describe(),

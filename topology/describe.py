@@ -117,3 +117,24 @@ def condensed_graph(plan: LabPlan) -> "nx.Graph":
 def picture_graph(plan: LabPlan) -> "nx.Graph":
     return plan.graph if plan.graph.number_of_nodes() <= DETAILED_PICTURE_MAX \
         else condensed_graph(plan)
+
+
+TOPOLOGY_FILE = "topology.json"
+
+
+def picture_json(plan: LabPlan) -> str:
+    """The picture's graph as node-link JSON: every executor writes it into the results
+    folder, so a report draws the lab from the folder's files without rebuilding a plan."""
+    import json
+
+    import networkx as nx
+
+    return json.dumps(nx.node_link_data(picture_graph(plan), edges="edges"), indent=1) + "\n"
+
+
+def picture_from_json(text: str) -> "nx.Graph":
+    import json
+
+    import networkx as nx
+
+    return nx.node_link_graph(json.loads(text), edges="edges")

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from p2plab.compose.runner import provenance
 from p2plab.compose.sim.engine import EPOCH, Simulation
 from p2plab.compose.sim.network import SimNetwork
+from p2plab.topology.describe import TOPOLOGY_FILE, picture_json
 from p2plab.topology.plan import build_plan
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import LAB_EVENTS
@@ -60,6 +61,7 @@ def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path
     (events / f"{LAB_EVENTS}.jsonl").write_text("".join(line + "\n" for line in sim.lab_lines))
     t_written = time.perf_counter()
     (run_dir / "scenario.yaml").write_text(scenario_path.read_text())
+    (run_dir / TOPOLOGY_FILE).write_text(picture_json(plan))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     manifest = {
         **provenance(scenario, run_id),
