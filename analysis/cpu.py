@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from p2plab.analysis.event_log import EventLog
+
 # Busy share of all cores at or above which a one-second sample counts as saturated.
 SATURATED_PCT = 90.0
 # Per-node CPU before the traffic, over this many seconds, is its idle rate.
@@ -46,11 +48,11 @@ def saturated_intervals(samples: list[tuple[float, float]]) -> list[tuple[float,
     return spans
 
 
-def cpu_figures(events: pd.DataFrame, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def cpu_figures(events: EventLog, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Empty when the run has no CPU samples (the simulator, or an older run)."""
-    if "type" not in events.columns:
-        return {}
-    rows = events[(events["type"] == "cpu") & (events["node"] == "_lab")]
+    rows = events.of("cpu")
+    if len(rows):
+        rows = rows[rows["node"] == "_lab"]
     if len(rows) < 2:
         return {}
     samples = [(float(r.t), dict(r.cpu_s)) for r in rows.itertuples()]

@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
+from p2plab.analysis.event_log import EventLog
 
 LAB = "_lab"
 # A receiver killed this soon after a publish is not expected to have received it.
@@ -35,12 +35,13 @@ class LabState:
     _times: list[float] = field(default_factory=list, repr=False)  # snapshot times, for bisect
 
     @classmethod
-    def from_events(cls, events: pd.DataFrame) -> "LabState":
+    def from_events(cls, events: EventLog) -> "LabState":
         state = cls()
         if events.empty:
             return state
-        lab = events[(events["node"] == LAB) & (events["type"] == "fault")]
-        started = events[events["type"] == "node_started"]
+        faults = events.of("fault")
+        lab = faults[faults["node"] == LAB] if len(faults) else faults
+        started = events.of("node_started")
         starts: dict[str, list[float]] = {}
         for row in started.itertuples():
             starts.setdefault(row.node, []).append(float(row.t))
@@ -66,6 +67,16 @@ class LabState:
             state.snapshots.append(_Snapshot(t, frozenset(cut), dict(group_of)))
         state.starts = {n: min(ts) for n, ts in starts.items()}
         return state
+
+    @property
+    def steady(self) -> bool:
+        """Nothing was killed, cut or partitioned: every started node could reach every
+        other all along (big runs then skip the per-node checks)."""
+        return not self.faults
+
+    def started_by(self, node: str, t: float) -> bool:
+        first = self.starts.get(node)
+        return first is not None and first <= t
 
     def alive(self, node: str, t: float, grace: float = GRACE_S) -> bool:
         first = self.starts.get(node)

@@ -1,7 +1,7 @@
 """Metrics from event logs alone: delivery, latency, connections, hole punches, pings.
 
-Inputs are the JSON-lines logs of a results folder; nothing here knows which backend
-ran. ``until`` cuts the logs at the end of the timeline, so connections that close at
+Inputs are the JSON-lines logs of a results folder, read once into an ``EventLog``
+(columns per event type); nothing here knows which backend ran. ``until`` cuts the logs at the end of the timeline, so connections that close at
 shutdown do not count against what the run achieved.
 """
 
@@ -14,17 +14,7 @@ import pandas as pd
 
 from p2plab.analysis.cpu import cpu_figures
 from p2plab.analysis.lab_state import LabState
-from p2plab.events import read_events
-
-
-def load_events(events_dir: Path, torn: list[str] | None = None) -> pd.DataFrame:
-    """All events of a run, one row each, sorted by time (torn lines noted in ``torn``)."""
-    rows: list[dict[str, Any]] = []
-    for path in sorted(events_dir.glob("*.jsonl")):
-        rows.extend(read_events(path, torn))
-    if not rows:
-        return pd.DataFrame(columns=["v", "t", "node", "type"])
-    return pd.DataFrame(rows).sort_values("t", kind="stable").reset_index(drop=True)
+from p2plab.analysis.event_log import EventLog, read_event_log
 
 
 def _percentile(series: pd.Series, q: float) -> float | None:
@@ -37,10 +27,10 @@ def pair_key(x: str, y: str) -> tuple[str, str, str]:
     return f"{a}<->{b}", a, b
 
 
-def node_table(events: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    started = events[events["type"] == "node_started"]
+def node_table(events: EventLog) -> dict[str, dict[str, Any]]:
+    started = events.of("node_started")
     table = {}
-    for _, row in started.iterrows():
+    for row in started.to_dict("records"):
         topics = row.get("topics")
         table[row["node"]] = {"peer_id": row["peer_id"], "role": row["role"],
                               "topic": row["topic"],
@@ -48,25 +38,27 @@ def node_table(events: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return table
 
 
-def message_outcomes(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
+def message_outcomes(events: EventLog, nodes: dict[str, dict[str, Any]],
                      state: LabState) -> list[dict[str, Any]]:
     """Per published message: its eligible and reachable receivers and who got it when.
 
     Eligible: peers subscribed to its topic (not the origin) alive when it went out;
     reachable: those of them the origin could reach then (no cut link, same partition).
     """
-    published = events[events["type"] == "message_published"]
-    received = events[events["type"] == "message_received"]
+    published = events.of("message_published")
+    received = events.of("message_received")
     got_by_msg: dict[str, dict[str, float]] = {}
     mesh_by_msg: dict[str, dict[str, bool]] = {}
-    has_via = "via_mesh" in received.columns
-    for r in received.itertuples():
-        got = got_by_msg.setdefault(r.msg_id, {})
-        if r.node not in got:
-            got[r.node] = float(r.t)
-            via = getattr(r, "via_mesh", None) if has_via else None
-            if isinstance(via, bool):
-                mesh_by_msg.setdefault(r.msg_id, {})[r.node] = via
+    if len(received):
+        columns = [c for c in ("msg_id", "node", "t", "via_mesh") if c in received.columns]
+        # In time order: the first copy each node got (a mask, not a copy of the frame).
+        first = received.loc[~received.duplicated(["msg_id", "node"]), columns]
+        for msg_id, got in first.groupby("msg_id", sort=False, observed=True):
+            nodes_ = got["node"].tolist()
+            got_by_msg[msg_id] = dict(zip(nodes_, got["t"].astype(float).tolist()))
+            if "via_mesh" in got.columns:
+                mesh_by_msg[msg_id] = {n: v for n, v in zip(nodes_, got["via_mesh"].tolist())
+                                       if isinstance(v, bool)}
     subscribers: dict[str, list[str]] = {}
     for name, info in nodes.items():
         if info["role"] == "peer":
@@ -74,12 +66,20 @@ def message_outcomes(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
                 subscribers.setdefault(topic, []).append(name)
     out = []
     has_flow = "flow" in published.columns
+    # Each message id published once (the usual case): free its receptions as we go,
+    # a big run has a million.
+    take = got_by_msg.pop if published["msg_id"].is_unique else got_by_msg.get
     for pub in published.itertuples():
         t = float(pub.t)
-        eligible = [n for n in subscribers.get(pub.topic, []) if n != pub.node
-                    and state.alive(n, t)]
-        reachable = [n for n in eligible if state.reachable(pub.node, n, t)]
-        got = got_by_msg.get(pub.msg_id, {})
+        if state.steady:  # nothing killed, cut or partitioned: skip the per-node checks
+            eligible = [n for n in subscribers.get(pub.topic, []) if n != pub.node
+                        and state.started_by(n, t)]
+            reachable = eligible
+        else:
+            eligible = [n for n in subscribers.get(pub.topic, []) if n != pub.node
+                        and state.alive(n, t)]
+            reachable = [n for n in eligible if state.reachable(pub.node, n, t)]
+        got = take(pub.msg_id, {})
         flow = getattr(pub, "flow", None) if has_flow else None
         out.append({
             "msg_id": pub.msg_id, "origin": pub.node, "t": t, "topic": pub.topic,
@@ -139,12 +139,12 @@ def _delivery_figures(messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def delivery(events: pd.DataFrame, messages: list[dict[str, Any]]) -> dict[str, Any]:
+def delivery(events: EventLog, messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Delivery and latency over all messages, per flow, per publisher and per receiver."""
-    received = events[events["type"] == "message_received"]
+    received = events.of("message_received")
     out = _delivery_figures(messages)
-    out["duplicate_receptions"] = int(
-        len(received) - len(received.drop_duplicates(["node", "msg_id"])))
+    out["duplicate_receptions"] = (int(received.duplicated(["node", "msg_id"]).sum())
+                                   if len(received) else 0)
     flows: dict[str, list[dict[str, Any]]] = {}
     per_publisher: dict[str, list[int]] = {}
     per_receiver: dict[str, list[int]] = {}
@@ -222,31 +222,43 @@ def _mean_share_curve(delays: list[list[float]], grid: list[float]) -> list[floa
             for x in grid]
 
 
-def connection_mix(events: pd.DataFrame, nodes: dict[str, dict[str, Any]], until: float | None,
+def connection_mix(events: EventLog, nodes: dict[str, dict[str, Any]], until: float | None,
                    step_s: float = 0.5) -> dict[str, Any]:
     """Open direct and relayed connections between nodes over time (each pair once)."""
     by_peer = {info["peer_id"]: name for name, info in nodes.items()}
-    conn = events[events["type"].isin(["connection_opened", "connection_closed"])]
-    if conn.empty:
+    conn = events.of("connection_opened", "connection_closed")
+    span = events.time_span()
+    if conn.empty or span is None:
         return {"t_s": [], "direct": [], "relayed": []}
-    start = float(events["t"].min())
-    end = until if until is not None else float(events["t"].max())
+    start = span[0]
+    end = until if until is not None else span[1]
+    # Counted as events go: connections open per (a, b, kind, address), connections
+    # open per (a, b, kind), and pairs with at least one open, per kind.
     open_: dict[tuple[str, str, str, str], int] = {}
-    timeline = conn.sort_values("t")
+    per_pair: dict[tuple[str, str, str], int] = {}
+    pairs_open = {"direct": 0, "relayed": 0}
     samples: dict[str, list[float]] = {"t_s": [], "direct": [], "relayed": []}
-    rows = list(timeline.itertuples())
+    columns = [conn[c].tolist() for c in ("t", "node", "peer", "kind", "remote_addr", "type")]
+    rows = list(zip(*columns))
     i = 0
     t = start
     while t <= end + 1e-9:
-        while i < len(rows) and rows[i].t <= t:
-            r = rows[i]
-            pair = tuple(sorted((r.node, by_peer.get(r.peer, r.peer))))
-            key = (pair[0], pair[1], r.kind, r.remote_addr)
-            open_[key] = open_.get(key, 0) + (1 if r.type == "connection_opened" else -1)
+        while i < len(rows) and rows[i][0] <= t:
+            _, node, peer, kind, addr, type_ = rows[i]
+            a, b = sorted((node, by_peer.get(peer, peer)))
+            key = (a, b, kind, addr)
+            before = open_.get(key, 0)
+            after = before + (1 if type_ == "connection_opened" else -1)
+            open_[key] = after
+            if (before > 0) != (after > 0):
+                pair = (a, b, kind)
+                count = per_pair.get(pair, 0) + (1 if after > 0 else -1)
+                per_pair[pair] = count
+                if kind in pairs_open and count in (0, 1) and (count == 1) == (after > 0):
+                    pairs_open[kind] += 1 if count == 1 else -1
             i += 1
         for kind in ("direct", "relayed"):
-            pairs = {(k[0], k[1]) for k, v in open_.items() if v > 0 and k[2] == kind}
-            samples[kind].append(len(pairs))
+            samples[kind].append(pairs_open[kind])
         samples["t_s"].append(round(t - start, 3))
         t += step_s
     return samples
@@ -275,16 +287,16 @@ def recovery(messages: list[dict[str, Any]], state: LabState) -> list[dict[str, 
     return out
 
 
-def connections(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
+def connections(events: EventLog, nodes: dict[str, dict[str, Any]],
                 until: float | None) -> dict[str, Any]:
     """Per pair of peers: what was open at the end of the timeline, and what ever opened."""
     by_peer_id = {info["peer_id"]: name for name, info in nodes.items()}
-    conn = events[events["type"].isin(["connection_opened", "connection_closed"])]
+    conn = events.of("connection_opened", "connection_closed")
     if until is not None:
         conn = conn[conn["t"] <= until]
     pairs: dict[str, dict[str, Any]] = {}
     open_now: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for _, ev in conn.iterrows():
+    for ev in conn[["t", "node", "type", "peer", "remote_addr", "kind"]].to_dict("records"):
         other = by_peer_id.get(ev["peer"])
         if other is None:
             continue
@@ -309,13 +321,13 @@ def connections(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
     return pairs
 
 
-def hole_punches(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
+def hole_punches(events: EventLog, nodes: dict[str, dict[str, Any]],
                  pairs: dict[str, Any]) -> dict[str, Any]:
     """Attempts and successes per pair; time from the relayed connection to direct."""
     by_peer_id = {info["peer_id"]: name for name, info in nodes.items()}
-    punches = events[events["type"] == "hole_punch"]
+    punches = events.of("hole_punch")
     result: dict[str, Any] = {}
-    for _, ev in punches.iterrows():
+    for ev in punches.to_dict("records"):
         other = by_peer_id.get(ev["peer"])
         if other is None:
             continue
@@ -346,8 +358,8 @@ def hole_punches(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
     return result
 
 
-def pings(events: pd.DataFrame) -> dict[str, Any]:
-    ping = events[events["type"] == "ping"]
+def pings(events: EventLog) -> dict[str, Any]:
+    ping = events.of("ping")
     ok = ping[ping["outcome"] == "ok"]["rtt_ms"].astype(float) if not ping.empty else pd.Series(dtype=float)
     return {
         "count": int(len(ping)),
@@ -357,14 +369,14 @@ def pings(events: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def startup(events: pd.DataFrame, run_started: float | None,
+def startup(events: EventLog, run_started: float | None,
             spawned: dict[str, float] | None) -> dict[str, Any]:
     """Seconds from process spawn to node_started, per node, and until all were ready."""
-    started = events[events["type"] == "node_started"]
+    started = events.of("node_started")
     if started.empty or run_started is None:
         return {}
     per_node = {row["node"]: round(float(row["t"]) - spawned[row["node"]], 3)
-                for _, row in started.iterrows() if spawned and row["node"] in spawned}
+                for row in started.to_dict("records") if spawned and row["node"] in spawned}
     out: dict[str, Any] = {"all_ready_s": round(float(started["t"].max()) - run_started, 3)}
     if per_node:
         out["node_startup_s"] = per_node
@@ -374,9 +386,12 @@ def startup(events: pd.DataFrame, run_started: float | None,
 
 def summarize(events_dir: Path, until: float | None = None,
               run_started: float | None = None,
-              spawned: dict[str, float] | None = None) -> dict[str, Any]:
-    torn: list[str] = []
-    events = load_events(events_dir, torn)
+              spawned: dict[str, float] | None = None,
+              events: EventLog | None = None) -> dict[str, Any]:
+    """Every figure of a run from its events (read from ``events_dir`` unless given)."""
+    if events is None:
+        events = read_event_log(events_dir)
+    torn = events.torn
     nodes = node_table(events)
     pairs = connections(events, nodes, until)
     state = LabState.from_events(events)
@@ -398,19 +413,19 @@ def summarize(events_dir: Path, until: float | None = None,
         "mesh": mesh_sizes(events, nodes, messages),
         "relay_reservations": [
             {"node": r["node"], "outcome": r["outcome"], "elapsed_ms": r["elapsed_ms"]}
-            for _, r in events[events["type"] == "relay_reservation"].iterrows()
+            for r in events.of("relay_reservation").to_dict("records")
         ],
     }
 
 
-def mesh_sizes(events: pd.DataFrame, nodes: dict[str, dict[str, Any]],
+def mesh_sizes(events: EventLog, nodes: dict[str, dict[str, Any]],
                messages: list[dict[str, Any]]) -> dict[str, Any]:
     """Gossipsub mesh size of each chatting node on its first topic, over time (from
     its topic_peers events): a node with a mesh below D_lo gets messages late, by
     IHAVE/IWANT at heartbeat pace, or not at all."""
-    if "mesh" not in events.columns:
+    rows = events.of("topic_peers")
+    if "mesh" not in rows.columns:
         return {}
-    rows = events[events["type"] == "topic_peers"]
     series: dict[str, list[tuple[float, int]]] = {}
     for r in rows.itertuples():
         info = nodes.get(r.node)

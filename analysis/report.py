@@ -14,20 +14,22 @@ import pandas as pd
 
 from p2plab.analysis import plots
 from p2plab.analysis.expectations import Verdict, check
+from p2plab.analysis.event_log import EventLog, read_event_log
 from p2plab.analysis.metrics import summarize
 from p2plab.analysis.tables import save_tables
 from p2plab.topology.describe import TOPOLOGY_FILE, picture_from_json
-from p2plab.topology.loading import load_scenario
+from p2plab.topology.loading import load_scenario_file
 from p2plab.files import write_atomic
 
 
 def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     """Recompute everything from the folder's own files (scenario as run, manifest, events)."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    scenario = load_scenario(run_dir / "scenario.yaml")
+    scenario = load_scenario_file(run_dir / "scenario.yaml")  # expectations, description
+    events = read_event_log(run_dir / "events")  # read once, for figures and tables
     summary = summarize(run_dir / "events", until=manifest.get("timeline_end"),
                         run_started=manifest.get("sim_epoch", manifest.get("started")),
-                        spawned=manifest.get("node_spawned"))
+                        spawned=manifest.get("node_spawned"), events=events)
     rtt_file = run_dir / "link_rtt.json"
     summary["link_rtt"] = json.loads(rtt_file.read_text()) if rtt_file.exists() else {}
     summary["node_rss_mb"] = manifest.get("node_rss_mb", {})
@@ -47,7 +49,7 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     topology = run_dir / TOPOLOGY_FILE  # written by the executor; older folders lack it
     graph = picture_from_json(topology.read_text()) if topology.exists() else None
-    figures = render_plots(run_dir, manifest, summary, graph)
+    figures = render_plots(run_dir, manifest, summary, graph, events)
     write_atomic(run_dir / "report.md", render_markdown(manifest, summary, verdicts, figures))
     write_atomic(run_dir / "report.html", render_html(run_dir, manifest, summary, verdicts,
                                                      figures, scenario.description))
@@ -65,9 +67,9 @@ def interruption(manifest: dict[str, Any]) -> str | None:
 
 
 def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any],
-                 graph: Any) -> dict[str, Path]:
+                 graph: Any, events: EventLog | None = None) -> dict[str, Path]:
     """Tables to CSV, and every plot that has data, into plots/."""
-    tables = save_tables(run_dir)
+    tables = save_tables(run_dir, events)
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
     meta = {k: manifest.get(k) for k in ("scenario", "backend", "seed", "libp2p_version")}

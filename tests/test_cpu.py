@@ -12,6 +12,7 @@ import pytest
 
 from p2plab.analysis.compare import compare
 from p2plab.analysis.cpu import cpu_figures, saturated_intervals
+from p2plab.analysis.event_log import EventLog
 from p2plab.analysis.expectations import check
 from p2plab.analysis.junit import write_junit
 from p2plab.topology.schema import Expectations
@@ -24,7 +25,7 @@ def cpu_event(t: float, busy: float, cpu_s: dict[str, float]) -> dict:
             "host": {"busy_pct": busy, "softirq_pct": 1.0}, "cpu_s": cpu_s}
 
 
-def run_events(busy: list[float]) -> pd.DataFrame:
+def run_events(busy: list[float]) -> EventLog:
     """Node a burns 0.1 CPU-s a second at rest and 0.5 while 10 messages go out
     (t = 10..14); node b half that."""
     rows, a, b = [], 0.0, 0.0
@@ -35,7 +36,7 @@ def run_events(busy: list[float]) -> pd.DataFrame:
         traffic = 10 <= t < 14
         a += 0.5 if traffic else 0.1
         b += 0.25 if traffic else 0.05
-    return pd.DataFrame(rows)
+    return EventLog({"cpu": pd.DataFrame(rows)})
 
 
 def messages(start: float = 10.0) -> list[dict]:
@@ -81,4 +82,4 @@ def test_saturation_is_found_and_marks_timing_verdicts(tmp_path: Path) -> None:
 
 
 def test_no_samples_no_figures() -> None:
-    assert cpu_figures(pd.DataFrame(columns=["v", "t", "node", "type"]), messages()) == {}
+    assert cpu_figures(EventLog({}), messages()) == {}

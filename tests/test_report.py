@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from p2plab.analysis.compare import compare
-from p2plab.analysis.metrics import load_events, summarize
+from p2plab.analysis.event_log import read_event_log
+from p2plab.analysis.metrics import summarize
 from p2plab.analysis.tables import build_tables
 from tests.conftest import P2PLAB, ROOT
 from tests.test_analysis import _msg, _started, _write
@@ -46,7 +47,7 @@ def test_propagation_and_per_node_delivery(tmp_path: Path) -> None:
     d = summary["delivery"]
     assert d["per_publisher"] == {"a": 1.0, "b": 0.5}
     assert d["per_receiver"] == {"a": 1.0, "b": 1.0, "c": 0.5}
-    tables = build_tables(load_events(tmp_path / "events"))
+    tables = build_tables(read_event_log(tmp_path / "events"))
     deliveries = tables["deliveries"]
     assert len(deliveries) == 3 and set(deliveries["origin_node"]) == {"a", "b"}
     assert deliveries["latency_ms"].round(3).tolist() == [10.0, 30.0, 5.0]
@@ -55,7 +56,7 @@ def test_propagation_and_per_node_delivery(tmp_path: Path) -> None:
 @pytest.mark.quick
 def test_tables_and_summary_of_a_run_without_messages(tmp_path: Path) -> None:
     events_dir = _write(tmp_path, [_started("a"), _started("r", "relay")])
-    tables = build_tables(load_events(events_dir))
+    tables = build_tables(read_event_log(events_dir))
     assert all(frame.empty for frame in tables.values())
     summary = summarize(events_dir)
     assert summary["propagation"]["messages"] == 0 and summary["delivery"]["deliveries"] == 0

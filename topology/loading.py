@@ -38,7 +38,9 @@ def scenario_from_data(data: dict[str, Any]) -> Scenario:
 
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+def parse_scenario_file(text: str, source: str = "<scenario>") -> tuple[ScenarioFile, Any]:
+    """The file's fields, each checked, and the index of their lines; nothing expanded
+    (what a report needs from the scenario as run: its expectations)."""
     try:
         document = parse_yaml(text, source)
     except YamlSourceError as exc:
@@ -48,9 +50,21 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         raise ScenarioError(f"{source}:1: a scenario is a YAML mapping with name, nodes, ...")
     index = line_index(root)
     try:
-        file = ScenarioFile.model_validate(data)
+        return ScenarioFile.model_validate(data), index
     except ValidationError as exc:
         raise ScenarioError("\n".join(_field_errors(exc, index, source))) from None
+
+
+def load_scenario_file(path: Path) -> ScenarioFile:
+    try:
+        text = read_text(path)
+    except YamlSourceError as exc:
+        raise ScenarioError(str(exc)) from None
+    return parse_scenario_file(text, str(path))[0]
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    file, index = parse_scenario_file(text, source)
     try:
         scenario = expand(file)
         problems = cross_check(scenario)
