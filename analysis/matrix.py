@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import json
 from pathlib import Path
 from statistics import median
@@ -21,6 +20,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from p2plab.analysis.metrics import pair_key  # noqa: E402
 from p2plab.topology.matrix import Cell, MatrixFile, theory  # noqa: E402
 from p2plab.topology.nat import PRESETS, resolve  # noqa: E402
+from p2plab.analysis.pages import render_page
 from p2plab.files import write_atomic
 
 OUTCOMES = ("direct", "relayed", "failed")
@@ -148,59 +148,19 @@ def write_matrix_report(out: Path, matrix: MatrixFile, rows: list[dict[str, Any]
 
 def _html(rows: list[dict[str, Any]], presets: list[str], transports: list[str],
           summary: dict[str, Any], png: Path) -> str:
-    image = base64.b64encode(png.read_bytes()).decode()
-    legend = "".join(
-        f"<tr><td><b>{html.escape(p)}</b></td><td>{html.escape(PRESETS[p].description)}</td>"
-        f"<td>{html.escape(_short(p))}</td></tr>" for p in presets)
-    tables = []
+    panels = []
     for impls, transport in _panels(rows, transports):
         by_key = {(r["a"], r["b"]): r for r in rows
                   if r["transport"] == transport and r["impls"] == impls}
-        head = "".join(f"<th>{html.escape(p)}</th>" for p in presets)
-        body = []
-        for a in presets:
-            cells_html = []
-            for b in presets:
-                r = by_key.get((a, b)) or by_key.get((b, a))
-                if r is None:
-                    cells_html.append("<td></td>")
-                    continue
-                t = f"<br>{_duration(r['time_to_direct_ms'])}" if r["time_to_direct_ms"] else ""
-                flag = "" if r["agrees"] else f"<br><i>theory: {r['theory']}</i>"
-                cells_html.append(f"<td style='background:{COLOURS[r['outcome']]}' title="
-                                  f"'{html.escape(r['reasons'])}'>{r['outcome']}{t}{flag}</td>")
-            body.append(f"<tr><th>{html.escape(a)}</th>{''.join(cells_html)}</tr>")
         dialled, dialling = impls.split("-")
-        tables.append(f"<h2>{transport.upper()}: {dialled} node dialled by a {dialling} node</h2>"
-                      f"<table class=grid><tr><th></th>{head}</tr>"
-                      f"{''.join(body)}</table>")
-    disagreements = "".join(
-        f"<li>{html.escape(r['a'])} ↔ {html.escape(r['b'])} over {r['transport']} "
-        f"({html.escape(r['impls'])}): observed "
-        f"<b>{r['outcome']}</b>, theory <b>{r['theory']}</b>. "
-        f"{html.escape(r['known_cause'] or 'Unexplained: a node bug or a finding.')} "
-        f"{html.escape(r['reasons'])}</li>"
-        for r in rows if not r["agrees"])
-    figures = "".join(f"<li>{t.upper()}: {json.dumps(f)}</li>" for t, f in summary["figures"].items())
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>{html.escape(summary['matrix'])}: hole-punch matrix</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #999;padding:4px 8px;
-font-size:13px;text-align:center}}table.grid td{{color:white;min-width:7em}}</style></head><body>
-<h1>Hole-punch matrix: {html.escape(summary['matrix'])}</h1>
-<p>Backend {summary['backend']}, kernel {summary['kernel']}, p2plab {summary['p2plab_version']},
-libp2p {summary['libp2p_version']}, seed {summary['seed']}; {summary['cells']} cells in
-{summary['labs']} labs, {summary['wall_time_s']} s. Each cell: two chat nodes behind the two
-NATs meet through a circuit relay, then DCUtR tries to make the connection direct.
-<b>direct</b>: a direct connection opened; <b>relayed</b>: only the relayed one;
-<b>failed</b>: no connection at all. Times are from the relayed to the direct connection.</p>
-<ul>{figures}</ul>
-<img alt="hole-punch grid" src="data:image/png;base64,{image}" style="max-width:100%">
-{''.join(tables)}
-<h2>Cells that disagree with theory</h2><ul>{disagreements or '<li>none</li>'}</ul>
-<h2>Legend: the NAT presets</h2><table><tr><th>preset</th><th>what it is</th>
-<th>mapping + filtering</th></tr>{legend}</table></body></html>
-"""
+        panels.append({"transport": transport, "dialled": dialled, "dialling": dialling,
+                       "rows": [(a, [by_key.get((a, b)) or by_key.get((b, a)) for b in presets])
+                                for a in presets]})
+    return render_page(
+        "matrix.html.j2", summary=summary, rows=rows, presets=presets, panels=panels,
+        image=base64.b64encode(png.read_bytes()).decode(), colours=COLOURS,
+        descriptions={p: PRESETS[p].description for p in presets}, short=_short,
+        duration=_duration)
 
 
 def _duration(ms: float) -> str:

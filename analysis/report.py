@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import base64
-import html
 
 import pandas as pd
 
@@ -16,6 +15,7 @@ from p2plab.analysis import plots
 from p2plab.analysis.expectations import Verdict, check
 from p2plab.analysis.event_log import EventLog, read_event_log
 from p2plab.analysis.metrics import summarize
+from p2plab.analysis.pages import render_page
 from p2plab.analysis.tables import save_tables
 from p2plab.topology.describe import TOPOLOGY_FILE, picture_from_json
 from p2plab.topology.loading import load_scenario_file
@@ -318,21 +318,21 @@ def _probe_cell(observed: dict[str, Any], proto: str) -> str:
             + (", hairpin" if seen.get("hairpin") else ""))
 
 
+# (figure key, section title, alt text), in page order.
+HTML_FIGURES = (("topology", "Topology", "topology"),
+                ("propagation", "Propagation", "propagation curves"),
+                ("latency_cdf", "Latency", "latency CDF"),
+                ("delivery_heatmap", "Delivery", "delivery heat map"),
+                ("connections", "Connections", "connection timeline"),
+                ("hole_punch", "Hole punching", "hole-punch outcomes"),
+                ("machine_load", "Machine load", "host CPU over the run"),
+                ("mesh", "Gossipsub mesh", "mesh size over time"))
+
+
 def render_html(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any],
                 verdicts: list[Verdict], figures: dict[str, Path], description: str) -> str:
     """One self-contained page: images embedded, no scripts, opens from disk."""
-    def img(key: str, alt: str) -> str:
-        if key not in figures:
-            return ""
-        data = base64.b64encode(figures[key].read_bytes()).decode()
-        return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
-
     d, lat, prop = summary["delivery"], summary["delivery"]["latency_ms"], summary["propagation"]
-    rows = "".join(
-        f"<tr class={'pass' if v.passed else 'fail'}><td>{html.escape(v.name)}</td>"
-        f"<td>{html.escape(v.expected)}</td><td>{html.escape(v.observed)}"
-        f"{'<br><i>measured while the ' + html.escape(v.caveat) + '</i>' if v.caveat else ''}</td>"
-        f"<td>{'pass' if v.passed else 'FAIL'}</td></tr>" for v in verdicts)
     ratio = "n/a" if d["delivery_ratio"] is None else f"{d['delivery_ratio']:.4f}"
     headline = [
         ("verdict", summary["status"]),
@@ -341,37 +341,14 @@ def render_html(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any]
         ("time to 90 % of subscribers (median)", f"{prop.get('t90_ms_median')} ms"),
         ("wall time", f"{summary['wall_time_s']} s"),
     ]
-    heads = "".join(f"<div class=num><b>{html.escape(v)}</b><br>{html.escape(k)}</div>"
-                    for k, v in headline)
-    markdown_sections = render_markdown(manifest, summary, verdicts)
-    detail = html.escape(markdown_sections.split("## Delivery", 1)[-1])
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>{html.escape(manifest['scenario'])}: p2plab report</title>
-<style>body{{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:4px 8px;font-size:14px}}
-tr.pass td:last-child{{color:#2e7d32}}tr.fail td{{background:#fdecea}}
-.num{{display:inline-block;margin:0 1.5em 1em 0}}figure{{margin:1em 0}}img{{max-width:100%}}
-pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
-<h1>{html.escape(manifest['scenario'])}: {summary['status']}</h1>
-<p>{html.escape(description.strip())}</p>
-<p>backend {html.escape(str(manifest.get('backend')))} · kernel {html.escape(str(manifest.get('kernel')))}
- · seed {manifest.get('seed')} · p2plab {manifest.get('p2plab_version')}
- · link impairment: {html.escape(str((manifest.get('link_shaping') or {}).get('mechanism') or 'none'))}
- <br>{html.escape(implementations_line(manifest))}</p>
-<div>{heads}</div>
-<h2>Expectations</h2><table><tr><th>expectation</th><th>expected</th><th>observed</th>
-<th>verdict</th></tr>{rows}</table>
-<h2>Topology</h2>{img('topology', 'topology')}
-<h2>Propagation</h2>{img('propagation', 'propagation curves')}
-<h2>Latency</h2>{img('latency_cdf', 'latency CDF')}
-<h2>Delivery</h2>{img('delivery_heatmap', 'delivery heat map')}
-<h2>Connections</h2>{img('connections', 'connection timeline')}
-{('<h2>Hole punching</h2>' + img('hole_punch', 'hole-punch outcomes')) if 'hole_punch' in figures else ''}
-{('<h2>Machine load</h2>' + img('machine_load', 'host CPU over the run')) if 'machine_load' in figures else ''}
-{('<h2>Gossipsub mesh</h2>' + img('mesh', 'mesh size over time')) if 'mesh' in figures else ''}
-<h2>Details</h2><pre>## Delivery{detail}</pre>
-<p>Tables: <code>tables/*.csv</code> in this folder.</p></body></html>
-"""
+    shown = [f for f in HTML_FIGURES if f[0] in figures]
+    images = {key: base64.b64encode(figures[key].read_bytes()).decode() for key, _, _ in shown}
+    details = "## Delivery" + render_markdown(manifest, summary, verdicts).split("## Delivery", 1)[-1]
+    return render_page(
+        "report.html.j2", manifest=manifest, summary=summary, description=description.strip(),
+        link_mechanism=(manifest.get("link_shaping") or {}).get("mechanism") or "none",
+        implementations=implementations_line(manifest), headline=headline,
+        verdicts=verdicts, figures=shown, images=images, details=details)
 
 
 def arrival_lines(arrivals: dict[str, Any]) -> list[str]:

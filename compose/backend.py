@@ -23,6 +23,7 @@ class BackendError(Exception):
 
 class Backend(Protocol):
     name: str
+    run_id: str  # in the name of everything it creates
     python: str  # the interpreter that runs p2plab code inside a lab host
 
     def programs(self) -> Programs:

@@ -11,15 +11,14 @@ that no live process owns (compose/ownership.py), never a run in progress.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 
 from p2plab.compose.backend import PREFIX
 from p2plab.compose.ownership import run_id_of
+from p2plab.processes import stop_pids
 
 
 def lab_namespaces(prefix: str = PREFIX) -> list[str]:
@@ -36,26 +35,9 @@ def namespace_pids(namespace: str) -> list[int]:
 
 def kill_namespace_processes(namespace: str, grace: float = 0.0) -> None:
     """SIGTERM (after ``grace``) then SIGKILL every process in the namespace."""
-    pids = namespace_pids(namespace)
-    if grace > 0:
-        for pid in pids:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while pids and time.monotonic() < deadline:
-            time.sleep(0.05)
-            pids = namespace_pids(namespace)
-    for pid in pids:
-        _signal(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while namespace_pids(namespace) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _signal(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
+    stop_pids(namespace_pids(namespace), grace)
+    # A process may have started in it meanwhile (a helper's child): no grace for it.
+    stop_pids(namespace_pids(namespace), 0)
 
 
 def remove_namespaces(prefix: str = PREFIX,
@@ -105,11 +87,9 @@ def helper_processes(spare: frozenset[str] | set[str] = frozenset(),
 
 def kill_helpers(spare: frozenset[str] | set[str] = frozenset(),
                  only: str | None = None) -> list[str]:
-    killed = []
-    for pid, cmd in helper_processes(spare, only):
-        _signal(pid, signal.SIGKILL)
-        killed.append(f"process {pid} ({cmd[:60]})")
-    return killed
+    found = helper_processes(spare, only)
+    stop_pids([pid for pid, _ in found], 0)
+    return [f"process {pid} ({cmd[:60]})" for pid, cmd in found]
 
 
 def clean(kept: bool = False, everything: bool = False) -> list[str]:

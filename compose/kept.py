@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from p2plab.compose.backend import PREFIX, BackendError
+from p2plab.compose.hosts import Host, LogReader, exec_argv
 from p2plab.files import write_atomic
+from p2plab.processes import stop_pids
 
 KEPT_DIR = Path(os.environ.get("P2PLAB_STATE_DIR", "/run/p2plab")) / "kept"
 
@@ -35,15 +36,30 @@ class KeptLab:
         write_atomic(path, json.dumps(asdict(self), indent=2))
         return path
 
-    def exec_argv(self, host: str, argv: list[str]) -> list[str]:
+    def __getitem__(self, host: str) -> Host:
+        """A handle on one host: ``find()["alice"].exec([...])``."""
         if host not in self.hosts:
             raise BackendError(f"no host {host!r} in kept lab {self.run_id}; hosts: "
                                f"{', '.join(self.hosts)}")
-        name = f"{PREFIX}{self.run_id}-{host}"
-        if self.backend == "netns":
-            return ["ip", "netns", "exec", name, *argv]
-        tty = ["-it"] if sys.stdin.isatty() else ["-i"]
-        return ["docker", "exec", *tty, name, *argv]
+        return Host(host, _KeptOwner(self))
+
+
+class _KeptOwner(LogReader):
+    """Host handles of a kept lab: commands through ip netns exec or docker exec."""
+
+    def __init__(self, lab: KeptLab) -> None:
+        self.lab = lab
+        self.run_dir = Path(lab.run_dir)
+
+    def argv_in(self, host: str, argv: list[str]) -> list[str]:
+        return exec_argv(self.lab.backend, self.lab.run_id, host, argv, interactive=True)
+
+    def exec_in(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(exec_argv(self.lab.backend, self.lab.run_id, host, argv),
+                              capture_output=True, text=True)
+
+    def kill_host(self, host: str) -> None:
+        raise BackendError("a kept lab's timeline is over: stop its nodes with p2plab down")
 
 
 def kept_labs() -> list[KeptLab]:
@@ -66,11 +82,7 @@ def find(run_id: str | None) -> KeptLab:
 
 
 def stop_captures(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    stop_pids(pids, grace=5)
 
 
 def down(lab: KeptLab) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from p2plab.compose.backend import Backend, BackendError
+from p2plab.processes import stop_children
 from p2plab.topology.plan import NODE_IF, LabPlan
 from p2plab.topology.schema import LinkSpec
 
@@ -150,13 +151,7 @@ class LinkShaper:
         proc = self.stages.pop(name, None)
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_children([proc])
 
     def stop_all(self) -> None:
         for name in list(self.stages):

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from p2plab.compose.backend import PREFIX, BackendError, rss_mb_of_pid
 from p2plab.compose.cleanup import kill_namespace_processes, remove_namespaces
 from p2plab.compose.rustnode import ensure_binary
+from p2plab.processes import stop_children
 from p2plab.topology.plan import LAN_IF, NODE_IF, WAN_IF, LabPlan, Programs
 
 
@@ -168,9 +169,8 @@ class NetnsBackend:
 
     def kill_node(self, name: str) -> None:
         proc = self.processes.get(name)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_children([proc], grace=0, sig=signal.SIGKILL)
 
     def host_pid(self, host: str) -> int | None:
         """A node's process; a router namespace runs no process (NAT is kernel work)."""
@@ -191,13 +191,7 @@ class NetnsBackend:
         proc = self.processes.get(name)
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_children([proc], grace=timeout)
         return proc.returncode
 
     def netns_command(self, host: str) -> list[str]:
@@ -208,10 +202,7 @@ class NetnsBackend:
                               capture_output=True, text=True)
 
     def destroy(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        stop_children(self.processes.values(), grace=0, sig=signal.SIGKILL)
         for name in list(self.processes):
             kill_namespace_processes(self.ns(name))
         remove_namespaces(self.prefix)

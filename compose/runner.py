@@ -33,13 +33,15 @@ from p2plab.compose.cpu import CpuSampler
 from p2plab.compose.host_limits import NeighbourLimits
 from p2plab.compose.events_tail import EventTail
 from p2plab.compose.fault_filters import FaultFilters
+from p2plab.compose.hosts import Host, exec_argv
 from p2plab.compose.cleanup import RUN_ENV
 from p2plab.compose.kept import KeptLab
 from p2plab.compose.links import LinkShaper
 from p2plab.compose.ownership import RunRecord
-from p2plab.control import ControlError, send_command
+from p2plab.control import ControlError
 from p2plab.events import EventWriter
 from p2plab.files import write_atomic
+from p2plab.processes import stop_children
 from p2plab.topology.describe import TOPOLOGY_FILE, picture_json
 from p2plab.topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
 from p2plab.topology.scenario import Scenario
@@ -162,13 +164,36 @@ class Runner:
         self.timeline_start = 0.0
         self.first_topic = {n.name: plan.scenario.topics_of(n)[0] for n in plan.scenario.nodes}
 
-    # -- commands ------------------------------------------------------------------
+    # -- hosts -----------------------------------------------------------------------
+    def __getitem__(self, host: str) -> Host:
+        """A handle on one of the lab's hosts: ``runner["alice"].exec([...])``."""
+        if host not in self.plan.nodes and host not in self.plan.routers \
+                and host not in {h.name for h in self.plan.hosts()}:
+            raise KeyError(f"no host {host!r} in this lab")
+        return Host(host, self)
+
     def send(self, node: str, command: dict[str, Any]) -> None:
-        """Write one command line into the node's FIFO (the node holds it open)."""
+        """One command to a node; a node that cannot be reached fails the step."""
         try:
-            send_command(self.run_dir / "control" / f"{node}.fifo", command)
+            self[node].send(command)
         except ControlError as exc:
             raise StepFailed(f"cannot reach {node}: {exc}") from None
+
+    # HostOwner: what the host handles do here.
+    def exec_in(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return self.backend.exec(host, argv)
+
+    def argv_in(self, host: str, argv: list[str]) -> list[str]:
+        return exec_argv(self.backend.name, self.backend.run_id, host, argv)
+
+    def events_of(self, host: str, type_: str | None) -> list[dict[str, Any]]:
+        self.tail.poll()
+        return self.tail.of(host, type_)
+
+    def kill_host(self, host: str) -> None:
+        """A kill outside the timeline, recorded like the timeline's own."""
+        self.kill([host])
+        self.lab_event("fault", action="kill", targets=[host])
 
     # -- waiting -------------------------------------------------------------------
     def wait_until(self, what: str, condition: Callable[[], bool], timeout: float) -> None:
@@ -262,14 +287,7 @@ class Runner:
         time.sleep(0.5)  # tcpdump needs a moment before the first packet it should see
 
     def stop_captures(self) -> None:
-        for proc in self.captures.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.captures.values():
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_children(self.captures.values())
 
     # -- the timeline ----------------------------------------------------------------
     def start_nodes(self) -> None:
@@ -358,9 +376,10 @@ class Runner:
         return all(len(self.tail.of(n, "node_started")) > self.starts_before.get(n, 0)
                    for n in condition.nodes)
 
-    def run_timeline(self) -> None:
-        """Carry out the timeline's time actions with the wall clock."""
-        for action in self.timeline.run():
+    def run_timeline(self, steps: list[Any] | None = None) -> None:
+        """Carry out the timeline's time actions with the wall clock (the scenario's
+        timeline, or ``steps``)."""
+        for action in self.timeline.run(steps):
             if isinstance(action, At):
                 delay = self.timeline_start + action.offset - time.monotonic()
                 if delay > 0:
@@ -408,8 +427,7 @@ class Runner:
             except subprocess.TimeoutExpired:
                 result = {"error": "no answer within 60 s"}
             finally:
-                server.terminate()
-                server.wait()
+                stop_children([server])
             measured = result.get("median_ms")
             rows.append({"pair": f"{c.source}->{c.target}", "configured_ms": c.configured_rtt_ms,
                          "measured_ms": measured, **result,
@@ -439,7 +457,7 @@ class Runner:
         def classify(lan: str) -> None:
             argv = [self.backend.python, "-m", "p2plab.natprobe", "classify",
                     "--stun", stuns[0], "--stun", stuns[1]]
-            done = self.backend.exec(f"probe.{lan}", argv)
+            done = self[f"probe.{lan}"].exec(argv)
             behaviour = combined_behaviour(self.plan, lan)
             try:
                 observed = json.loads(done.stdout)

@@ -249,8 +249,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     try:
-        lab = find(args.run)
-        full = lab.exec_argv(args.host, argv or ["sh"])
+        full = find(args.run)[args.host].argv(argv or ["sh"])
     except BackendError as exc:
         return _fail(str(exc))
     os.execvp(full[0], full)  # the command takes over this terminal

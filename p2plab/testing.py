@@ -6,8 +6,10 @@
         lab = p2plab_lab("nat-relay", backend="docker")   # nodes up, timeline not run
         # probe=True adds the NAT probe's hosts: lab.probe_nats() classifies every NAT
         lab.run_timeline()                                  # or drive it yourself:
-        lab.send("alice", {"cmd": "say", "text": "hi"})
-        lab.wait_for("bob got it", lambda: lab.events("bob", "message_received"))
+        lab["alice"].send({"cmd": "say", "text": "hi"})
+        lab.wait_for("bob got it", lambda: lab["bob"].events("message_received"))
+        lab.step({"set-nat": "home-a", "nat": "symmetric"})  # any timeline step
+        print(lab["home-a-gw"].exec(["nft", "list", "ruleset"]).stdout)
 
 Every lab the fixture starts is torn down when the test ends, pass or fail.
 """
@@ -21,15 +23,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from pydantic import TypeAdapter
 
 from p2plab.compose import ownership
 from p2plab.compose.backend import make_backend
 from p2plab.compose.cleanup import RUN_ENV
+from p2plab.compose.hosts import Host
 from p2plab.compose.ownership import RunRecord
 from p2plab.compose.runner import Runner, new_run_dir, new_run_id
 from p2plab.resources import scenarios_dir
 from p2plab.topology.plan import LabPlan, build_plan
 from p2plab.topology.loading import find_scenario, load_scenario
+from p2plab.topology.schema import Step
 
 SCENARIOS_DIR = scenarios_dir()
 
@@ -56,28 +61,27 @@ class Lab:
             self.close()
             raise
 
+    def __getitem__(self, host: str) -> Host:
+        """A handle on a node or router: ``.exec(argv)``, ``.send(command)``,
+        ``.events(type)``, ``.kill()``."""
+        return self.runner[host]
+
     def run_timeline(self) -> None:
+        """The scenario's timeline, then until every publish has gone out."""
         self.runner.timeline_start = time.monotonic()
-        for index, step in enumerate(self.plan.scenario.timeline):
-            self.runner.run_step(index, step)
+        self.runner.run_timeline()
         self.runner.finish_publishing()
+
+    def step(self, spec: dict[str, Any]) -> None:
+        """One timeline step, written as in a scenario file (``{"kill": ["bob"]}``)."""
+        self.runner.run_timeline([TypeAdapter(Step).validate_python(spec)])
 
     def probe_nats(self) -> dict[str, Any]:
         """Classify every LAN's NAT now (the lab must have been started with probe=True)."""
         return self.runner.probe_nats()
 
-    def send(self, node: str, command: dict[str, Any]) -> None:
-        self.runner.send(node, command)
-
-    def events(self, node: str, type_: str | None = None) -> list[dict[str, Any]]:
-        self.runner.tail.poll()
-        return self.runner.tail.of(node, type_)
-
     def wait_for(self, what: str, condition: Callable[[], Any], timeout: float = 30) -> None:
         self.runner.wait_until(what, lambda: bool(condition()), timeout)
-
-    def exec(self, host: str, argv: list[str]):  # type: ignore[no-untyped-def]
-        return self.backend.exec(host, argv)
 
     def close(self) -> None:
         try:

@@ -30,6 +30,16 @@ def _docker_ok() -> bool:
         return False
 
 
+def require(ok: bool, why: str) -> None:
+    """A test's own prerequisite: skipped on a developer's machine without it, a failure
+    in CI (``CI`` set), where a skip would pass a run that tested nothing."""
+    if ok:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and this test cannot run: {why}", pytrace=False)
+    pytest.skip(why)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     can_netns = os.geteuid() == 0 and shutil.which("ip") and shutil.which("nft")
     can_docker = os.geteuid() == 0 and _docker_ok()

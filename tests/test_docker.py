@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import P2PLAB, ROOT, leftovers
+from tests.conftest import P2PLAB, ROOT, leftovers, require
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leftovers")]
 COMPOSE_V2 = ROOT / "build" / "tools" / "docker-compose"
@@ -35,19 +35,19 @@ def test_docker_lab_is_sealed_and_nodes_hold_no_net_admin(p2plab_lab) -> None:
         assert not attrs["HostConfig"]["CapAdd"], f"{name} holds {attrs['HostConfig']['CapAdd']}"
     wan = str(lab.plan.routers["home-a-gw"].wan_ip)
     relay_ip = str(lab.plan.nodes["relay"].ip)
-    assert lab.exec("relay", ["python", "-c", PROBE, relay_ip, "4999"]).stdout.strip() == "refused"
-    assert lab.exec("relay", ["python", "-c", PROBE, wan, "4001"]).stdout.strip() == "timeout"
+    assert lab["relay"].exec(["python", "-c", PROBE, relay_ip, "4999"]).stdout.strip() == "refused"
+    assert lab["relay"].exec(["python", "-c", PROBE, wan, "4001"]).stdout.strip() == "timeout"
     for host in ("home-a-gw", "relay"):
-        route = lab.exec(host, ["ip", "route", "get", "192.0.2.1"])
+        route = lab[host].exec(["ip", "route", "get", "192.0.2.1"])
         assert route.returncode != 0 and "unreachable" in route.stderr, (host, route)
     # The fixture's lab is driven like any run: the timeline, then the logs.
     lab.run_timeline()
-    lab.wait_for("bob's 20 messages", lambda: len(lab.events("bob", "message_received")) >= 20)
+    lab.wait_for("bob's 20 messages", lambda: len(lab["bob"].events("message_received")) >= 20)
 
 
 def test_compose_export_runs_under_compose_v2(tmp_path: Path) -> None:
-    if not COMPOSE_V2.exists():
-        pytest.skip("compose v2 binary missing: run `make compose-v2` (make test does)")
+    require(COMPOSE_V2.exists(), "compose v2 binary missing: run `make compose-v2` "
+            "(make test does)")
     out = tmp_path / "export"
     result = subprocess.run([*P2PLAB, "export", "nat-relay", "-o", str(out)],
                             capture_output=True, text=True, cwd=ROOT)

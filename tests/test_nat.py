@@ -9,6 +9,7 @@ import pytest
 
 from p2plab.topology.nat import PRESETS, NatBehaviour, resolve
 from p2plab.topology.nat_rules import nat_ruleset
+from tests.conftest import require
 
 pytestmark = pytest.mark.quick
 
@@ -75,13 +76,12 @@ def test_hairpin_udp_block_and_public() -> None:
     assert "snat" not in public and "policy accept" in public
 
 
-@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft")
 @pytest.mark.parametrize("name", list(PRESETS) + ["hairpin", "address-dependent"])
 def test_rulesets_pass_nft_syntax_check(name: str) -> None:
+    require(shutil.which("nft") is not None, "needs nft (apt-get install nftables)")
     behaviour = {"hairpin": NatBehaviour(hairpin=True),
                  "address-dependent": NatBehaviour(mapping="address-dependent")}.get(name)
     text = rules(behaviour if behaviour else resolve(name)[0])
     result = subprocess.run(["nft", "-c", "-f", "-"], input=text, capture_output=True, text=True)
-    if "Operation not permitted" in result.stderr:
-        pytest.skip("nft -c needs CAP_NET_ADMIN")
+    require("Operation not permitted" not in result.stderr, "nft -c needs CAP_NET_ADMIN")
     assert result.returncode == 0, result.stderr

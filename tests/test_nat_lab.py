@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import P2PLAB, ROOT
-from p2plab.topology.schema import SetNat
 
 BACKENDS = [pytest.param("netns", marks=pytest.mark.netns),
             pytest.param("docker", marks=pytest.mark.docker)]
@@ -43,8 +42,8 @@ def test_set_nat_switches_behaviour_mid_run(p2plab_lab, backend: str) -> None:
     lab = p2plab_lab("nat-relay", backend=backend, probe=True)
     before = lab.probe_nats()["home-a"]
     assert before["matches"] and before["observed"]["udp"]["mapping"] == "endpoint-independent"
-    lab.runner.run_step(0, SetNat.model_validate({"set-nat": "home-a", "nat": "symmetric"}))
-    assert lab.runner.steps[-1]["step"]["set-nat"] == "home-a"
+    lab.step({"set-nat": "home-a", "nat": "symmetric"})
+    assert lab.runner.timeline.steps[-1]["step"]["set-nat"] == "home-a"
     after = lab.probe_nats()["home-a"]["observed"]
     assert after["udp"]["mapping"] == "address-and-port-dependent"
     assert after["tcp"]["mapping"] == "address-and-port-dependent"

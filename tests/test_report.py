@@ -140,3 +140,25 @@ def test_suite_report_browser_and_compare(tmp_path: Path) -> None:
     cmp = subprocess.run([*P2PLAB, "compare", str(lan), str(worse)], capture_output=True, text=True)
     assert cmp.returncode == 1
     assert any("delivery ratio" in l and "REGRESSION" in l for l in cmp.stdout.splitlines())
+
+
+@pytest.mark.quick
+def test_html_pages_escape_what_scenarios_and_nodes_wrote(tmp_path: Path) -> None:
+    """Text from a scenario file or a node (a description, a failure reason) reaches the
+    page escaped by the template engine, never as markup."""
+    from p2plab.analysis.expectations import Verdict
+    from p2plab.analysis.report import render_html
+
+    events_dir = _write(tmp_path, [_started("a"), _started("b"),
+                                   _msg("message_published", "a", "a", 1, 10.0)])
+    summary = summarize(events_dir)
+    summary.update(status="FAIL", wall_time_s=1.0, passed=False)
+    hostile = "<script>alert('x')</script>"
+    verdict = Verdict(name="delivery ratio", expected=">= 1", observed=f"0 {hostile}",
+                      passed=False)
+    manifest = {"scenario": "s", "backend": "netns", "kernel": "k", "seed": 1,
+                "p2plab_version": "0", "timeline_error": hostile}
+    page = render_html(tmp_path, manifest, summary, [verdict], {}, f"about {hostile}")
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    assert page.count("<tr class=fail>") == 1

@@ -150,9 +150,10 @@ class Timeline:
         self.ex = executor
         self.steps: list[dict[str, Any]] = []
 
-    def run(self) -> Iterator[TimeAction]:
-        """Each step in order; the executor carries out each time action yielded."""
-        for index, step in enumerate(self.scenario.timeline):
+    def run(self, steps: list[Any] | None = None) -> Iterator[TimeAction]:
+        """Each step in order (the scenario's, or ``steps``); the executor carries out
+        each time action yielded."""
+        for index, step in enumerate(self.scenario.timeline if steps is None else steps):
             if step.at is not None:
                 yield At(step.at)
             self.steps.append({"t": self.ex.clock(),
