@@ -1,16 +1,16 @@
-"""The runner: realise a plan on a backend, drive the timeline, collect, tear down.
+"""The runner: realise a plan on a backend, carry out the timeline, tear down.
 
-One direction of flow: scenario file -> model -> plan -> backend.create -> nodes start
--> timeline steps -> nodes stop -> backend.destroy -> analysis -> report. Teardown runs
-in ``finally``, also on Ctrl-C and SIGTERM.
+scenario -> plan -> backend.create -> nodes start -> the timeline (its meaning is
+``topology/timeline.py``'s; the runner supplies the primitives over the backend) ->
+nodes stop -> backend.destroy. Analysis and the report come after, from the results
+folder (``orchestrate/session.py``). Teardown runs in ``finally``, also on Ctrl-C,
+SIGTERM and SIGHUP.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import platform
-import secrets
 import select
 import signal
 from contextlib import contextmanager
@@ -20,14 +20,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import p2plab
 from p2plab.topology.natcheck import declared_view, mismatches
-from p2plab.compose import rustnode
 from p2plab.compose.backend import Backend
 from p2plab.compose.cpu import CpuSampler
 from p2plab.compose.host_limits import NeighbourLimits
@@ -37,12 +33,12 @@ from p2plab.compose.hosts import Host, exec_argv
 from p2plab.compose.cleanup import RUN_ENV
 from p2plab.compose.kept import KeptLab
 from p2plab.compose.links import LinkShaper
+from p2plab.compose.run_folder import write_manifest
 from p2plab.compose.ownership import RunRecord
 from p2plab.control import ControlError
 from p2plab.events import EventWriter
 from p2plab.files import write_atomic
 from p2plab.processes import stop_children
-from p2plab.topology.describe import TOPOLOGY_FILE, picture_json
 from p2plab.topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import LAB_EVENTS, Publish
@@ -69,72 +65,6 @@ class RunOutcome:
     run_dir: Path
     timeline_error: str | None
     timeline_end: float
-
-
-def new_run_id() -> str:
-    """Six hex digits: short enough for interface names, in every name a run creates."""
-    return secrets.token_hex(3)
-
-
-class ResultsFolderError(ValueError):
-    """The results folder cannot be written: a usage error (exit 2), found before any
-    lab object is made."""
-
-
-def new_run_dir(results_root: Path, scenario: Scenario, run_id: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = results_root / f"{scenario.name}-{stamp}-{run_id}"
-    try:
-        run_dir.mkdir(parents=True)
-        for sub in ("events", "logs", "control"):
-            (run_dir / sub).mkdir()
-    except OSError as exc:
-        raise ResultsFolderError(
-            f"cannot write results into {results_root} ({exc.strerror}): choose a folder "
-            "you can write with --results") from None
-    return run_dir
-
-
-def provenance(scenario: Scenario, run_id: str) -> dict[str, Any]:
-    """What produced a result, whichever backend ran: the manifest's common head."""
-    return {
-        "scenario": scenario.name,
-        "seed": scenario.seed,
-        "run_id": run_id,
-        "p2plab_version": p2plab.__version__,
-        "libp2p_version": version("libp2p"),
-        "node_implementations": {"py": f"py-libp2p {version('libp2p')}",
-                                 "rust": f"rust-libp2p {rustnode.pinned_libp2p()}"},
-        "python": platform.python_version(),
-        "host": platform.node(),
-    }
-
-
-def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Backend,
-                   run_id: str, **extra: Any) -> None:
-    """Record everything that produced this result, so it can be reproduced."""
-    write_atomic(run_dir / "scenario.yaml", scenario_text)
-    write_atomic(run_dir / TOPOLOGY_FILE, picture_json(plan))
-    manifest = {
-        **provenance(plan.scenario, run_id),
-        **backend.describe(),
-        "nodes": {
-            name: {"peer_id": n.peer_id, "ip": str(n.ip), "segment": n.segment, "role": n.role,
-                   "impl": n.impl}
-            for name, n in plan.nodes.items()
-        },
-        "routers": {
-            name: {"lan": r.lan, "upstream": r.upstream, "lan_ip": str(r.lan_ip),
-                   "wan_ip": str(r.wan_ip), "nat": r.nat,
-                   "behaviour": r.behaviour.short() if r.behaviour else "no NAT"}
-            for name, r in plan.routers.items()
-        },
-        **extra,
-    }
-    path = run_dir / "manifest.json"
-    if path.exists():
-        manifest = {**json.loads(path.read_text()), **manifest}
-    write_atomic(path, json.dumps(manifest, indent=2) + "\n")
 
 
 class Runner:

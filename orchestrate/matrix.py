@@ -12,7 +12,8 @@ from p2plab.analysis.metrics import summarize
 from p2plab.compose import ownership
 from p2plab.compose.backend import make_backend
 from p2plab.compose.ownership import RunRecord
-from p2plab.compose.runner import execute, new_run_dir, new_run_id
+from p2plab.compose.run_folder import new_run_dir, new_run_id
+from p2plab.compose.runner import execute
 from p2plab.topology.matrix import MatrixFile, lab_scenarios
 from p2plab.topology.plan import build_plan
 

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from p2plab.analysis.junit import write_junit
 from p2plab.compose.backend import BackendError
-from p2plab.compose.runner import ResultsFolderError
+from p2plab.compose.run_folder import ResultsFolderError
 from p2plab.orchestrate.session import run_scenario
 from p2plab.topology.matrix import is_matrix_file
 from p2plab.topology.loading import ScenarioError, find_scenario

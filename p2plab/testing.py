@@ -30,7 +30,8 @@ from p2plab.compose.backend import make_backend
 from p2plab.compose.cleanup import RUN_ENV
 from p2plab.compose.hosts import Host
 from p2plab.compose.ownership import RunRecord
-from p2plab.compose.runner import Runner, new_run_dir, new_run_id
+from p2plab.compose.run_folder import new_run_dir, new_run_id
+from p2plab.compose.runner import Runner
 from p2plab.resources import scenarios_dir
 from p2plab.topology.plan import LabPlan, build_plan
 from p2plab.topology.loading import find_scenario, load_scenario

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from p2plab.compose.runner import provenance
+from p2plab.compose.run_folder import provenance
 from p2plab.compose.sim.engine import EPOCH, Simulation
 from p2plab.compose.sim.network import SimNetwork
 from p2plab.topology.describe import TOPOLOGY_FILE, picture_json
