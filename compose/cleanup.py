@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from p2plab.compose.backend import PREFIX
-from p2plab.compose.ownership import run_id_of
+from p2plab.compose.ownership import RUN_ENV, run_id_of
 from p2plab.processes import stop_pids
 
 
@@ -64,8 +64,7 @@ def remove_namespaces(prefix: str = PREFIX,
 
 # Helpers the runner starts from the host inside lab namespaces (link stages, UDP
 # echoes, captures): a Docker container's namespace dies with it, but they do not.
-# Every process a run starts inherits P2PLAB_RUN (compose/runner.py).
-RUN_ENV = "P2PLAB_RUN"
+# Every process a run starts inherits RUN_ENV (ownership.owned).
 
 
 def helper_processes(spare: frozenset[str] | set[str] = frozenset(),

@@ -17,12 +17,18 @@ import ipaddress
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 
 from p2plab.files import write_atomic
+
+# Every process a run starts inherits its run id in this variable (helpers the runner
+# starts from the host: link stages, UDP echoes, captures), so `p2plab clean` finds them.
+RUN_ENV = "P2PLAB_RUN"
 
 STATE_DIR = Path(os.environ.get("P2PLAB_STATE_DIR", "/run/p2plab"))
 RUNS_DIR = STATE_DIR / "runs"
@@ -71,6 +77,25 @@ def register(record: RunRecord) -> RunRecord:
 
 def release(run_id: str) -> None:
     (RUNS_DIR / f"{run_id}.json").unlink(missing_ok=True)
+
+
+@contextmanager
+def owned(record: RunRecord) -> Iterator[RunRecord]:
+    """The run, owned for the length of the block: claimed (or refused, see ``claim``),
+    its id in ``P2PLAB_RUN`` for every process started meanwhile, and released at the
+    end unless it was kept (``record.kept``)."""
+    claim(record)
+    previous = os.environ.get(RUN_ENV)
+    os.environ[RUN_ENV] = record.run_id
+    try:
+        yield record
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_ENV, None)
+        else:
+            os.environ[RUN_ENV] = previous
+        if not record.kept:
+            release(record.run_id)
 
 
 def records() -> list[RunRecord]:

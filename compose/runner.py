@@ -10,7 +10,6 @@ SIGTERM and SIGHUP.
 from __future__ import annotations
 
 import json
-import os
 import select
 import signal
 from contextlib import contextmanager
@@ -30,7 +29,6 @@ from p2plab.compose.host_limits import NeighbourLimits
 from p2plab.compose.events_tail import EventTail
 from p2plab.compose.fault_filters import FaultFilters
 from p2plab.compose.hosts import Host, exec_argv
-from p2plab.compose.cleanup import RUN_ENV
 from p2plab.compose.kept import KeptLab
 from p2plab.compose.links import LinkShaper
 from p2plab.compose.run_folder import write_manifest
@@ -505,7 +503,6 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
                    scenario_file=str(scenario_path))
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in STOP_SIGNALS}
-    os.environ[RUN_ENV] = run_id  # every helper process inherits its owner run
     runner = Runner(plan, backend, run_dir, progress, capture=capture)
     started = time.time()
     kept = False
@@ -554,7 +551,6 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
                            implementations=runner.implementations(),
                            host_limits=limits.describe())
         finally:
-            os.environ.pop(RUN_ENV, None)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     return outcome

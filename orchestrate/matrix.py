@@ -39,13 +39,10 @@ def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results
         scenario_file.write_text(json.dumps(scenario.model_dump(mode="json", by_alias=True,
                                                                 exclude_defaults=True)))
         plan_subnets = [str(seg.subnet) for seg in build_plan(scenario).segments.values()]
-        ownership.claim(RunRecord(lab_id, backend_name, scenario.name, str(lab_dir),
-                                  subnets=plan_subnets))
-        try:
+        with ownership.owned(RunRecord(lab_id, backend_name, scenario.name, str(lab_dir),
+                                       subnets=plan_subnets)):
             outcome = execute(scenario_file, scenario, backend, lab_id, lab_dir,
                               lambda m: progress(f"  {m}"))
-        finally:
-            ownership.release(lab_id)
         summary = summarize(lab_dir / "events", until=outcome.timeline_end)
         rows += cell_results(cells, summary, lab_dir.name)
     manifest = json.loads((sorted((out / "labs").iterdir())[0] / "manifest.json").read_text())

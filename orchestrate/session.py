@@ -51,16 +51,17 @@ def run_scenario(path: Path, backend_name: str, results: Path,
     subnets = [str(seg.subnet) for seg in plan.segments.values()]
     check_address_space(backend_name, subnets)
     run_dir = new_run_dir(results, scenario, run_id)
-    record: RunRecord | None = None
+    claimed = False
     try:
         # Registered before anything is made: `p2plab clean` elsewhere spares this run.
-        record = ownership.claim(RunRecord(run_id, backend_name, scenario.name, str(run_dir),
-                                           subnets=subnets))
-        progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
-        execute(path, scenario, backend, run_id, run_dir, progress, probe=probe, keep=keep,
-                capture=capture, record=record)
+        with ownership.owned(RunRecord(run_id, backend_name, scenario.name, str(run_dir),
+                                       subnets=subnets)) as record:
+            claimed = True
+            progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
+            execute(path, scenario, backend, run_id, run_dir, progress, probe=probe,
+                    keep=keep, capture=capture, record=record)
     except KeyboardInterrupt:
-        if record is not None:
+        if claimed:
             with signals_ignored():  # part of teardown: a second Ctrl-C must not cut it
                 _report_partial(run_dir, progress)
         else:
@@ -73,9 +74,6 @@ def run_scenario(path: Path, backend_name: str, results: Path,
                    for p in (run_dir / sub).glob("*")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    finally:
-        if record is None or not record.kept:
-            ownership.release(run_id)
     summary, verdicts = build_report(run_dir)
     return RunResult(scenario.name, run_dir, summary, verdicts)
 

@@ -16,9 +16,8 @@ Every lab the fixture starts is torn down when the test ends, pass or fail.
 
 from __future__ import annotations
 
-import os
-
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -27,7 +26,6 @@ from pydantic import TypeAdapter
 
 from p2plab.compose import ownership
 from p2plab.compose.backend import make_backend
-from p2plab.compose.cleanup import RUN_ENV
 from p2plab.compose.hosts import Host
 from p2plab.compose.ownership import RunRecord
 from p2plab.compose.run_folder import new_run_dir, new_run_id
@@ -51,9 +49,10 @@ class Lab:
         self.backend.check_environment()
         self.run_dir = new_run_dir(results, self.plan.scenario, run_id)
         # Owned like any run: `p2plab clean` elsewhere leaves it alone while we live.
-        ownership.claim(RunRecord(run_id, backend, self.plan.scenario.name, str(self.run_dir),
-                                  subnets=[str(s.subnet) for s in self.plan.segments.values()]))
-        os.environ[RUN_ENV] = run_id
+        self._owner = ExitStack()
+        self._owner.enter_context(ownership.owned(RunRecord(
+            run_id, backend, self.plan.scenario.name, str(self.run_dir),
+            subnets=[str(s.subnet) for s in self.plan.segments.values()])))
         self.runner = Runner(self.plan, self.backend, self.run_dir)
         try:
             self.backend.create(self.plan, self.run_dir)
@@ -91,8 +90,7 @@ class Lab:
             try:
                 self.backend.destroy()
             finally:
-                os.environ.pop(RUN_ENV, None)
-                ownership.release(self.run_id)
+                self._owner.close()
 
 
 @pytest.fixture

@@ -63,7 +63,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def node_processes(spare: set[str]) -> list[str]:
     import psutil
 
-    from p2plab.compose.cleanup import RUN_ENV
+    from p2plab.compose.ownership import RUN_ENV
 
     out = subprocess.run(["pgrep", "-f", "python.* -m p2plab.node --name|p2plab-node-rs --name"],
                          capture_output=True, text=True)

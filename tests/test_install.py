@@ -5,6 +5,7 @@ a shipped scenario run from another directory."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -24,8 +25,12 @@ def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type
 
 
 def test_a_wheel_install_runs_a_shipped_scenario_from_elsewhere(tmp_path: Path) -> None:
+    # Built from a copy: setuptools writes build/ next to the sources it builds.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "results", "target", "__pycache__", "*.egg-info"))
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(ROOT)],
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(source)],
          timeout=600)
     wheel = next(dist.glob("p2plab-*.whl"))
     venv = tmp_path / "venv"

@@ -13,7 +13,8 @@ import pytest
 
 from p2plab.compose import ownership
 from p2plab.compose.backend import PREFIX, BackendError
-from p2plab.compose.cleanup import RUN_ENV, clean, lab_namespaces
+from p2plab.compose.cleanup import clean, lab_namespaces
+from p2plab.compose.ownership import RUN_ENV
 from p2plab.compose.ownership import RunRecord
 
 
