@@ -10,6 +10,7 @@ from typing import Any, Callable
 from p2plab.analysis.expectations import Verdict
 from p2plab.analysis.report import build_report
 from p2plab.compose import ownership
+from p2plab.compose.address_space import check_address_space
 from p2plab.compose.backend import BackendError, make_backend
 from p2plab.compose.ownership import RunRecord
 from p2plab.compose.run_folder import new_run_dir, new_run_id
@@ -85,29 +86,6 @@ def _report_partial(run_dir: Path, progress: Callable[[str], None]) -> None:
         progress(f"interrupted; partial results in {run_dir}/report.md")
     except Exception as exc:  # nothing to analyse yet: the folder still has the logs
         progress(f"interrupted before there was anything to report ({exc})")
-
-
-def check_address_space(backend_name: str, subnets: list[str]) -> None:
-    """The Docker backend puts bridges in the host's own network namespace: a lab subnet
-    that overlaps one of the host's routes (its LAN, a VPN, another bridge) would
-    capture the host's traffic to it. Network namespaces have their own routes."""
-    if backend_name != "docker":
-        return
-    # A Docker network first: its bridge is also a host route, but its name says more.
-    from p2plab.compose.docker_backend import foreign_network_overlap
-
-    taken = foreign_network_overlap(subnets)
-    if taken:
-        subnet, name, theirs = taken
-        raise BackendError(f"subnet {subnet} overlaps Docker network {name!r} ({theirs}), "
-                           "which is not p2plab's: give the scenario another subnet, remove "
-                           "that network, or run with --backend netns")
-    clash = ownership.host_route_overlaps(subnets)
-    if clash:
-        subnet, route, dev = clash
-        raise BackendError(f"subnet {subnet} overlaps the host's route {route} (dev {dev}): "
-                           "give the scenario a subnet this machine does not use, or run it "
-                           "with --backend netns")
 
 
 # About 87 MB and 1 s of CPU per py-libp2p node: beyond this an emulated lab does not
