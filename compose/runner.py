@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import select
 import signal
-from contextlib import contextmanager
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from p2plab.topology.natcheck import declared_view, mismatches
 from p2plab.compose.backend import Backend
@@ -36,6 +35,7 @@ from p2plab.compose.ownership import RunRecord
 from p2plab.control import ControlError
 from p2plab.events import EventWriter
 from p2plab.files import write_atomic
+from p2plab.interrupts import STOP_SIGNALS, restore, signal_name, stop_on_signals
 from p2plab.processes import stop_children
 from p2plab.topology.plan import REFLECTORS, LabPlan, build_plan, combined_behaviour, link_checks
 from p2plab.topology.scenario import Scenario
@@ -465,29 +465,6 @@ class Runner:
         return RunOutcome(self.run_dir, error, timeline_end)
 
 
-class Interrupted(KeyboardInterrupt):
-    """The run was stopped by a signal; teardown still runs to the end."""
-
-    def __init__(self, signame: str) -> None:
-        super().__init__(signame)
-        self.signame = signame
-
-
-# SIGHUP: a closed terminal or a lost SSH session stops a run like Ctrl-C does.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Teardown that no further SIGINT, SIGTERM or SIGHUP may cut short."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
             run_id: str, run_dir: Path, progress: Callable[[str], None],
             probe: bool | None = None, keep: bool = False,
@@ -502,7 +479,7 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
     plan = build_plan(scenario, probing=probe)
     write_manifest(run_dir, scenario_path.read_text(), plan, backend, run_id,
                    scenario_file=str(scenario_path))
-    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in STOP_SIGNALS}
+    previous = stop_on_signals()
     runner = Runner(plan, backend, run_dir, progress, capture=capture)
     started = time.time()
     kept = False
@@ -527,9 +504,7 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
             kept = True
             progress(f"lab kept up (run id {run_id}): p2plab exec HOST -- sh; p2plab down")
     except KeyboardInterrupt as exc:
-        named = str(exc.args[0]) if exc.args else ""
-        interrupted = (exc.signame if isinstance(exc, Interrupted)
-                       else named if named.startswith("SIG") else "SIGINT")
+        interrupted = signal_name(exc)
         raise
     finally:
         for sig in STOP_SIGNALS:
@@ -551,10 +526,5 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
                            implementations=runner.implementations(),
                            host_limits=limits.describe())
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            restore(previous)
     return outcome
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise Interrupted(signal.Signals(signum).name)

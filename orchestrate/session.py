@@ -14,7 +14,8 @@ from p2plab.compose.address_space import check_address_space
 from p2plab.compose.backend import BackendError, make_backend
 from p2plab.compose.ownership import RunRecord
 from p2plab.compose.run_folder import new_run_dir, new_run_id
-from p2plab.compose.runner import execute, signals_ignored
+from p2plab.compose.runner import execute
+from p2plab.interrupts import signals_ignored
 from p2plab.topology.plan import build_plan
 from p2plab.topology.loading import load_scenario
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from p2plab.compose.backend import BACKENDS, BackendError
+from p2plab.interrupts import raise_interrupted
 from p2plab.resources import scenarios_dir
 
 SCENARIOS_DIR = scenarios_dir()
@@ -361,12 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     # A closed terminal (SIGHUP) or a polite kill (SIGTERM) stops p2plab as Ctrl-C does:
     # whatever it made is torn down on the way out.
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _stop)
+        signal.signal(sig, raise_interrupted)
     return int(args.func(args))
-
-
-def _stop(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 if __name__ == "__main__":
