@@ -24,7 +24,7 @@ setup: $(STAMP) rust-node
 # The Rust node (node-rust/), built by cargo into a cache outside the checkout
 # (P2PLAB_CARGO_TARGET, default ~/.cache/p2plab/cargo-target): ~3 min cold, then a no-op.
 rust-node: $(STAMP)
-	@$(BIN)/python -c "from compose.rustnode import ensure_binary; ensure_binary()"
+	@$(BIN)/python -c "from p2plab.compose.rustnode import ensure_binary; ensure_binary()"
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \

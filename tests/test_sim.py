@@ -104,9 +104,21 @@ def test_crosscheck_against_emulation(tmp_path: Path) -> None:
     rows = {r["figure"]: r for r in result["rows"]}
     assert rows["delivery ratio"]["emulated"] >= 0.98 <= rows["delivery ratio"]["simulated"]
     assert rows["messages published"]["emulated"] == rows["messages published"]["simulated"]
-    # The calibrated model lands within a factor of three of the emulated propagation.
-    emu, sim = rows["time to 50 % (ms, median message)"]["emulated"], \
-        rows["time to 50 % (ms, median message)"]["simulated"]
-    assert emu / 3 <= sim <= emu * 3, (emu, sim)
+    # How fast the emulation propagates depends on how busy the machine is (CPU per
+    # message), so the bounds are the ones that hold whatever the load: the network
+    # alone (the model without CPU) is no slower than the emulation, and the emulation
+    # is no slower than three times the model calibrated with py-libp2p's CPU costs.
+    key = "time to 50 % (ms, median message)"
+    emu, sim = rows[key]["emulated"], rows[key]["simulated"]
+    assert emu <= sim * 3, (emu, sim)
+    emulated_run = Path(result["emulated_run"])
+    network = subprocess.run([*P2PLAB, "crosscheck", "--run", str(emulated_run),
+                              "--network-only", "--results", str(tmp_path / "network")],
+                             capture_output=True, text=True, timeout=200, cwd=ROOT)
+    assert network.returncode == 0, network.stderr[-2000:]
+    only = json.loads(next((tmp_path / "network").glob("crosscheck-*/crosscheck.json"))
+                      .read_text())
+    network_ms = {r["figure"]: r for r in only["rows"]}[key]["simulated"]
+    assert network_ms <= emu * 1.2 and network_ms < sim, (network_ms, emu, sim)
     assert (out / "crosscheck.png").stat().st_size > 10_000
     assert "| delivery ratio |" in (out / "crosscheck.md").read_text()
