@@ -331,13 +331,15 @@ class ChatNode:
                 self.say(f"{short_id(origin)}: {text}")
 
     async def _publish_plan(self, offsets: list[float], size: int, topic: str | None,
-                            flow: str | None) -> None:
+                            flow: str | None, accepted: Callable[[], None]) -> None:
         """Publish one message at each offset (seconds from now); the lab computes the
         offsets from its seed, so the schedule is the same on every backend. A
-        stop-traffic command for the flow (or "all") ends the plan early."""
+        stop-traffic command for the flow (or "all") ends the plan early; the plan is
+        registered (``accepted``) before the next command is read."""
         start = trio.current_time()
         with trio.CancelScope() as scope:
             self._flows.setdefault(flow or "", []).append(scope)
+            accepted()
             for offset in offsets:
                 await trio.sleep_until(start + offset)
                 self.sent += 1
@@ -568,8 +570,13 @@ class ChatNode:
                 await self.ping(peer)
 
     # -- commands ----------------------------------------------------------------
-    async def execute(self, command: dict[str, Any]) -> None:
+    async def execute(self, command: dict[str, Any],
+                      accepted: Callable[[], None] = lambda: None) -> None:
+        """Carry out one command; ``accepted`` is called once it has taken effect enough
+        for the next command to see it (a publish plan: once its flow is registered)."""
         cmd = command["cmd"]
+        if cmd != "publish":
+            accepted()
         if cmd == "quit":
             self.quit.set()
         elif cmd == "publish":
@@ -578,7 +585,7 @@ class ChatNode:
             count, rate = int(command["count"]), float(command["rate"])
             offsets = command.get("offsets") or [i / rate for i in range(count)]
             await self._publish_plan([float(o) for o in offsets], int(command["size"]),
-                                     command.get("topic"), command.get("flow"))
+                                     command.get("topic"), command.get("flow"), accepted)
         elif cmd == "stop-traffic":
             flow = str(command["flow"])
             for name, scopes in self._flows.items():
@@ -594,13 +601,24 @@ class ChatNode:
         elif cmd == "ping":
             await self.ping(ID.from_base58(command["peer"]), int(command.get("count", 1)))
 
-    async def _run_command(self, command: dict[str, Any]) -> None:
+    async def _run_command(self, command: dict[str, Any],
+                           task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        started = False
+
+        def accepted() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
         try:
-            await self.execute(command)
+            await self.execute(command, accepted)
             self.emit("command", cmd=command["cmd"], outcome="ok", reason="", args=command)
         except Exception as exc:
             self.emit("command", cmd=command["cmd"], outcome="failed",
                       reason=f"{type(exc).__name__}: {exc}", args=command)
+        finally:
+            accepted()
 
     async def _read_control(self) -> None:
         assert self.config.control is not None
@@ -614,8 +632,10 @@ class ChatNode:
                 except CommandError as exc:
                     self.emit("command", cmd="?", outcome="failed", reason=str(exc), args=line)
                     continue
-                # Commands run concurrently: a long publish plan must not block a quit.
-                nursery.start_soon(self._run_command, command)
+                # Commands run concurrently (a long publish plan must not block a quit),
+                # but take effect in the order they came: a stop-traffic right after a
+                # publish finds its plan, whichever task trio schedules first.
+                await nursery.start(self._run_command, command)
 
     async def _read_stdin(self) -> None:
         """Interactive use: a typed line is published; /dial, /ping, /peers, /quit."""
