@@ -168,7 +168,8 @@ class Timeline:
             yield Until(Reserved(tuple(nodes)), step.timeout, True,
                         f"relay reservations of {names(nodes)}")
         elif isinstance(step, WaitTopicPeers):
-            nodes = [n for n in s.match_chatting(step.nodes) if n in ex.running()]
+            running = ex.running()
+            nodes = [n for n in s.match_chatting(step.nodes) if n in running]
             ex.progress(f"waiting until {names(nodes)} have {step.min}+ mesh peers")
             yield Until(MeshAtLeast(tuple(nodes), step.min), step.timeout, True,
                         f"{step.min}+ gossipsub mesh peers at {names(nodes)}")
@@ -188,7 +189,8 @@ class Timeline:
             self._publish(index, step)
         elif isinstance(step, StopTraffic):
             flow = step.stop_traffic
-            ex.stop_traffic(flow, [n for n in sorted(ex.running()) if s.node(n).chats])
+            chatting = {n.name for n in s.nodes if n.chats}
+            ex.stop_traffic(flow, sorted(ex.running() & chatting))
             ex.lab_event("traffic", flow=flow, publishers=[], count=0, topic="", action="stop")
             ex.progress(f"stopped traffic: {flow}")
         elif isinstance(step, SetNat):
@@ -196,12 +198,14 @@ class Timeline:
             ex.lab_event("fault", action="set-nat", targets=[step.set_nat], nat=behaviour)
             ex.progress(f"switched the NAT of {step.set_nat} to {behaviour}")
         elif isinstance(step, Kill):
-            nodes = [n for n in s.match_nodes(step.kill) if n in ex.running()]
+            running = ex.running()
+            nodes = [n for n in s.match_nodes(step.kill) if n in running]
             ex.kill(nodes)
             ex.lab_event("fault", action="kill", targets=nodes)
             ex.progress(f"killed {names(nodes)}")
         elif isinstance(step, Restart):
-            nodes = [n for n in s.match_nodes(step.restart) if n not in ex.running()]
+            running = ex.running()
+            nodes = [n for n in s.match_nodes(step.restart) if n not in running]
             ex.restart(nodes)
             ex.lab_event("fault", action="restart", targets=nodes)
             ex.progress(f"restarted {names(nodes)}")

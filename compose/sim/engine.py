@@ -78,6 +78,7 @@ class Simulation:
         self.timeline = Timeline(self.scenario, self)
         self.actions = self.timeline.run()
         self.wait: tuple[float, Until] | None = None
+        self._resolved: dict[tuple[str, ...], list[SimNode]] = {}
         self.timeline_start = 0.0
         self.timeline_error: str | None = None
         self.timeline_end: float | None = None
@@ -554,15 +555,21 @@ class Simulation:
     def lab_event(self, type_: str, **fields: Any) -> None:
         self.emit(None, type_, **fields)
 
+    def _members(self, names: tuple[str, ...]) -> list[SimNode]:
+        """The nodes a condition names, looked up once per wait (checked every tick)."""
+        found = self._resolved.get(names)
+        if found is None:
+            found = self._resolved[names] = [self._node(n) for n in names]
+        return found
+
     def holds(self, condition: Condition) -> bool:
         if isinstance(condition, Reserved):
-            return all(self._node(n).relay_ok for n in condition.nodes)
+            return all(m.relay_ok for m in self._members(condition.nodes))
         if isinstance(condition, MeshAtLeast):
-            members = [self._node(n) for n in condition.nodes]
             return all(len(m.mesh.get(m.topics[0], ())) >= condition.peers
-                       for m in members if m.alive)
+                       for m in self._members(condition.nodes) if m.alive)
         if isinstance(condition, Started):
-            return all(self._node(n).alive for n in condition.nodes)
+            return all(m.alive for m in self._members(condition.nodes))
         pairs = [(self._node(a), self._node(b)) for a, b in condition.pairs]
         if isinstance(condition, Connected):
             for a, b in pairs:
