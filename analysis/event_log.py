@@ -135,6 +135,7 @@ def _read_columnar(path: Path, base: int, bulk: list[pa.Table],
         return True
     batches: list[pa.Table] = []
     rare: set[int] = set()
+    kinds: list[pa.Array] = []  # each block's event types, to check the rare lines against
     rows = 0
     try:
         reader = pa_json.open_json(path, read_options=_READ, parse_options=_PARSE)
@@ -144,6 +145,7 @@ def _read_columnar(path: Path, base: int, bulk: list[pa.Table],
                     or table["type"].null_count
                     or not pc.all(pc.equal(table["v"], SCHEMA_VERSION)).as_py()):
                 return False  # the Python reader names the line and the problem
+            kinds.append(table["type"].combine_chunks())
             is_bulk = pc.is_in(table["type"], value_set=_BULK_TYPES)
             rare.update(rows + i for i in pc.indices_nonzero(pc.invert(is_bulk)).to_pylist())
             order = pa.array(np.arange(base + rows, base + rows + len(table), dtype=np.int64))
@@ -156,13 +158,19 @@ def _read_columnar(path: Path, base: int, bulk: list[pa.Table],
     except pa.ArrowInvalid:
         return False
     found: list[dict[str, Any]] = []
+    types = {i: t for i, t in zip(sorted(rare), _take(kinds, sorted(rare)))}
+    last = max(rare, default=-1)
     lines = 0
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
+            if lines > last:
+                break  # every other line is Arrow's already
             if not line.strip():
                 continue
             if lines in rare:
                 event = json.loads(line)
+                if not isinstance(event, dict) or event.get("type") != types[lines]:
+                    return False  # not the line Arrow counted: read it all in Python
                 try:
                     validate_event(event)
                 except EventFormatError as exc:
@@ -170,9 +178,14 @@ def _read_columnar(path: Path, base: int, bulk: list[pa.Table],
                 event[ORDER] = base + lines
                 found.append(event)
             lines += 1
-    if lines != rows:
-        return False
     for event in found:
         others.setdefault(event["type"], []).append(event)
     bulk.extend(batches)
     return True
+
+
+def _take(blocks: list[pa.Array], indices: list[int]) -> list[str]:
+    """The values at these row indices of blocks read one after another."""
+    if not indices:
+        return []
+    return pa.chunked_array(blocks).take(pa.array(indices, pa.int64())).to_pylist()

@@ -69,11 +69,17 @@ def message_outcomes(events: EventLog, nodes: dict[str, dict[str, Any]],
     # Each message id published once (the usual case): free its receptions as we go,
     # a big run has a million.
     take = got_by_msg.pop if published["msg_id"].is_unique else got_by_msg.get
+    # When every subscriber of a topic had started: its latest start.
+    all_up = {topic: max((state.starts.get(n, float("inf")) for n in names), default=0.0)
+              for topic, names in subscribers.items()}
     for pub in published.itertuples():
         t = float(pub.t)
         if state.steady:  # nothing killed, cut or partitioned: skip the per-node checks
-            eligible = [n for n in subscribers.get(pub.topic, []) if n != pub.node
-                        and state.started_by(n, t)]
+            names = subscribers.get(pub.topic, [])
+            if t >= all_up.get(pub.topic, 0.0):
+                eligible = [n for n in names if n != pub.node]
+            else:
+                eligible = [n for n in names if n != pub.node and state.started_by(n, t)]
             reachable = eligible
         else:
             eligible = [n for n in subscribers.get(pub.topic, []) if n != pub.node
@@ -296,7 +302,9 @@ def connections(events: EventLog, nodes: dict[str, dict[str, Any]],
         conn = conn[conn["t"] <= until]
     pairs: dict[str, dict[str, Any]] = {}
     open_now: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for ev in conn[["t", "node", "type", "peer", "remote_addr", "kind"]].to_dict("records"):
+    columns = ("t", "node", "type", "peer", "remote_addr", "kind")
+    for values in zip(*(conn[c].tolist() for c in columns)):
+        ev = dict(zip(columns, values))
         other = by_peer_id.get(ev["peer"])
         if other is None:
             continue

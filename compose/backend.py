@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from p2plab.topology.plan import LabPlan, Programs
+if TYPE_CHECKING:  # the command line imports this module: keep its start-up light
+    from p2plab.topology.plan import LabPlan, Programs
 
 # Every name a backend creates starts with this, so `p2plab clean` can find leftovers.
 PREFIX = "p2pl-"

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from p2plab.topology.plan import LabPlan
 from p2plab.topology.schema import PUBLIC, DialTarget, LinkSpec, step_kind
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a report reads pictures without building (or importing) a plan
     import networkx as nx
+
+    from p2plab.topology.plan import LabPlan
 
 
 def link_text(link: LinkSpec | None) -> str:
