@@ -13,11 +13,13 @@ STAMP    := $(VENV)/.p2plab-installed
 # builds the image's base; gcc and libgmp-dev build fastecdsa, which libp2p 0.8.1 pins
 # and which has no wheel; libnetfilter-queue-dev builds NetfilterQueue (the userspace
 # link stage); chromium renders reports in the tests;
-# stress-ng keeps a core busy in benchmarks/suite_under_load.py.
+# stress-ng keeps a core busy in benchmarks/suite_under_load.py; docker-registry serves
+# the local cluster's image (make cluster).
 SYSTEM_PACKAGES := iproute2 nftables iptables conntrack tcpdump util-linux mmdebstrap gcc libgmp-dev \
-                   libnetfilter-queue-dev procps chromium stress-ng
+                   libnetfilter-queue-dev procps chromium stress-ng docker-registry
 
-.PHONY: setup system scenario test quick chat clean validate images compose-v2 suite rust-node
+.PHONY: setup system scenario test quick chat clean validate images compose-v2 suite rust-node \
+        cluster cluster-down
 
 setup: $(STAMP) rust-node
 
@@ -73,6 +75,15 @@ chat: setup
 
 clean: setup
 	$(BIN)/p2plab clean
+
+# A Docker Swarm of ENGINES local engines (each dockerd in its own network namespace)
+# and a registry, for --backend swarm: make cluster; make scenario BACKEND=swarm.
+ENGINES ?= 2
+cluster: setup
+	$(BIN)/python -m p2plab.compose.swarm.cluster up --engines $(ENGINES)
+
+cluster-down: setup
+	$(BIN)/python -m p2plab.compose.swarm.cluster down
 
 # The node/router image, built without a registry (base from the Debian mirror).
 images: setup

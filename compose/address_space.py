@@ -19,7 +19,17 @@ from p2plab.compose.backend import BackendError
 def check_address_space(backend_name: str, subnets: list[str]) -> None:
     """The Docker backend puts bridges in the host's own network namespace: a lab subnet
     that overlaps one of the host's routes (its LAN, a VPN, another bridge) would
-    capture the host's traffic to it. Network namespaces have their own routes."""
+    capture the host's traffic to it. Network namespaces have their own routes; a swarm
+    lab's overlays live in the engines' namespaces, clear of the local cluster's own."""
+    if backend_name == "swarm":
+        from p2plab.compose.swarm.cluster import CLUSTER_NET
+
+        for subnet in subnets:
+            if ipaddress.IPv4Network(subnet).overlaps(CLUSTER_NET):
+                raise BackendError(f"subnet {subnet} overlaps {CLUSTER_NET}, which the local "
+                                   "cluster (make cluster) uses: give the scenario another "
+                                   "subnet")
+        return
     if backend_name != "docker":
         return
     # A Docker network first: its bridge is also a host route, but its name says more.

@@ -8,8 +8,9 @@ NAT rules and node flags come from the plan; a backend never recomputes them.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:  # the command line imports this module: keep its start-up light
     from p2plab.topology.plan import LabPlan, Programs
@@ -62,14 +63,40 @@ class Backend(Protocol):
         """Run a command inside a node's or router's network."""
 
     def netns_command(self, host: str) -> list[str]:
-        """A prefix that runs one of this machine's programs (tcpdump) in a started
-        host's network namespace."""
+        """A prefix that runs a program (tcpdump, a link stage) in a started host's
+        network namespace: this machine's programs, or (swarm) the image's."""
+
+    netns_python: str  # the interpreter after netns_command that runs p2plab code
+
+    def lab_path(self, path: Path) -> str:
+        """Where a file of the results folder is for a program run by netns_command."""
+
+    def send_command(self, host: str, command: dict[str, Any]) -> None:
+        """One node-contract command into a node's control FIFO (ControlError if not)."""
 
     def destroy(self) -> None:
         """Remove everything this backend created for this run. Safe to call twice."""
 
     def describe(self) -> dict[str, str]:
         """Facts for the results manifest (kernel, mechanisms)."""
+
+
+class LocalHosts:
+    """What backends whose hosts live on this machine share: programs from netns_command
+    are this machine's, the results folder is where the runner sees it, and commands
+    go straight into the node's FIFO under run_dir/control."""
+
+    netns_python = sys.executable
+    run_dir: Path | None
+
+    def lab_path(self, path: Path) -> str:
+        return str(path)
+
+    def send_command(self, host: str, command: dict[str, Any]) -> None:
+        from p2plab.control import send_command
+
+        assert self.run_dir is not None
+        send_command(self.run_dir / "control" / f"{host}.fifo", command)
 
 
 def rss_mb_of_pid(pid: int) -> float | None:
@@ -82,7 +109,7 @@ def rss_mb_of_pid(pid: int) -> float | None:
         return None
 
 
-BACKENDS = ("docker", "netns", "sim")  # sim: compose/sim, no lab is built
+BACKENDS = ("docker", "netns", "swarm", "sim")  # sim: compose/sim, no lab is built
 
 
 def make_backend(name: str, run_id: str,
@@ -96,4 +123,8 @@ def make_backend(name: str, run_id: str,
         from p2plab.compose.docker_backend import DockerBackend
 
         return DockerBackend(run_id, log=log)
+    if name == "swarm":
+        from p2plab.compose.swarm.backend import SwarmBackend
+
+        return SwarmBackend(run_id, log=log)
     raise BackendError(f"unknown backend {name!r}; available: {', '.join(BACKENDS)}")

@@ -24,7 +24,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from p2plab.compose.backend import PREFIX, BackendError, rss_mb_of_pid
+from p2plab.compose.backend import PREFIX, BackendError, LocalHosts, rss_mb_of_pid
 from p2plab.compose.images import IMAGE_PROGRAMS, ensure_image
 from p2plab.compose.ownership import run_id_of
 from p2plab.topology.plan import LabPlan, Programs
@@ -36,7 +36,7 @@ ROLE_LABEL = "p2plab.role"  # node or router: a node's log is kept when its run 
 LAB_MOUNT = PurePosixPath("/lab")
 
 
-class DockerBackend:
+class DockerBackend(LocalHosts):
     name = "docker"
     python = "python"
 

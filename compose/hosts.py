@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from p2plab.compose.backend import PREFIX, BackendError
-from p2plab.control import send_command
 from p2plab.events import read_events
 
 
@@ -45,6 +44,8 @@ class HostOwner(Protocol):
 
     def kill_host(self, host: str) -> None: ...
 
+    def send_to(self, host: str, command: dict[str, Any]) -> None: ...
+
 
 class Host:
     """One node or router of a lab."""
@@ -66,7 +67,7 @@ class Host:
 
     def send(self, command: dict[str, Any]) -> None:
         """One command of the node contract, through the node's control FIFO."""
-        send_command(self.owner.run_dir / "control" / f"{self.name}.fifo", command)
+        self.owner.send_to(self.name, command)
 
     def events(self, type_: str | None = None) -> list[dict[str, Any]]:
         """The node's events so far (of one type, if given)."""

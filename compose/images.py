@@ -25,16 +25,20 @@ from p2plab.compose.backend import BackendError
 
 IMAGE_DIR = image_dir()
 IMAGE_REPO = "p2plab-node"
-BASE_PACKAGES = "python3,python3-venv,iproute2,nftables,iptables,conntrack,libgmp10,ca-certificates,procps"
+BASE_PACKAGES = ("python3,python3-venv,iproute2,nftables,iptables,conntrack,libgmp10,ca-certificates,"
+                 "procps,libnetfilter-queue1")
 # The tag names the package list, so a changed list never reuses an old base.
 LOCAL_BASE = f"p2plab-base:bookworm-{hashlib.sha256(BASE_PACKAGES.encode()).hexdigest()[:8]}"
 DEBIAN_MIRROR = os.environ.get("P2PLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # The node's runtime dependencies, pinned to what this checkout runs with.
-NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr")
-# What the image runs: the chat node, the event format it writes, the NAT probe; laid
-# out in the image as installed (p2plab/node/...), so ``python -m p2plab.node`` works.
-IMAGE_PACKAGES = {"p2plab/node": "p2plab.node"}
-IMAGE_FILES = ("__init__.py", "events.py", "natprobe.py")
+# NetfilterQueue: the userspace link stage, run inside node containers on swarm engines.
+NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr", "NetfilterQueue")
+# What the image runs: the chat node, the event format it writes, the NAT probe, the
+# control FIFO writer, the userspace link stage and the swarm agent; laid out in the
+# image as installed (p2plab/node/...), so ``python -m p2plab.node`` works.
+IMAGE_PACKAGES = {"p2plab/node": "p2plab.node", "p2plab/compose/swarm": "p2plab.compose.swarm"}
+IMAGE_FILES = ("__init__.py", "events.py", "natprobe.py", "control.py")
+IMAGE_MODULES = {"p2plab/compose": ("p2plab.compose", ("__init__.py", "linkstage.py"))}
 APP_DIR = "/opt/p2plab"
 # How a container starts each node implementation (the Rust node's binary is in app/bin).
 IMAGE_PROGRAMS = {"py": ["python"], "rust": [f"{APP_DIR}/bin/{rustnode.BINARY_NAME}"]}
@@ -56,6 +60,8 @@ def _code_files() -> dict[str, Path]:
         folder = package_dir(package)
         files.update({f"{inside}/{path.relative_to(folder)}": path
                       for path in sorted(folder.rglob("*.py"))})
+    for inside, (package, names) in IMAGE_MODULES.items():
+        files.update({f"{inside}/{name}": package_dir(package) / name for name in names})
     return files
 
 
@@ -155,9 +161,10 @@ def write_build_context(ctx: Path, wheels: Path, rust_binary: Path) -> None:
     shutil.copy(rust_binary, app / "bin" / rustnode.BINARY_NAME)
 
 
-def ensure_image(log=print) -> str:  # type: ignore[no-untyped-def]
-    """Build the image if this exact tag does not exist yet; return the tag."""
-    client = _docker()
+def ensure_image(log=print, client=None) -> str:  # type: ignore[no-untyped-def]
+    """Build the image on ``client``'s engine (DOCKER_HOST's by default) if this exact
+    tag does not exist there yet; return the tag."""
+    client = client or _docker()
     tag = image_tag()
     if _image_exists(client, tag):
         return tag

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from typing import Any
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from p2plab.compose.backend import PREFIX, BackendError
 from p2plab.compose.hosts import Host, LogReader, exec_argv
+from p2plab.control import send_command
 from p2plab.files import write_atomic
 from p2plab.processes import stop_pids
 
@@ -60,6 +62,9 @@ class _KeptOwner(LogReader):
 
     def kill_host(self, host: str) -> None:
         raise BackendError("a kept lab's timeline is over: stop its nodes with p2plab down")
+
+    def send_to(self, host: str, command: dict[str, Any]) -> None:
+        send_command(self.run_dir / "control" / f"{host}.fifo", command)
 
 
 def kept_labs() -> list[KeptLab]:

@@ -56,11 +56,12 @@ def netem_commands(link: LinkSpec) -> list[list[str]]:
     ]
 
 
-def stage_argv(link: LinkSpec, seed: str, ready: Path, stats: Path) -> list[str]:
-    return [sys.executable, "-m", "p2plab.compose.linkstage",
+def stage_argv(link: LinkSpec, seed: str, ready: str, stats: str,
+               python: str = sys.executable) -> list[str]:
+    return [python, "-m", "p2plab.compose.linkstage",
             "--latency-ms", str(link.latency_ms), "--jitter-ms", str(link.jitter_ms),
             "--loss-pct", str(link.loss_pct), "--bandwidth-kbit", str(link.bandwidth_kbit or 0),
-            "--seed", seed, "--ready-file", str(ready), "--stats-file", str(stats)]
+            "--seed", seed, "--ready-file", ready, "--stats-file", stats]
 
 
 class LinkShaper:
@@ -135,7 +136,9 @@ class LinkShaper:
         stats = self.dir / f"{name}.{n}.stats.json"
         seed = f"{self.plan.scenario.seed}:link:{name}:{n}"
         log = open(self.dir / f"{name}.log", "ab")
-        proc = subprocess.Popen([*prefix, *stage_argv(link, seed, ready, stats)],
+        inside = self.backend.lab_path
+        argv = stage_argv(link, seed, inside(ready), inside(stats), self.backend.netns_python)
+        proc = subprocess.Popen([*prefix, *argv],
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.stages[name] = proc

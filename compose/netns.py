@@ -16,14 +16,14 @@ import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 
-from p2plab.compose.backend import PREFIX, BackendError, rss_mb_of_pid
+from p2plab.compose.backend import PREFIX, BackendError, LocalHosts, rss_mb_of_pid
 from p2plab.compose.cleanup import kill_namespace_processes, remove_namespaces
 from p2plab.compose.rustnode import ensure_binary
 from p2plab.processes import stop_children
 from p2plab.topology.plan import LAN_IF, NODE_IF, WAN_IF, LabPlan, Programs
 
 
-class NetnsBackend:
+class NetnsBackend(LocalHosts):
     name = "netns"
 
     def __init__(self, run_id: str, python: str = sys.executable,

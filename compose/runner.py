@@ -13,7 +13,6 @@ import json
 import select
 import signal
 import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
@@ -117,6 +116,9 @@ class Runner:
     def events_of(self, host: str, type_: str | None) -> list[dict[str, Any]]:
         self.tail.poll()
         return self.tail.of(host, type_)
+
+    def send_to(self, host: str, command: dict[str, Any]) -> None:
+        self.backend.send_command(host, command)
 
     def kill_host(self, host: str) -> None:
         """A kill outside the timeline, recorded like the timeline's own."""
@@ -335,7 +337,7 @@ class Runner:
         def check(c: Any) -> None:
             target_ip = str(self.plan.nodes[c.target].ip)
             server = subprocess.Popen(
-                [*self.backend.netns_command(c.target), sys.executable, "-m",
+                [*self.backend.netns_command(c.target), self.backend.netns_python, "-m",
                  "p2plab.linkcheck", "serve", "--ip", target_ip, "--port", str(c.port),
                  "--seconds", "90"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 text=True, start_new_session=True)
@@ -347,7 +349,7 @@ class Runner:
                     result: dict[str, Any] = {"error": "the echo server did not start in 20 s"}
                 else:
                     done = subprocess.run(
-                        [*self.backend.netns_command(c.source), sys.executable, "-m",
+                        [*self.backend.netns_command(c.source), self.backend.netns_python, "-m",
                          "p2plab.linkcheck", "ping", "--ip", target_ip, "--port", str(c.port)],
                         capture_output=True, text=True, timeout=60)
                     result = json.loads(done.stdout) if done.returncode == 0 else {

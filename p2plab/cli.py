@@ -7,6 +7,7 @@ unusable environment (the message says what to do).
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import signal
 import sys
@@ -145,6 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from p2plab.topology.matrix import is_matrix_file
     from p2plab.topology.loading import ScenarioError, find_scenario
 
+    if args.registry:
+        os.environ["P2PLAB_REGISTRY"] = args.registry  # read by the swarm backend
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
         if is_matrix_file(path):
@@ -289,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run a scenario and write a results folder")
     run.add_argument("scenario", help="a scenario file, or the name of a shipped one")
     run.add_argument("--backend", default="docker", choices=BACKENDS,
-                     help="docker (default): containers; netns: plain network namespaces")
+                     help="docker (default): containers; netns: plain network namespaces; "
+                          "swarm: containers across a Docker Swarm (DOCKER_HOST: a manager, "
+                          "or the local cluster of make cluster); sim: the simulator")
+    run.add_argument("--registry", metavar="HOST:PORT",
+                     help="swarm: the registry every engine pulls the node image from")
     run.add_argument("--results", default="results", help="folder for results (default: results)")
     run.add_argument("--keep", action="store_true",
                      help="leave the lab up after the timeline (p2plab exec, p2plab down)")

@@ -1,0 +1,670 @@
+"""The swarm backend: the lab across the engines of a Docker Swarm cluster.
+
+What is deployed, as one stack (``p2pl-RUN``, so ``docker stack ls`` shows it):
+- every segment of the plan as an overlay network, internal and attachable, with the
+  plan's subnet; lab traffic between engines crosses hosts in VXLAN;
+- the run's agent (compose/swarm/agent.py) as a global service: one task per engine,
+  on the engine's host network, never on a lab network;
+- the NAT routers and nodes as containers with the plan's addresses, started on their
+  engine through that engine's agent. Swarm services get addresses from swarm's IPAM,
+  never the plan's, and the plan's addresses are what NAT rules, routes and dial
+  addresses are written in; so hosts are containers, attached to the stack's networks,
+  placed by p2plab (placement.py) and started through each engine's own API.
+
+The image comes from a registry every engine can pull from (``--registry``): engines
+cannot share a local image. The runner's results folder gets the nodes' event logs as
+they are written, each event's time moved onto the runner's clock (clocks.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import shlex
+import shutil
+import socket
+import ssl
+import subprocess
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from p2plab.compose.backend import PREFIX, BackendError
+from p2plab.compose.docker_backend import (LABEL, RUN_LABEL, ROLE_LABEL, route_commands,
+                                           router_environment)
+from p2plab.compose.images import IMAGE_PROGRAMS, IMAGE_REPO, ensure_image
+from p2plab.compose.swarm import clocks, placement, settings
+from p2plab.compose.swarm.tls import RunCertificates, issue
+from p2plab.resources import cache_dir
+from p2plab.topology.plan import LabPlan, Programs
+
+LAB_MOUNT = PurePosixPath("/lab")
+STACK_LABEL = "com.docker.stack.namespace"
+AGENT_READY_TIMEOUT_S = 120.0  # includes every engine pulling the image
+SWEEP_TIMEOUT_S = 60.0
+PARALLEL = 6
+ENGINE_API = "1.41"  # Docker Engine 20.10 and every later engine speak it
+
+
+@dataclass
+class EngineHandle:
+    """One engine of the cluster, as the runner reaches it through its agent."""
+
+    node_id: str
+    hostname: str
+    address: str
+    client: Any = None
+    agent_container: Any = None
+    lines: "AgentLines | None" = None
+    docker_engine: str = "?"
+
+
+class AgentLines:
+    """The agent's line protocol over TLS (time, send, mirror)."""
+
+    def __init__(self, address: str, port: int, certs: RunCertificates) -> None:
+        self.address, self.port = address, port
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(certs.ca))
+        context.load_cert_chain(certs.client_cert, certs.client_key)
+        context.check_hostname = False  # the server's name is its IP, checked by the CA
+        self.context = context
+        self.lock = threading.Lock()
+        self.conn: ssl.SSLSocket | None = None
+        self.reader: Any = None
+
+    def connect(self, timeout: float = 5.0) -> ssl.SSLSocket:
+        raw = socket.create_connection((self.address, self.port), timeout=timeout)
+        return self.context.wrap_socket(raw)
+
+    def _ensure(self) -> None:
+        if self.conn is None:
+            self.conn = self.connect()
+            self.conn.settimeout(30)
+            self.reader = self.conn.makefile("rb")
+
+    def request(self, *lines: str) -> str:
+        with self.lock:
+            self._ensure()
+            assert self.conn is not None
+            self.conn.sendall("".join(f"{line}\n" for line in lines).encode())
+            return self.reader.readline().decode().strip()
+
+    def clock_sample(self) -> tuple[float, float, float]:
+        """(runner time sent, engine time, runner time received)."""
+        with self.lock:
+            self._ensure()
+            assert self.conn is not None
+            sent = time.time()
+            self.conn.sendall(b"time\n")
+            engine = int(self.reader.readline()) / 1e9
+            return sent, engine, time.time()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class SwarmBackend:
+    name = "swarm"
+    python = "python"  # inside the image
+    netns_python = "python"  # link stages and probes run inside the containers too
+
+    def __init__(self, run_id: str, log=lambda message: None) -> None:  # type: ignore[no-untyped-def]
+        self.run_id = run_id
+        self.prefix = f"{PREFIX}{run_id}-"
+        self.stack = f"{PREFIX}{run_id}"
+        self.log = log
+        self.settings: settings.SwarmSettings | None = None
+        self.manager: Any = None
+        self.engines: list[EngineHandle] = []
+        self.image: str | None = None
+        self.plan: LabPlan | None = None
+        self.run_dir: Path | None = None
+        self.where: dict[str, EngineHandle] = {}  # host -> engine
+        self.containers: dict[str, Any] = {}
+        self.networks: dict[str, Any] = {}
+        self.certs: RunCertificates | None = None
+        self.port = settings.agent_port(run_id)
+        self.offsets: dict[str, clocks.ClockOffset] = {}
+        self.offsets_end: dict[str, clocks.ClockOffset] = {}
+        self.mirrors: list[clocks.EventMirror] = []
+        self.timings: dict[str, float] = {}
+        self._status: dict[str, str] = {}
+        self._status_at = 0.0
+
+    # -- environment ----------------------------------------------------------------
+    def check_environment(self) -> None:
+        import docker
+
+        self.settings = settings.resolve(self.log)
+        try:
+            self.manager = docker.DockerClient(base_url=self.settings.manager, timeout=120)
+            info = self.manager.info()
+        except Exception as exc:
+            raise BackendError(f"no Docker engine at {self.settings.manager} ({exc}): "
+                               "point DOCKER_HOST at a swarm manager, or make cluster") from None
+        swarm = info.get("Swarm") or {}
+        if not swarm.get("ControlAvailable"):
+            raise BackendError(f"the engine at {self.settings.manager} is not a swarm manager "
+                               "(docker swarm init, or make cluster for a local cluster)")
+        nodes = [n for n in self.manager.nodes.list()
+                 if n.attrs["Status"]["State"] == "ready"
+                 and n.attrs["Spec"].get("Availability") == "active"]
+        if not nodes:
+            raise BackendError("the swarm has no ready, active node")
+        self.engines = sorted(
+            (EngineHandle(n.id, n.attrs["Description"]["Hostname"], _node_address(n))
+             for n in nodes), key=lambda e: e.hostname)
+        started = time.monotonic()
+        self.image = self._publish_image()
+        self.timings["image_s"] = round(time.monotonic() - started, 2)
+
+    def _publish_image(self) -> str:
+        """The node image in the registry, pushed from the manager."""
+        import docker
+
+        assert self.settings is not None
+        tag = ensure_image(self.log, client=self._builder())
+        repo = f"{self.settings.registry}/{IMAGE_REPO}"
+        version = tag.split(":", 1)[1]
+        remote = f"{repo}:{version}"
+        try:
+            self.manager.images.get(tag)
+        except docker.errors.ImageNotFound:
+            self.log(f"copying {tag} to the manager")
+            _copy_image(self._builder(), self.manager, tag)
+        self.manager.images.get(tag).tag(repo, version)
+        self.log(f"pushing {remote}")
+        for line in self.manager.images.push(repo, version, stream=True, decode=True):
+            if "error" in line:
+                raise BackendError(f"pushing {remote} to the registry failed: {line['error']} "
+                                   "(is the registry reachable from the manager and trusted "
+                                   "by every engine? see README, Clusters)")
+        return remote
+
+    def _builder(self) -> Any:
+        """The engine that builds the image: this machine's, if the manager is elsewhere."""
+        import docker
+
+        return docker.from_env(timeout=300)
+
+    def programs(self) -> Programs:
+        return IMAGE_PROGRAMS
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "kernel": platform.release(),
+            "swarm": {
+                "manager": self.settings.manager if self.settings else None,
+                "registry": self.settings.registry if self.settings else None,
+                "stack": self.stack,
+                "engines": [{"hostname": e.hostname, "node_id": e.node_id,
+                             "address": e.address, "docker_engine": e.docker_engine}
+                            for e in self.engines],
+                "engine_of": {host: e.hostname for host, e in sorted(self.where.items())},
+                "hosts_per_engine": placement.counts(self.where),
+                "clock_offsets": {name: o.as_dict() for name, o in self.offsets.items()},
+                "clock_offsets_end": {n: o.as_dict() for n, o in self.offsets_end.items()},
+                "timings_s": self.timings,
+            },
+            "image": str(self.image),
+            "nat": "nftables ruleset loaded with `nft -f` by each router container",
+            "link_impairment": "applied inside each node's container (see link_shaping)",
+            "clock_correction": "event times moved onto the runner's clock by each "
+                                "engine's offset measured at the start (swarm.clock_offsets)",
+        }
+
+    def _labels(self, role: str | None = None) -> dict[str, str]:
+        return {LABEL: "1", RUN_LABEL: self.run_id, STACK_LABEL: self.stack,
+                **({ROLE_LABEL: role} if role else {})}
+
+    # -- lifecycle ------------------------------------------------------------------
+    def create(self, plan: LabPlan, run_dir: Path) -> None:
+        import docker
+
+        try:
+            self._create(plan, run_dir)
+        except docker.errors.DockerException as exc:
+            detail = getattr(exc, "explanation", None) or str(exc)
+            raise BackendError(f"the swarm refused part of the lab: {detail}") from None
+
+    def _create(self, plan: LabPlan, run_dir: Path) -> None:
+        self.plan, self.run_dir = plan, run_dir
+        for sub in ("events", "logs", "control", "routers", "links"):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        self._deploy_agents()
+        self.timings["agents_s"] = round(time.monotonic() - started, 2)
+        for engine in self.engines:
+            self.offsets[engine.hostname] = clocks.measure(engine.lines.clock_sample)  # type: ignore[union-attr]
+            mirror = clocks.EventMirror(engine.lines.connect, run_dir,  # type: ignore[union-attr]
+                                        self.offsets[engine.hostname], self.log)
+            mirror.start()
+            self.mirrors.append(mirror)
+        self.where = placement.spread(plan, self.engines)
+        for segment in plan.segments:
+            self._create_network(segment)
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            list(pool.map(self._create_router, plan.routers.values()))
+            list(pool.map(self._wait_router, plan.routers))
+            list(pool.map(lambda h: self._create_container(
+                h.name, h.segment, str(h.ip), command=h.command(LAB_MOUNT, IMAGE_PROGRAMS)),
+                list(plan.hosts())))
+        self.timings["deploy_s"] = round(time.monotonic() - started, 2)
+
+    def _deploy_agents(self) -> None:
+        import docker
+        from docker.types import (EndpointSpec, Mount, RestartPolicy, SecretReference,
+                                  ServiceMode)
+
+        assert self.settings is not None and self.run_dir is not None
+        folder = cache_dir() / "swarm-runs" / self.run_id
+        self.certs = issue(folder, self.run_id, [e.address for e in self.engines])
+        secrets = []
+        for name, path in (("p2plab-ca", self.certs.ca),
+                           ("p2plab-agent-cert", self.certs.agent_cert),
+                           ("p2plab-agent-key", self.certs.agent_key)):
+            secret = self.manager.secrets.create(name=f"{self.prefix}{name}",
+                                                 data=path.read_bytes(), labels=self._labels())
+            secrets.append(SecretReference(secret.id, f"{self.prefix}{name}", filename=name))
+        self.manager.services.create(
+            self.image, name=f"{self.prefix}agent",
+            command=["python", "-m", "p2plab.compose.swarm.agent", "--port", str(self.port)],
+            mode=ServiceMode("global"), networks=["host"], labels=self._labels("agent"),
+            container_labels=self._labels("agent"), secrets=secrets,
+            mounts=[Mount("/var/run/docker.sock", self.settings.engine_socket, type="bind"),
+                    Mount(str(LAB_MOUNT), f"{self.prefix}lab", type="volume",
+                          labels=self._labels())],
+            restart_policy=RestartPolicy(condition="on-failure", max_attempts=3),
+            endpoint_spec=EndpointSpec(mode="dnsrr"),
+        )
+        deadline = time.monotonic() + AGENT_READY_TIMEOUT_S
+        pending = list(self.engines)
+        while pending:
+            for engine in list(pending):
+                lines = AgentLines(engine.address, self.port + 1, self.certs)
+                try:
+                    lines.clock_sample()
+                except (OSError, ssl.SSLError, ValueError):
+                    lines.close()
+                    continue
+                engine.lines = lines
+                engine.client = docker.DockerClient(
+                    base_url=f"https://{engine.address}:{self.port}", timeout=120,
+                    version=ENGINE_API, tls=docker.tls.TLSConfig(
+                        client_cert=(str(self.certs.client_cert), str(self.certs.client_key)),
+                        ca_cert=str(self.certs.ca), verify=True))
+                # requests would let REQUESTS_CA_BUNDLE override the run's CA.
+                engine.client.api.trust_env = False
+                engine.docker_engine = str(engine.client.version().get("Version"))
+                engine.agent_container = engine.client.containers.list(
+                    filters={"label": [f"{RUN_LABEL}={self.run_id}", f"{ROLE_LABEL}=agent"]})[0]
+                pending.remove(engine)
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"the run's agent did not answer on {', '.join(e.address for e in pending)} "
+                    f"port {self.port + 1} within {AGENT_READY_TIMEOUT_S:g} s: "
+                    f"{self._agent_state()}")
+            time.sleep(0.5)
+
+    def _agent_state(self) -> str:
+        try:
+            service = self.manager.services.get(f"{self.prefix}agent")
+            states = [f"{t['Status']['State']}: {t['Status'].get('Err', '')}"
+                      for t in service.tasks()]
+            return "; ".join(states) or "no task yet"
+        except Exception as exc:  # the message is a courtesy
+            return str(exc)
+
+    def _create_network(self, segment: str) -> None:
+        import docker
+
+        assert self.plan is not None
+        seg = self.plan.segments[segment]
+        used = {str(h.ip) for h in self.plan.hosts() if h.segment == segment}
+        for router in self.plan.routers.values():
+            used |= ({str(router.lan_ip)} if router.lan == segment else set()) | (
+                {str(router.wan_ip)} if router.upstream == segment else set())
+        spare = placement.dynamic_range(seg.subnet, used, len(self.engines))
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+            subnet=str(seg.subnet), gateway=str(seg.engine_address), iprange=str(spare))])
+        try:
+            self.networks[segment] = self.manager.networks.create(
+                f"{self.prefix}{segment}", driver="overlay", internal=True, attachable=True,
+                ipam=ipam, labels=self._labels(), scope="swarm")
+        except docker.errors.APIError as exc:
+            raise BackendError(f"cannot create overlay network for segment {segment!r} "
+                               f"({seg.subnet}): {exc.explanation or exc}") from None
+
+    def _write_lab_file(self, engine: EngineHandle, relative: str, text: str) -> None:
+        """A file in the run's volume on one engine (routers read their rules there)."""
+        data = text.encode()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(relative)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+        engine.agent_container.put_archive(str(LAB_MOUNT), buffer.getvalue())
+
+    def _create_router(self, router: Any) -> None:
+        assert self.run_dir is not None
+        engine = self.where[router.name]
+        relative = f"routers/{router.name}.nft"
+        (self.run_dir / relative).write_text(router.nft_ruleset)
+        self._write_lab_file(engine, relative, router.nft_ruleset)
+        container = self._create_container(
+            router.name, router.lan, str(router.lan_ip),
+            command=["p2plab-router", str(router.lan_ip), str(router.wan_ip),
+                     str(LAB_MOUNT / relative)],
+            cap_add=["NET_ADMIN"], environment=router_environment(router),
+            sysctls={"net.ipv4.ip_forward": "1", **router.sysctls},
+        )
+        network = self.networks[router.upstream]
+        engine.client.api.connect_container_to_network(container.id, network.name,
+                                                       ipv4_address=str(router.wan_ip))
+        container.start()
+
+    def _create_container(self, name: str, segment: str, ip: str, command: list[str],
+                          **kwargs: Any) -> Any:
+        assert self.plan is not None
+        engine = self.where[name]
+        network = self.networks[segment].name
+        role = "router" if name in self.plan.routers else "node"
+        container = engine.client.containers.create(
+            self.image, command=command, name=f"{self.prefix}{name}", hostname=name,
+            labels=self._labels(role), network=network,
+            networking_config={network: engine.client.api.create_endpoint_config(
+                ipv4_address=ip)},
+            volumes={f"{self.prefix}lab": {"bind": str(LAB_MOUNT), "mode": "rw"}},
+            sysctls={"net.ipv6.conf.all.disable_ipv6": "1", **kwargs.pop("sysctls", {})},
+            stop_signal="SIGTERM", **kwargs,
+        )
+        self.containers[name] = container
+        return container
+
+    def _wait_router(self, name: str) -> None:
+        container = self.containers[name]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            container.reload()
+            if "p2plab-router: ready" in container.logs().decode(errors="replace"):
+                return
+            if container.status == "exited":
+                break
+            time.sleep(0.2)
+        raise BackendError(f"router {name} did not come up on {self.where[name].hostname}:\n"
+                           f"{container.logs().decode(errors='replace')[-800:]}")
+
+    def _net_admin(self, host: str, commands: list[list[str]]) -> None:
+        """Commands with NET_ADMIN in a host's network namespace (routes): a short-lived
+        helper container joins it, so the node itself never holds the capability.
+        (Privileged execs would be simpler, but engines inside containers, as in CI,
+        refuse them.)"""
+        import docker
+
+        engine = self.where[host]
+        script = " && ".join(shlex.join(c) for c in commands)
+        try:
+            engine.client.containers.run(
+                self.image, ["sh", "-c", script], remove=True, stderr=True,
+                network_mode=f"container:{self.containers[host].id}", cap_add=["NET_ADMIN"],
+                labels=self._labels("helper"))
+        except docker.errors.ContainerError as exc:
+            raise BackendError(f"network set-up of {host} failed: `{script}`: "
+                               f"{(exc.stderr or b'').decode().strip()}") from None
+
+    def start_node(self, name: str) -> None:
+        assert self.plan is not None
+        self._status_at = 0.0
+        self.containers[name].start()
+        host = self.plan.host(name)
+        self._net_admin(name, route_commands(host.gateway, host.routes))
+
+    def send_command(self, host: str, command: dict[str, Any]) -> None:
+        from p2plab.control import ControlError
+
+        engine = self.where[host]
+        assert engine.lines is not None
+        try:
+            answer = engine.lines.request(f"send {host}", json.dumps(command))
+        except (OSError, ssl.SSLError) as exc:
+            engine.lines.close()
+            raise ControlError(f"the agent on {engine.hostname} is unreachable: {exc}") from None
+        if answer != "ok":
+            raise ControlError(answer.removeprefix("error: "))
+
+    def reconfigure_router(self, name: str, ruleset: str, sysctls: dict[str, str]) -> None:
+        assert self.run_dir is not None
+        relative = f"routers/{name}.nft"
+        (self.run_dir / relative).write_text(ruleset)
+        self._write_lab_file(self.where[name], relative, ruleset)
+        for key, value in sysctls.items():
+            done = self.exec(name, ["sysctl", "-qw", f"{key}={value}"])
+            if done.returncode != 0:
+                raise BackendError(
+                    f"router {name}: {key}={value} cannot change on a running swarm router "
+                    f"({done.stderr.strip()}): a NAT change that needs other sysctls is "
+                    "supported on --backend docker and netns only")
+        result = self.exec(name, ["nft", "-f", str(LAB_MOUNT / relative)])
+        if result.returncode != 0:
+            raise BackendError(f"router {name} refused its new rules: {result.stderr.strip()}")
+        self.exec(name, ["conntrack", "-F"])
+
+    def kill_node(self, name: str) -> None:
+        self._status_at = 0.0
+        container = self.containers[name]
+        container.reload()
+        if container.status == "running":
+            container.kill()
+            container.wait(timeout=30)
+
+    def host_pid(self, host: str) -> int | None:
+        """The container's first process, if its engine shares this machine's kernel
+        (the local cluster): CPU is accounted from /proc. None on other machines."""
+        container = self.containers.get(host)
+        if container is None:
+            return None
+        try:
+            container.reload()
+            pid = int(container.attrs["State"]["Pid"])
+            if pid and container.id in Path(f"/proc/{pid}/cgroup").read_text():
+                return pid
+        except Exception:  # gone, restarting, or on another machine
+            return None
+        return None
+
+    def node_running(self, name: str) -> bool:
+        if name not in self.containers:
+            return False
+        now = time.monotonic()
+        if now - self._status_at > 1.0 or name not in self._status:
+            status = {}
+            for engine in self.engines:
+                for c in engine.client.containers.list(
+                        all=True, sparse=True, filters={"label": f"{RUN_LABEL}={self.run_id}"}):
+                    status[c.attrs["Names"][0].lstrip("/").removeprefix(self.prefix)] = \
+                        c.attrs["State"]
+            self._status, self._status_at = status, now
+        return self._status.get(name) == "running"
+
+    def node_rss_mb(self, name: str) -> float | None:
+        from p2plab.compose.backend import rss_mb_of_pid
+
+        pid = self.host_pid(name) if self.node_running(name) else None
+        return rss_mb_of_pid(pid) if pid else None
+
+    def stop_node(self, name: str, timeout: float) -> int | None:
+        container = self.containers.get(name)
+        if container is None:
+            return None
+        container.stop(timeout=max(1, int(timeout)))
+        code = container.wait(timeout=30)["StatusCode"]
+        assert self.run_dir is not None
+        (self.run_dir / "logs" / f"{name}.log").write_bytes(container.logs())
+        return int(code)
+
+    def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        result = self.containers[host].exec_run(argv, demux=True)
+        out, err = result.output
+        return subprocess.CompletedProcess(argv, result.exit_code,
+                                           (out or b"").decode(), (err or b"").decode())
+
+    def netns_command(self, host: str) -> list[str]:
+        """``docker run`` through the host's engine's agent: a helper container with
+        NET_ADMIN in the host's network namespace and the run's volume at /lab, running
+        the image's programs (paths: lab_path). Stopping this command stops the helper
+        (the CLI passes signals on) and removes it."""
+        assert self.certs is not None
+        engine = self.where[host]
+        return ["docker", "--host", f"tcp://{engine.address}:{self.port}", "--tlsverify",
+                "--tlscacert", str(self.certs.ca), "--tlscert", str(self.certs.client_cert),
+                "--tlskey", str(self.certs.client_key), "run", "--rm", "-i",
+                "--network", f"container:{self.prefix}{host}", "--cap-add", "NET_ADMIN",
+                "--label", f"{RUN_LABEL}={self.run_id}", "--label", f"{ROLE_LABEL}=helper",
+                "-v", f"{self.prefix}lab:{LAB_MOUNT}", str(self.image)]
+
+    def lab_path(self, path: Path) -> str:
+        """Where a file of the results folder is inside a lab host: under /lab."""
+        assert self.run_dir is not None
+        return str(LAB_MOUNT / path.relative_to(self.run_dir))
+
+    # -- teardown -------------------------------------------------------------------
+    def destroy(self) -> None:
+        """Remove the stack on every engine: save unsaved node logs, measure the clocks
+        once more, stop the mirrors (after a last read), then the agents; a global
+        sweep service removes the run's containers and volume on every engine; then the
+        networks and secrets. Safe to call twice, and after a half-made lab."""
+        if self.manager is None:
+            return
+        self._save_logs()
+        for engine in self.engines:
+            if engine.lines is not None:
+                try:
+                    self.offsets_end[engine.hostname] = clocks.measure(engine.lines.clock_sample)
+                except (OSError, ssl.SSLError, ValueError):
+                    pass
+                engine.lines.close()
+        for mirror in self.mirrors:
+            mirror.stop()
+        self.mirrors = []
+        remove_stack(self.manager, self.run_id, self.image, self.settings, self.log)
+        if self.certs is not None:
+            shutil.rmtree(self.certs.folder, ignore_errors=True)
+
+    def _save_logs(self) -> None:
+        if self.run_dir is None:
+            return
+        for name, container in self.containers.items():
+            path = self.run_dir / "logs" / f"{name}.log"
+            if path.exists() or (self.plan and name in self.plan.routers):
+                continue
+            try:
+                path.write_bytes(container.logs())
+            except Exception:  # a courtesy: removal goes on
+                pass
+
+
+def remove_stack(manager: Any, run_id: str | None, image: str | None,
+                 config: settings.SwarmSettings | None, log=lambda m: None,  # type: ignore[no-untyped-def]
+                 spare: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Remove one run's stack (``run_id``) or every p2plab run's but ``spare``'s."""
+    import docker
+    from docker.types import Mount, RestartPolicy, ServiceMode
+
+    selector = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
+    chosen = lambda labels: (labels or {}).get(RUN_LABEL) not in spare  # noqa: E731
+    removed: list[str] = []
+    runs = set()
+    for service in manager.services.list(filters={"label": selector}):
+        labels = service.attrs["Spec"].get("Labels") or {}
+        if chosen(labels):
+            runs.add(labels[RUN_LABEL])
+            # The agent's image runs the sweep: it is on every engine already.
+            image = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] or image
+            service.remove()
+            removed.append(service.name)
+    for network in manager.networks.list(filters={"label": selector}):
+        runs.add((network.attrs.get("Labels") or {}).get(RUN_LABEL))
+    runs.discard(None)
+    runs = {r for r in runs if r not in spare}
+    if runs and image and config is not None:
+        for run in sorted(runs):
+            name = f"{PREFIX}{run}-sweep"
+            sweep = manager.services.create(
+                image, name=name, command=["python", "-m", "p2plab.compose.swarm.agent",
+                                           "--sweep", run],
+                mode=ServiceMode("global"), networks=["host"],
+                labels={LABEL: "1", "p2plab.sweep": run},
+                mounts=[Mount("/var/run/docker.sock", config.engine_socket, type="bind")],
+                restart_policy=RestartPolicy(condition="none"))
+            deadline = time.monotonic() + SWEEP_TIMEOUT_S
+            while time.monotonic() < deadline:
+                states = [t["Status"]["State"] for t in sweep.tasks()]
+                nodes = len([n for n in manager.nodes.list()
+                             if n.attrs["Status"]["State"] == "ready"])
+                if len(states) >= nodes and all(s in ("complete", "failed", "rejected",
+                                                      "shutdown") for s in states):
+                    break
+                time.sleep(0.5)
+            else:
+                log(f"the sweep of run {run} did not finish on every engine in "
+                    f"{SWEEP_TIMEOUT_S:g} s")
+            sweep.remove()
+            removed.append(f"containers and volumes of run {run} on every engine")
+    for attempt in range(20):
+        left = [n for n in manager.networks.list(filters={"label": selector})
+                if chosen(n.attrs.get("Labels"))]
+        for network in left:
+            try:
+                network.remove()
+                removed.append(network.name)
+            except docker.errors.APIError:
+                pass  # tasks still detaching: retried
+        if not left:
+            break
+        time.sleep(0.5)
+    for secret in manager.secrets.list(filters={"label": selector}):
+        if chosen(secret.attrs["Spec"].get("Labels")):
+            secret.remove()
+            removed.append(secret.name)
+    return removed
+
+
+def clean_swarm(spare: frozenset[str] | set[str]) -> list[str]:
+    """`p2plab clean` on the swarm it would run on (DOCKER_HOST's manager, or the local
+    cluster): every run's stack but the live ones'. Nothing if there is no swarm."""
+    import docker
+
+    from p2plab.compose.images import image_tag
+
+    try:
+        config = settings.resolve()
+        manager = docker.DockerClient(base_url=config.manager, timeout=60)
+        if not (manager.info().get("Swarm") or {}).get("ControlAvailable"):
+            return []
+    except Exception:  # no swarm configured or reachable: nothing of ours can be there
+        return []
+    fallback = f"{config.registry}/{IMAGE_REPO}:{image_tag().split(':', 1)[1]}"
+    return remove_stack(manager, None, fallback, config, spare=spare)
+
+
+def _node_address(node: Any) -> str:
+    address = node.attrs["Status"].get("Addr", "")
+    if address in ("", "0.0.0.0", "127.0.0.1"):
+        manager = (node.attrs.get("ManagerStatus") or {}).get("Addr", "")
+        address = manager.rsplit(":", 1)[0]
+    return address
+
+
+def _copy_image(source: Any, target: Any, tag: str) -> None:
+    """docker save | docker load between two engines, streamed (chunked upload)."""
+    target.images.load(source.images.get(tag).save(named=True))

@@ -1,0 +1,111 @@
+"""One time base for a lab spread over engines.
+
+Each engine's clock offset against the runner's is measured through its agent, as NTP
+does: the runner's time before and after asking, the engine's time in between; of
+several samples the one with the shortest round trip counts, and half that round trip
+bounds the error. The mirror moves every event's time onto the runner's clock as it
+copies the engines' event logs into the results folder, so analysis reads one time base
+and never needs to know where a node ran.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+SAMPLES = 15
+MIRROR_DRAIN_S = 0.5  # the agent sends every 0.1 s: a last read before closing
+
+
+@dataclass(frozen=True)
+class ClockOffset:
+    offset_s: float  # engine clock minus runner clock
+    uncertainty_s: float  # half the best round trip
+    samples: int
+    measured_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"offset_ms": round(self.offset_s * 1000, 3),
+                "uncertainty_ms": round(self.uncertainty_s * 1000, 3),
+                "samples": self.samples, "measured_at": round(self.measured_at, 3)}
+
+
+def measure(sample: Callable[[], tuple[float, float, float]], n: int = SAMPLES) -> ClockOffset:
+    best: tuple[float, float] | None = None  # (round trip, offset)
+    for _ in range(n):
+        sent, engine, received = sample()
+        rtt = received - sent
+        if best is None or rtt < best[0]:
+            best = (rtt, engine - (sent + received) / 2)
+    assert best is not None
+    return ClockOffset(best[1], best[0] / 2, n, time.time())
+
+
+def corrected(lines: str, offset_s: float) -> str:
+    """Event lines with ``t`` moved onto the runner's clock (same compact encoding as
+    the writers'); a line that is not an event (a torn fragment) is copied unchanged."""
+    out = []
+    for line in lines.splitlines(keepends=True):
+        try:
+            event = json.loads(line)
+            event["t"] = round(event["t"] - offset_s, 6)
+            out.append(json.dumps(event, separators=(",", ":")) + "\n")
+        except (ValueError, KeyError, TypeError):
+            out.append(line)
+    return "".join(out)
+
+
+class EventMirror:
+    """Copies what an engine's nodes write under /lab (events, link-stage files) into
+    the results folder while the run goes; one thread per engine."""
+
+    def __init__(self, connect: Callable[[], Any], run_dir: Path, offset: ClockOffset,
+                 log: Callable[[str], None]) -> None:
+        self.connect = connect
+        self.run_dir = run_dir
+        self.offset = offset
+        self.log = log
+        self.stopping = threading.Event()
+        self.conn: Any = None
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self.conn = self.connect()
+        self.conn.settimeout(None)  # quiet stretches are normal
+        self.conn.sendall(b"mirror\n")
+        self.thread.start()
+
+    def _follow(self) -> None:
+        reader = self.conn.makefile("rb")
+        try:
+            for raw in reader:
+                item = json.loads(raw)
+                self._write(item["path"], item["data"], bool(item.get("reset")))
+        except (OSError, ValueError) as exc:
+            if not self.stopping.is_set():
+                self.error = str(exc)
+                self.log(f"event mirror stopped: {exc}")
+
+    def _write(self, relative: str, data: str, reset: bool) -> None:
+        path = self.run_dir / relative
+        if path.parent.resolve() == self.run_dir.resolve() or ".." in Path(relative).parts:
+            return  # only files inside the mirrored folders
+        if relative.startswith("events/") and relative.endswith(".jsonl"):
+            data = corrected(data, self.offset.offset_s)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w" if reset else "a", encoding="utf-8") as fh:
+            fh.write(data)
+
+    def stop(self) -> None:
+        time.sleep(MIRROR_DRAIN_S)
+        self.stopping.set()
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        self.thread.join(timeout=5)
