@@ -286,6 +286,7 @@ def render_markdown(manifest: dict[str, Any], summary: dict[str, Any],
                     f"{r['measured_ms']} / {r.get('max_ms')} | {r['error_pct']} | "
                     f"{r.get('received', 0)}/{r.get('sent', 0)} |" for r in rtt["pairs"]]
     out += machine_load_lines(summary.get("cpu") or {})
+    out += cluster_lines(manifest)
     mesh = summary.get("mesh") or {}
     if mesh.get("at_first_publish"):
         out += ["", "## Gossipsub mesh", "",
@@ -355,6 +356,31 @@ def render_html(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any]
         link_mechanism=(manifest.get("link_shaping") or {}).get("mechanism") or "none",
         implementations=implementations_line(manifest), headline=headline,
         verdicts=verdicts, figures=shown, images=images, details=details)
+
+
+def cluster_lines(manifest: dict[str, Any]) -> list[str]:
+    """Where hosts ran and how far each engine's clock was from the runner's (a lab
+    over several engines: event times were corrected by the offsets at the start)."""
+    swarm = manifest.get("swarm") or {}
+    if not swarm.get("engines"):
+        return []
+    per_engine = swarm.get("hosts_per_engine") or {}
+    start, end = swarm.get("clock_offsets") or {}, swarm.get("clock_offsets_end") or {}
+    out = ["", "## Engines and clocks", "",
+           f"{len(swarm['engines'])} engines of the swarm at `{swarm.get('manager')}`, image "
+           f"from `{swarm.get('registry')}`. Event times are on the runner's clock: each "
+           "engine's offset, measured at the start (best of "
+           f"{next(iter(start.values()), {}).get('samples', '?')} round trips), was "
+           "subtracted; the end measurement shows the drift over the run.", "",
+           "| engine | address | hosts | clock offset at start (ms) | at end (ms) |",
+           "|---|---|---|---|---|"]
+    for engine in swarm["engines"]:
+        name = engine["hostname"]
+        fmt = lambda o: (f"{o['offset_ms']:+.3f} ± {o['uncertainty_ms']:.3f}"  # noqa: E731
+                         if o else "not measured")
+        out.append(f"| {name} | {engine['address']} | {per_engine.get(name, 0)} | "
+                   f"{fmt(start.get(name))} | {fmt(end.get(name))} |")
+    return out
 
 
 def arrival_lines(arrivals: dict[str, Any]) -> list[str]:

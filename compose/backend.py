@@ -7,6 +7,7 @@ NAT rules and node flags come from the plan; a backend never recomputes them.
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,9 @@ class Backend(Protocol):
     def send_command(self, host: str, command: dict[str, Any]) -> None:
         """One node-contract command into a node's control FIFO (ControlError if not)."""
 
+    def engine_of(self, host: str) -> str | None:
+        """The machine (engine) a host runs on, for the manifest; None before placement."""
+
     def destroy(self) -> None:
         """Remove everything this backend created for this run. Safe to call twice."""
 
@@ -91,6 +95,9 @@ class LocalHosts:
 
     def lab_path(self, path: Path) -> str:
         return str(path)
+
+    def engine_of(self, host: str) -> str | None:
+        return platform.node()  # every host of the lab is on this machine
 
     def send_command(self, host: str, command: dict[str, Any]) -> None:
         from p2plab.control import send_command

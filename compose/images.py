@@ -37,7 +37,7 @@ NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr", "NetfilterQueue")
 # control FIFO writer, the userspace link stage and the swarm agent; laid out in the
 # image as installed (p2plab/node/...), so ``python -m p2plab.node`` works.
 IMAGE_PACKAGES = {"p2plab/node": "p2plab.node", "p2plab/compose/swarm": "p2plab.compose.swarm"}
-IMAGE_FILES = ("__init__.py", "events.py", "natprobe.py", "control.py")
+IMAGE_FILES = ("__init__.py", "events.py", "natprobe.py", "control.py", "linkcheck.py")
 IMAGE_MODULES = {"p2plab/compose": ("p2plab.compose", ("__init__.py", "linkstage.py"))}
 APP_DIR = "/opt/p2plab"
 # How a container starts each node implementation (the Rust node's binary is in app/bin).

@@ -70,13 +70,14 @@ def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Ba
         **backend.describe(),
         "nodes": {
             name: {"peer_id": n.peer_id, "ip": str(n.ip), "segment": n.segment, "role": n.role,
-                   "impl": n.impl}
+                   "impl": n.impl, "engine": backend.engine_of(name)}
             for name, n in plan.nodes.items()
         },
         "routers": {
             name: {"lan": r.lan, "upstream": r.upstream, "lan_ip": str(r.lan_ip),
                    "wan_ip": str(r.wan_ip), "nat": r.nat,
-                   "behaviour": r.behaviour.short() if r.behaviour else "no NAT"}
+                   "behaviour": r.behaviour.short() if r.behaviour else "no NAT",
+                   "engine": backend.engine_of(name)}
             for name, r in plan.routers.items()
         },
         **extra,

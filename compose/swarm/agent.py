@@ -22,6 +22,7 @@ import argparse
 import http.client
 import json
 import os
+import selectors
 import socket
 import ssl
 import sys
@@ -71,23 +72,36 @@ def _handshake_then(raw: socket.socket, handler, context: ssl.SSLContext) -> Non
 
 # -- the Docker API, relayed ---------------------------------------------------------
 def relay_engine(conn: ssl.SSLSocket) -> None:
+    """Bytes both ways between the runner and the engine's socket, in one thread (an
+    SSL socket must not be read and written from two). The runner closing its side
+    (stdin at its end, in ``docker run -i``) closes only the engine's write side: the
+    engine's answer still comes back until the engine closes."""
     engine = socket.socket(socket.AF_UNIX)
     engine.connect(ENGINE_SOCKET)
-    done = threading.Event()
-
-    def pump(src: Any, dst: Any) -> None:
-        try:
-            while data := src.recv(CHUNK):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            done.set()
-
-    threading.Thread(target=pump, args=(engine, conn), daemon=True).start()
-    pump(conn, engine)
-    done.wait(1.0)
-    engine.close()
+    selector = selectors.DefaultSelector()
+    selector.register(conn, selectors.EVENT_READ, "runner")
+    selector.register(engine, selectors.EVENT_READ, "engine")
+    runner_open = True
+    try:
+        while True:
+            for key, _ in selector.select():
+                if key.data == "engine":
+                    data = engine.recv(CHUNK)
+                    if not data:
+                        return
+                    conn.sendall(data)
+                    continue
+                data = conn.recv(CHUNK)
+                while data and conn.pending():  # decrypted bytes select cannot see
+                    data += conn.recv(conn.pending())
+                if data:
+                    engine.sendall(data)
+                elif runner_open:
+                    runner_open = False
+                    selector.unregister(conn)
+                    engine.shutdown(socket.SHUT_WR)
+    finally:
+        engine.close()
 
 
 # -- p2plab's own lines --------------------------------------------------------------

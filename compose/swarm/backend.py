@@ -532,6 +532,10 @@ class SwarmBackend:
                 "--label", f"{RUN_LABEL}={self.run_id}", "--label", f"{ROLE_LABEL}=helper",
                 "-v", f"{self.prefix}lab:{LAB_MOUNT}", str(self.image)]
 
+    def engine_of(self, host: str) -> str | None:
+        engine = self.where.get(host)
+        return engine.hostname if engine else None
+
     def lab_path(self, path: Path) -> str:
         """Where a file of the results folder is inside a lab host: under /lab."""
         assert self.run_dir is not None
