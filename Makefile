@@ -50,11 +50,12 @@ validate: setup
 	$(BIN)/p2plab validate scenarios/*.yaml
 
 # The shipped suite on Docker (JUnit XML in build/suite) side by side with every test
-# that needs no Docker (unit, node processes, netns labs, the simulator): verdicts must
-# hold on a busy machine, and this is one. Then the Docker tests, whose labs share the
+# that needs no lab on the host's Docker engine (unit, node processes, netns labs, the
+# simulator, the swarm tests on their own engines): verdicts must hold on a busy
+# machine, and this is one. The image is built first, once. Then the Docker tests, whose labs share the
 # host's address space with the suite's. Every stage runs whatever the others said;
 # the exit status is a failure if any failed.
-test: setup compose-v2
+test: setup compose-v2 images
 	@mkdir -p build; \
 	$(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 & suite_pid=$$!; \
 	tests=0; $(BIN)/pytest -q --durations=10 -m "not docker" || tests=$$?; \

@@ -130,8 +130,9 @@ def forget_dead() -> list[str]:
 def overlapping_run(backend: str, subnets: list[str], run_id: str) -> RunRecord | None:
     """A live run on the same backend whose subnets overlap ours. Docker networks (and
     the host bridges behind them) share one address space per machine; network
-    namespaces do not, so two netns runs of one scenario never collide."""
-    if backend != "docker":
+    namespaces do not, so two netns runs of one scenario never collide. A swarm's
+    overlay networks share the cluster's address space in the same way."""
+    if backend not in ("docker", "swarm"):
         return None
     ours = [ipaddress.IPv4Network(s) for s in subnets]
     for other in records():

@@ -46,9 +46,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if os.environ.get("CI"):
         # In CI a missing prerequisite is a broken machine, never a green run with the
         # lab tests quietly skipped.
-        wanted = {mark for item in items for mark in ("netns", "docker") if mark in item.keywords}
-        missing = [m for m, ok in (("netns", can_netns), ("docker", can_docker))
-                   if m in wanted and not ok]
+        wanted = {mark for item in items for mark in ("netns", "docker", "swarm")
+                  if mark in item.keywords}
+        missing = [m for m, ok in (("netns", can_netns), ("docker", can_docker),
+                                   ("swarm", can_docker)) if m in wanted and not ok]
         if missing:
             raise pytest.UsageError(f"CI is set and the {' and '.join(missing)} tests cannot "
                                     "run here (they need root with ip and nft, and a Docker "
@@ -56,7 +57,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "netns" in item.keywords and not can_netns:
             item.add_marker(pytest.mark.skip(reason="needs root with ip and nft"))
-        if "docker" in item.keywords and not can_docker:
+        if ("docker" in item.keywords or "swarm" in item.keywords) and not can_docker:
             item.add_marker(pytest.mark.skip(reason="needs root and a Docker engine"))
 
 

@@ -1,0 +1,167 @@
+"""The swarm backend for real: a cluster of Docker Engines on this machine (each in its
+own network namespace, joined into one swarm, with a local registry), made and removed
+by these tests; shipped scenarios across its engines, and nothing left behind on any
+engine afterwards, after an interrupted run, and after a killed one with p2plab clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from p2plab.compose.swarm import cluster as local_cluster
+
+pytestmark = pytest.mark.swarm
+P2PLAB = [sys.executable, "-m", "p2plab.cli"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[local_cluster.Cluster]:
+    """The local cluster: made here and removed at the end, unless one was up already
+    (a developer's make cluster), which is used and left up."""
+    from tests.conftest import require
+
+    require(shutil.which("docker-registry") is not None and shutil.which("dockerd") is not None,
+            "the swarm tests need dockerd and docker-registry (make setup installs them)")
+    existing = local_cluster.load()
+    made = local_cluster.up(engines=2, log=lambda m: None)
+    yield made
+    if existing is None:
+        local_cluster.down(log=lambda m: None)
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "p2plab-e" not in left
+        assert subprocess.run(["ip", "link", "show", local_cluster.BRIDGE],
+                              capture_output=True).returncode != 0
+        assert not local_cluster.STATE_DIR.exists()
+
+
+def swarm_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DOCKER_HOST", "P2PLAB_REGISTRY", "P2PLAB_ENGINE_SOCKET")}
+    return env
+
+
+def engines_of(cluster: local_cluster.Cluster) -> list[Any]:
+    import docker
+
+    return [docker.DockerClient(base_url=e.docker_host) for e in cluster.engines]
+
+
+def leftovers(cluster: local_cluster.Cluster, run_id: str | None = None) -> list[str]:
+    """Everything of p2plab's (of one run, if given) on any engine of the cluster."""
+    selector = f"p2plab.run={run_id}" if run_id else "p2plab.run"
+    found = []
+    clients = engines_of(cluster)
+    manager = clients[0]
+    found += [f"service {s.name}" for s in manager.services.list(filters={"label": selector})]
+    found += [f"service {s.name}" for s in manager.services.list()
+              if s.name.startswith("p2pl-") and s.name.endswith("-sweep")]
+    found += [f"secret {s.name}" for s in manager.secrets.list(filters={"label": selector})]
+    for client in clients:
+        found += [f"network {n.name}" for n in client.networks.list(filters={"label": selector})]
+        found += [f"container {c.name}" for c in client.containers.list(
+            all=True, filters={"label": selector})]
+        found += [f"volume {v.name}" for v in client.volumes.list(filters={"label": selector})]
+    return found
+
+
+def run_on_swarm(scenario: str, results: Path, timeout: float = 400) -> tuple[Path, dict]:
+    done = subprocess.run([*P2PLAB, "run", scenario, "--backend", "swarm", "--results",
+                           str(results)], capture_output=True, text=True, timeout=timeout,
+                          env=swarm_env())
+    folders = sorted(results.glob(f"{scenario}-*"))
+    assert folders, done.stderr[-2000:]
+    run_dir = folders[-1]
+    assert done.returncode == 0, (done.stderr[-2000:] + "\n"
+                                  + (run_dir / "report.md").read_text()[:3000])
+    return run_dir, json.loads((run_dir / "manifest.json").read_text())
+
+
+def check_placement(manifest: dict) -> None:
+    """Nodes on 2+ engines; each NAT router on another engine than some of its LAN's
+    nodes (lab traffic crosses hosts); engine and clock offsets recorded."""
+    engines = {n["engine"] for n in manifest["nodes"].values()}
+    assert len(engines) >= 2, engines
+    for name, router in manifest["routers"].items():
+        lan_engines = {n["engine"] for n in manifest["nodes"].values()
+                       if n["segment"] == router["lan"]}
+        assert lan_engines - {router["engine"]}, (name, router["engine"], lan_engines)
+    swarm = manifest["swarm"]
+    assert set(swarm["clock_offsets"]) == {e["hostname"] for e in swarm["engines"]}
+    for offset in [*swarm["clock_offsets"].values(), *swarm["clock_offsets_end"].values()]:
+        # One kernel, one clock: the offset is within what the measurement can tell.
+        assert abs(offset["offset_ms"]) <= offset["uncertainty_ms"] + 1.0, offset
+        assert 0 <= offset["uncertainty_ms"] < 50
+
+
+@pytest.mark.parametrize("scenario", ["nat-relay", "nat-holepunch"])
+def test_nat_scenarios_pass_across_engines(cluster: local_cluster.Cluster, tmp_path: Path,
+                                           scenario: str) -> None:
+    run_dir, manifest = run_on_swarm(scenario, tmp_path)
+    check_placement(manifest)
+    assert manifest["backend"] == "swarm"
+    report = (run_dir / "report.md").read_text()
+    assert "## Engines and clocks" in report and "p2plab-e2" in report
+    assert leftovers(cluster, manifest["run_id"]) == []
+
+
+def test_gossip_50_passes_across_engines(cluster: local_cluster.Cluster,
+                                         tmp_path: Path) -> None:
+    run_dir, manifest = run_on_swarm("gossip-50", tmp_path, timeout=600)
+    check_placement(manifest)
+    per_engine = manifest["swarm"]["hosts_per_engine"]
+    assert len(per_engine) == 2 and min(per_engine.values()) >= 25, per_engine
+    # The link stages ran inside the containers, on both engines, and were measured.
+    rtt = json.loads((run_dir / "link_rtt.json").read_text())
+    assert rtt["mechanism"] == "nfqueue" and all(p["measured_ms"] for p in rtt["pairs"])
+    assert leftovers(cluster, manifest["run_id"]) == []
+
+
+def _start(tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([*P2PLAB, "run", "nat-relay", "--backend", "swarm", "--results",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=swarm_env(), start_new_session=True)
+
+
+def _wait_for_nodes(cluster: local_cluster.Cluster, proc: subprocess.Popen[str]) -> None:
+    """Until the run's node containers exist on the engines (the lab is half up)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        names = [c.name for client in engines_of(cluster)
+                 for c in client.containers.list(filters={"label": "p2plab.role=node"})]
+        if len(names) >= 3:
+            return
+        time.sleep(0.5)
+    pytest.fail("the lab's nodes did not appear within 120 s")
+
+
+def test_interrupted_run_removes_its_stack_everywhere(cluster: local_cluster.Cluster,
+                                                      tmp_path: Path) -> None:
+    proc = _start(tmp_path)
+    _wait_for_nodes(cluster, proc)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-1500:]
+    assert leftovers(cluster) == [], output[-1500:]
+
+
+def test_clean_removes_what_a_killed_run_left(cluster: local_cluster.Cluster,
+                                              tmp_path: Path) -> None:
+    proc = _start(tmp_path)
+    _wait_for_nodes(cluster, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert leftovers(cluster), "the killed run should have left its stack"
+    done = subprocess.run([*P2PLAB, "clean"], capture_output=True, text=True, timeout=180,
+                          env=swarm_env())
+    assert done.returncode == 0, done.stderr
+    assert leftovers(cluster) == [], done.stdout + done.stderr
