@@ -21,10 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 import shutil
 import subprocess
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+from p2plab.compose import containers
 from p2plab.compose.backend import PREFIX, BackendError, LocalHosts, rss_mb_of_pid
+from p2plab.compose.containers import LAB_MOUNT
 from p2plab.compose.images import IMAGE_PROGRAMS, ensure_image
 from p2plab.compose.ownership import run_id_of
 from p2plab.topology.plan import LabPlan, Programs
@@ -33,7 +35,6 @@ PARALLEL = 6  # concurrent Docker API calls while building a lab
 LABEL = "p2plab"
 RUN_LABEL = "p2plab.run"  # the run id: what `p2plab clean` decides ownership by
 ROLE_LABEL = "p2plab.role"  # node or router: a node's log is kept when its run is cleaned
-LAB_MOUNT = PurePosixPath("/lab")
 
 
 class DockerBackend(LocalHosts):
@@ -164,35 +165,16 @@ class DockerBackend(LocalHosts):
 
     def _create_container(self, name: str, segment: str, ip: str, command: list[str],
                           **kwargs: Any) -> Any:
-        assert self.run_dir is not None
-        network = self.networks[segment]
-        container = self.client.containers.create(
-            self.image, command=command, name=f"{self.prefix}{name}", hostname=name,
-            labels=self._labels("router" if name in (self.plan.routers if self.plan else ())
-                                else "node"), network=network.name,
-            networking_config={network.name: self.client.api.create_endpoint_config(
-                ipv4_address=ip)},
-            volumes={str(self.run_dir.resolve()): {"bind": str(LAB_MOUNT), "mode": "rw"}},
-            sysctls={"net.ipv6.conf.all.disable_ipv6": "1", **kwargs.pop("sysctls", {})},
-            stop_signal="SIGTERM", **kwargs,
-        )
+        assert self.run_dir is not None and self.plan is not None and self.image is not None
+        role = "router" if name in self.plan.routers else "node"
+        container = containers.create_host(
+            self.client, self.image, f"{self.prefix}{name}", name, self._labels(role),
+            self.networks[segment].name, ip, str(self.run_dir.resolve()), command, **kwargs)
         self.containers[name] = container
         return container
 
     def _wait_router(self, name: str) -> None:
-        import time
-
-        container = self.containers[name]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            container.reload()
-            logs = container.logs().decode(errors="replace")
-            if "p2plab-router: ready" in logs:
-                return
-            if container.status == "exited":
-                break
-            time.sleep(0.1)
-        raise BackendError(f"router {name} did not come up:\n{container.logs().decode()[-800:]}")
+        containers.wait_router_ready(self.containers[name], name, timeout=20)
 
     def _pid(self, name: str) -> int:
         container = self.containers[name]
@@ -224,11 +206,7 @@ class DockerBackend(LocalHosts):
 
     def kill_node(self, name: str) -> None:
         self._forget_status()
-        container = self.containers[name]
-        container.reload()
-        if container.status == "running":
-            container.kill()
-            container.wait(timeout=30)
+        containers.kill(self.containers[name])
 
     def host_pid(self, host: str) -> int | None:
         """The container's first process (a node, or a router's script)."""
@@ -250,11 +228,8 @@ class DockerBackend(LocalHosts):
             return False
         now = time.monotonic()
         if now - self._status_at > 1.0 or name not in self._status:
-            # sparse: one listing call; without it the SDK inspects every container.
-            listing = self.client.containers.list(
-                all=True, sparse=True, filters={"label": f"{RUN_LABEL}={self.run_id}"})
-            self._status = {c.attrs["Names"][0].lstrip("/").removeprefix(self.prefix):
-                            c.attrs["State"] for c in listing}
+            self._status = containers.states([self.client], f"{RUN_LABEL}={self.run_id}",
+                                             self.prefix)
             self._status_at = now
         return self._status.get(name) == "running"
 
@@ -270,20 +245,14 @@ class DockerBackend(LocalHosts):
         container = self.containers.get(name)
         if container is None:
             return None
-        container.stop(timeout=max(1, int(timeout)))
-        code = container.wait(timeout=30)["StatusCode"]
         assert self.run_dir is not None
-        (self.run_dir / "logs" / f"{name}.log").write_bytes(container.logs())
-        return int(code)
+        return containers.stop_saving_log(container, timeout, self.run_dir / "logs" / f"{name}.log")
 
     def netns_command(self, host: str) -> list[str]:
         return ["nsenter", "-t", str(self._pid(host)), "-n"]
 
     def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        result = self.containers[host].exec_run(argv, demux=True)
-        out, err = result.output
-        return subprocess.CompletedProcess(argv, result.exit_code,
-                                           (out or b"").decode(), (err or b"").decode())
+        return containers.exec_in(self.containers[host], argv)
 
     def destroy(self) -> None:
         """Remove the run's objects, keeping each node's log if the node was never

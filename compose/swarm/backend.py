@@ -31,10 +31,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+from p2plab.compose import containers
 from p2plab.compose.backend import PREFIX, BackendError
+from p2plab.compose.containers import LAB_MOUNT
 from p2plab.compose.docker_backend import (LABEL, RUN_LABEL, ROLE_LABEL, route_commands,
                                            router_environment)
 from p2plab.compose.images import IMAGE_PROGRAMS, IMAGE_REPO, ensure_image
@@ -43,7 +45,6 @@ from p2plab.compose.swarm.tls import RunCertificates, issue
 from p2plab.resources import cache_dir
 from p2plab.topology.plan import LabPlan, Programs
 
-LAB_MOUNT = PurePosixPath("/lab")
 STACK_LABEL = "com.docker.stack.namespace"
 AGENT_READY_TIMEOUT_S = 120.0  # includes every engine pulling the image
 SWEEP_TIMEOUT_S = 60.0
@@ -371,38 +372,22 @@ class SwarmBackend:
         network = self.networks[router.upstream]
         engine.client.api.connect_container_to_network(container.id, network.name,
                                                        ipv4_address=str(router.wan_ip))
-        container.start()
+        _start(container)
 
     def _create_container(self, name: str, segment: str, ip: str, command: list[str],
                           **kwargs: Any) -> Any:
-        assert self.plan is not None
-        engine = self.where[name]
-        network = self.networks[segment].name
+        assert self.plan is not None and self.image is not None
         role = "router" if name in self.plan.routers else "node"
-        container = engine.client.containers.create(
-            self.image, command=command, name=f"{self.prefix}{name}", hostname=name,
-            labels=self._labels(role), network=network,
-            networking_config={network: engine.client.api.create_endpoint_config(
-                ipv4_address=ip)},
-            volumes={f"{self.prefix}lab": {"bind": str(LAB_MOUNT), "mode": "rw"}},
-            sysctls={"net.ipv6.conf.all.disable_ipv6": "1", **kwargs.pop("sysctls", {})},
-            stop_signal="SIGTERM", **kwargs,
-        )
+        container = containers.create_host(
+            self.where[name].client, self.image, f"{self.prefix}{name}", name,
+            self._labels(role), self.networks[segment].name, ip, f"{self.prefix}lab",
+            command, **kwargs)
         self.containers[name] = container
         return container
 
     def _wait_router(self, name: str) -> None:
-        container = self.containers[name]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            container.reload()
-            if "p2plab-router: ready" in container.logs().decode(errors="replace"):
-                return
-            if container.status == "exited":
-                break
-            time.sleep(0.2)
-        raise BackendError(f"router {name} did not come up on {self.where[name].hostname}:\n"
-                           f"{container.logs().decode(errors='replace')[-800:]}")
+        containers.wait_router_ready(self.containers[name], name, timeout=30,
+                                     where=f" on {self.where[name].hostname}")
 
     def _net_admin(self, host: str, commands: list[list[str]]) -> None:
         """Commands with NET_ADMIN in a host's network namespace (routes): a short-lived
@@ -425,7 +410,7 @@ class SwarmBackend:
     def start_node(self, name: str) -> None:
         assert self.plan is not None
         self._status_at = 0.0
-        self.containers[name].start()
+        _start(self.containers[name])
         host = self.plan.host(name)
         self._net_admin(name, route_commands(host.gateway, host.routes))
 
@@ -461,11 +446,7 @@ class SwarmBackend:
 
     def kill_node(self, name: str) -> None:
         self._status_at = 0.0
-        container = self.containers[name]
-        container.reload()
-        if container.status == "running":
-            container.kill()
-            container.wait(timeout=30)
+        containers.kill(self.containers[name])
 
     def host_pid(self, host: str) -> int | None:
         """The container's first process, if its engine shares this machine's kernel
@@ -487,13 +468,9 @@ class SwarmBackend:
             return False
         now = time.monotonic()
         if now - self._status_at > 1.0 or name not in self._status:
-            status = {}
-            for engine in self.engines:
-                for c in engine.client.containers.list(
-                        all=True, sparse=True, filters={"label": f"{RUN_LABEL}={self.run_id}"}):
-                    status[c.attrs["Names"][0].lstrip("/").removeprefix(self.prefix)] = \
-                        c.attrs["State"]
-            self._status, self._status_at = status, now
+            self._status = containers.states([e.client for e in self.engines],
+                                             f"{RUN_LABEL}={self.run_id}", self.prefix)
+            self._status_at = now
         return self._status.get(name) == "running"
 
     def node_rss_mb(self, name: str) -> float | None:
@@ -506,17 +483,11 @@ class SwarmBackend:
         container = self.containers.get(name)
         if container is None:
             return None
-        container.stop(timeout=max(1, int(timeout)))
-        code = container.wait(timeout=30)["StatusCode"]
         assert self.run_dir is not None
-        (self.run_dir / "logs" / f"{name}.log").write_bytes(container.logs())
-        return int(code)
+        return containers.stop_saving_log(container, timeout, self.run_dir / "logs" / f"{name}.log")
 
     def exec(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        result = self.containers[host].exec_run(argv, demux=True)
-        out, err = result.output
-        return subprocess.CompletedProcess(argv, result.exit_code,
-                                           (out or b"").decode(), (err or b"").decode())
+        return containers.exec_in(self.containers[host], argv)
 
     def netns_command(self, host: str) -> list[str]:
         """``docker run`` through the host's engine's agent: a helper container with
@@ -560,6 +531,10 @@ class SwarmBackend:
         for mirror in self.mirrors:
             mirror.stop()
         self.mirrors = []
+        # Removed through their engines first, so each engine detaches them from the
+        # overlays in order (the sweep after the agents is for what this missed).
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            list(pool.map(_remove_quietly, self.containers.values()))
         remove_stack(self.manager, self.run_id, self.image, self.settings, self.log)
         if self.certs is not None:
             shutil.rmtree(self.certs.folder, ignore_errors=True)
@@ -641,6 +616,28 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
             secret.remove()
             removed.append(secret.name)
     return removed
+
+
+def _start(container: Any, attempts: int = 3) -> None:
+    """Start a container; an engine's request to attach it to an overlay sometimes times
+    out on a busy manager (moby/moby#41841): tried again before giving up."""
+    import docker
+
+    for attempt in range(attempts):
+        try:
+            container.start()
+            return
+        except docker.errors.APIError as exc:
+            if "attaching to network failed" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+
+
+def _remove_quietly(container: Any) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except Exception:  # gone already, or its engine unreachable: the sweep follows
+        pass
 
 
 def clean_swarm(spare: frozenset[str] | set[str]) -> list[str]:
