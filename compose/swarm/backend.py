@@ -23,14 +23,11 @@ import json
 import platform
 import shlex
 import shutil
-import socket
 import ssl
 import subprocess
 import tarfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,76 +36,18 @@ from p2plab.compose.backend import PREFIX, BackendError
 from p2plab.compose.containers import LAB_MOUNT
 from p2plab.compose.docker_backend import (LABEL, RUN_LABEL, ROLE_LABEL, route_commands,
                                            router_environment)
-from p2plab.compose.images import IMAGE_PROGRAMS, IMAGE_REPO, ensure_image
+from p2plab.compose.images import IMAGE_PROGRAMS
 from p2plab.compose.swarm import clocks, placement, settings
+from p2plab.compose.swarm.registry import publish_image
+from p2plab.compose.swarm.engines import AgentLines, EngineHandle, engine_client
+from p2plab.compose.swarm.stack import remove_quietly, remove_stack
 from p2plab.compose.swarm.tls import RunCertificates, issue
 from p2plab.resources import cache_dir
 from p2plab.topology.plan import LabPlan, Programs
 
 STACK_LABEL = "com.docker.stack.namespace"
 AGENT_READY_TIMEOUT_S = 120.0  # includes every engine pulling the image
-SWEEP_TIMEOUT_S = 60.0
 PARALLEL = 6
-ENGINE_API = "1.41"  # Docker Engine 20.10 and every later engine speak it
-
-
-@dataclass
-class EngineHandle:
-    """One engine of the cluster, as the runner reaches it through its agent."""
-
-    node_id: str
-    hostname: str
-    address: str
-    client: Any = None
-    agent_container: Any = None
-    lines: "AgentLines | None" = None
-    docker_engine: str = "?"
-
-
-class AgentLines:
-    """The agent's line protocol over TLS (time, send, mirror)."""
-
-    def __init__(self, address: str, port: int, certs: RunCertificates) -> None:
-        self.address, self.port = address, port
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(certs.ca))
-        context.load_cert_chain(certs.client_cert, certs.client_key)
-        context.check_hostname = False  # the server's name is its IP, checked by the CA
-        self.context = context
-        self.lock = threading.Lock()
-        self.conn: ssl.SSLSocket | None = None
-        self.reader: Any = None
-
-    def connect(self, timeout: float = 5.0) -> ssl.SSLSocket:
-        raw = socket.create_connection((self.address, self.port), timeout=timeout)
-        return self.context.wrap_socket(raw)
-
-    def _ensure(self) -> None:
-        if self.conn is None:
-            self.conn = self.connect()
-            self.conn.settimeout(30)
-            self.reader = self.conn.makefile("rb")
-
-    def request(self, *lines: str) -> str:
-        with self.lock:
-            self._ensure()
-            assert self.conn is not None
-            self.conn.sendall("".join(f"{line}\n" for line in lines).encode())
-            return self.reader.readline().decode().strip()
-
-    def clock_sample(self) -> tuple[float, float, float]:
-        """(runner time sent, engine time, runner time received)."""
-        with self.lock:
-            self._ensure()
-            assert self.conn is not None
-            sent = time.time()
-            self.conn.sendall(b"time\n")
-            engine = int(self.reader.readline()) / 1e9
-            return sent, engine, time.time()
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
 
 
 class SwarmBackend:
@@ -163,37 +102,8 @@ class SwarmBackend:
             (EngineHandle(n.id, n.attrs["Description"]["Hostname"], _node_address(n))
              for n in nodes), key=lambda e: e.hostname)
         started = time.monotonic()
-        self.image = self._publish_image()
+        self.image = publish_image(self.manager, self.settings.registry, self.log)
         self.timings["image_s"] = round(time.monotonic() - started, 2)
-
-    def _publish_image(self) -> str:
-        """The node image in the registry, pushed from the manager."""
-        import docker
-
-        assert self.settings is not None
-        tag = ensure_image(self.log, client=self._builder())
-        repo = f"{self.settings.registry}/{IMAGE_REPO}"
-        version = tag.split(":", 1)[1]
-        remote = f"{repo}:{version}"
-        try:
-            self.manager.images.get(tag)
-        except docker.errors.ImageNotFound:
-            self.log(f"copying {tag} to the manager")
-            _copy_image(self._builder(), self.manager, tag)
-        self.manager.images.get(tag).tag(repo, version)
-        self.log(f"pushing {remote}")
-        for line in self.manager.images.push(repo, version, stream=True, decode=True):
-            if "error" in line:
-                raise BackendError(f"pushing {remote} to the registry failed: {line['error']} "
-                                   "(is the registry reachable from the manager and trusted "
-                                   "by every engine? see README, Clusters)")
-        return remote
-
-    def _builder(self) -> Any:
-        """The engine that builds the image: this machine's, if the manager is elsewhere."""
-        import docker
-
-        return docker.from_env(timeout=300)
 
     def programs(self) -> Programs:
         return IMAGE_PROGRAMS
@@ -261,7 +171,6 @@ class SwarmBackend:
         self.timings["deploy_s"] = round(time.monotonic() - started, 2)
 
     def _deploy_agents(self) -> None:
-        import docker
         from docker.types import (EndpointSpec, Mount, RestartPolicy, SecretReference,
                                   ServiceMode)
 
@@ -297,13 +206,7 @@ class SwarmBackend:
                     lines.close()
                     continue
                 engine.lines = lines
-                engine.client = docker.DockerClient(
-                    base_url=f"https://{engine.address}:{self.port}", timeout=120,
-                    version=ENGINE_API, tls=docker.tls.TLSConfig(
-                        client_cert=(str(self.certs.client_cert), str(self.certs.client_key)),
-                        ca_cert=str(self.certs.ca), verify=True))
-                # requests would let REQUESTS_CA_BUNDLE override the run's CA.
-                engine.client.api.trust_env = False
+                engine.client = engine_client(engine.address, self.port, self.certs)
                 engine.docker_engine = str(engine.client.version().get("Version"))
                 engine.agent_container = engine.client.containers.list(
                     filters={"label": [f"{RUN_LABEL}={self.run_id}", f"{ROLE_LABEL}=agent"]})[0]
@@ -534,7 +437,7 @@ class SwarmBackend:
         # Removed through their engines first, so each engine detaches them from the
         # overlays in order (the sweep after the agents is for what this missed).
         with ThreadPoolExecutor(PARALLEL) as pool:
-            list(pool.map(_remove_quietly, self.containers.values()))
+            list(pool.map(remove_quietly, self.containers.values()))
         remove_stack(self.manager, self.run_id, self.image, self.settings, self.log)
         if self.certs is not None:
             shutil.rmtree(self.certs.folder, ignore_errors=True)
@@ -552,72 +455,6 @@ class SwarmBackend:
                 pass
 
 
-def remove_stack(manager: Any, run_id: str | None, image: str | None,
-                 config: settings.SwarmSettings | None, log=lambda m: None,  # type: ignore[no-untyped-def]
-                 spare: frozenset[str] | set[str] = frozenset()) -> list[str]:
-    """Remove one run's stack (``run_id``) or every p2plab run's but ``spare``'s."""
-    import docker
-    from docker.types import Mount, RestartPolicy, ServiceMode
-
-    selector = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
-    chosen = lambda labels: (labels or {}).get(RUN_LABEL) not in spare  # noqa: E731
-    removed: list[str] = []
-    runs = set()
-    for service in manager.services.list(filters={"label": selector}):
-        labels = service.attrs["Spec"].get("Labels") or {}
-        if chosen(labels):
-            runs.add(labels[RUN_LABEL])
-            # The agent's image runs the sweep: it is on every engine already.
-            image = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] or image
-            service.remove()
-            removed.append(service.name)
-    for network in manager.networks.list(filters={"label": selector}):
-        runs.add((network.attrs.get("Labels") or {}).get(RUN_LABEL))
-    runs.discard(None)
-    runs = {r for r in runs if r not in spare}
-    if runs and image and config is not None:
-        for run in sorted(runs):
-            name = f"{PREFIX}{run}-sweep"
-            sweep = manager.services.create(
-                image, name=name, command=["python", "-m", "p2plab.compose.swarm.agent",
-                                           "--sweep", run],
-                mode=ServiceMode("global"), networks=["host"],
-                labels={LABEL: "1", "p2plab.sweep": run},
-                mounts=[Mount("/var/run/docker.sock", config.engine_socket, type="bind")],
-                restart_policy=RestartPolicy(condition="none"))
-            deadline = time.monotonic() + SWEEP_TIMEOUT_S
-            while time.monotonic() < deadline:
-                states = [t["Status"]["State"] for t in sweep.tasks()]
-                nodes = len([n for n in manager.nodes.list()
-                             if n.attrs["Status"]["State"] == "ready"])
-                if len(states) >= nodes and all(s in ("complete", "failed", "rejected",
-                                                      "shutdown") for s in states):
-                    break
-                time.sleep(0.5)
-            else:
-                log(f"the sweep of run {run} did not finish on every engine in "
-                    f"{SWEEP_TIMEOUT_S:g} s")
-            sweep.remove()
-            removed.append(f"containers and volumes of run {run} on every engine")
-    for attempt in range(20):
-        left = [n for n in manager.networks.list(filters={"label": selector})
-                if chosen(n.attrs.get("Labels"))]
-        for network in left:
-            try:
-                network.remove()
-                removed.append(network.name)
-            except docker.errors.APIError:
-                pass  # tasks still detaching: retried
-        if not left:
-            break
-        time.sleep(0.5)
-    for secret in manager.secrets.list(filters={"label": selector}):
-        if chosen(secret.attrs["Spec"].get("Labels")):
-            secret.remove()
-            removed.append(secret.name)
-    return removed
-
-
 def _start(container: Any, attempts: int = 3) -> None:
     """Start a container; an engine's request to attach it to an overlay sometimes times
     out on a busy manager (moby/moby#41841): tried again before giving up."""
@@ -633,39 +470,9 @@ def _start(container: Any, attempts: int = 3) -> None:
             time.sleep(1.0)
 
 
-def _remove_quietly(container: Any) -> None:
-    try:
-        container.remove(force=True, v=True)
-    except Exception:  # gone already, or its engine unreachable: the sweep follows
-        pass
-
-
-def clean_swarm(spare: frozenset[str] | set[str]) -> list[str]:
-    """`p2plab clean` on the swarm it would run on (DOCKER_HOST's manager, or the local
-    cluster): every run's stack but the live ones'. Nothing if there is no swarm."""
-    import docker
-
-    from p2plab.compose.images import image_tag
-
-    try:
-        config = settings.resolve()
-        manager = docker.DockerClient(base_url=config.manager, timeout=60)
-        if not (manager.info().get("Swarm") or {}).get("ControlAvailable"):
-            return []
-    except Exception:  # no swarm configured or reachable: nothing of ours can be there
-        return []
-    fallback = f"{config.registry}/{IMAGE_REPO}:{image_tag().split(':', 1)[1]}"
-    return remove_stack(manager, None, fallback, config, spare=spare)
-
-
 def _node_address(node: Any) -> str:
     address = node.attrs["Status"].get("Addr", "")
     if address in ("", "0.0.0.0", "127.0.0.1"):
         manager = (node.attrs.get("ManagerStatus") or {}).get("Addr", "")
         address = manager.rsplit(":", 1)[0]
     return address
-
-
-def _copy_image(source: Any, target: Any, tag: str) -> None:
-    """docker save | docker load between two engines, streamed (chunked upload)."""
-    target.images.load(source.images.get(tag).save(named=True))

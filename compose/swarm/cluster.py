@@ -260,10 +260,10 @@ def down(log=print) -> None:  # type: ignore[no-untyped-def]
             pids.append(int(pid_file.read_text()))
         except (OSError, ValueError):
             pass
-        stop_pids([p for p in set(pids) if p], timeout=30)
+        stop_pids([p for p in set(pids) if p], grace=30)
         _run(["ip", "netns", "del", engine.name], check=False)
     if cluster and cluster.registry_pid:
-        stop_pids([cluster.registry_pid], timeout=10)
+        stop_pids([cluster.registry_pid], grace=10)
     # Namespaces of a cluster whose state file was lost: by name.
     for line in _run(["ip", "netns", "list"], check=False).stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
