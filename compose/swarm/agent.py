@@ -35,7 +35,7 @@ from urllib.parse import quote
 ENGINE_SOCKET = "/var/run/docker.sock"
 LAB = Path("/lab")
 SECRETS = Path("/run/secrets")
-MIRRORED = ("events", "links")  # what the runner reads while the run goes
+MIRRORED = ("events", "links", "probe")  # what the runner reads while the run goes
 MIRROR_PERIOD_S = 0.1
 CHUNK = 1 << 16
 
