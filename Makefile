@@ -50,20 +50,24 @@ validate: setup
 	$(BIN)/p2plab validate scenarios/*.yaml
 
 # The shipped suite on Docker (JUnit XML in build/suite) side by side with every test
-# that needs no lab on the host's Docker engine (unit, node processes, netns labs, the
-# simulator, the swarm tests on their own engines): verdicts must hold on a busy
-# machine, and this is one. The image is built first, once. Then the Docker tests, whose labs share the
-# host's address space with the suite's. Every stage runs whatever the others said;
-# the exit status is a failure if any failed.
+# that needs no lab engine (unit, node processes, netns labs, the simulator): verdicts
+# must hold on a busy machine, and this is one. Then the Docker tests (their labs share
+# the host's address space with the suite's) side by side with the swarm tests (a
+# cluster of engines of their own; output in build/swarm-tests.log). The image is built
+# first, once. Every stage runs whatever the others said; the exit status is a failure
+# if any failed.
 test: setup compose-v2 images
 	@mkdir -p build; \
 	$(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 & suite_pid=$$!; \
-	tests=0; $(BIN)/pytest -q --durations=10 -m "not docker" || tests=$$?; \
+	tests=0; $(BIN)/pytest -q --durations=10 -m "not docker and not swarm" || tests=$$?; \
 	suite=0; wait $$suite_pid || suite=$$?; \
 	echo "== the shipped suite (build/suite.log):"; tail -n 40 build/suite.log; \
+	$(BIN)/pytest -q --durations=10 -m swarm > build/swarm-tests.log 2>&1 & swarm_pid=$$!; \
 	docker_tests=0; $(BIN)/pytest -q --durations=10 -m docker || docker_tests=$$?; \
-	echo "== results: suite exit $$suite, tests without Docker exit $$tests, Docker tests exit $$docker_tests"; \
-	[ $$suite -eq 0 ] && [ $$tests -eq 0 ] && [ $$docker_tests -eq 0 ]
+	swarm_tests=0; wait $$swarm_pid || swarm_tests=$$?; \
+	echo "== the swarm tests (build/swarm-tests.log):"; tail -n 60 build/swarm-tests.log; \
+	echo "== results: suite exit $$suite, tests without lab engines exit $$tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
+	[ $$suite -eq 0 ] && [ $$tests -eq 0 ] && [ $$docker_tests -eq 0 ] && [ $$swarm_tests -eq 0 ]
 
 suite: setup
 	$(BIN)/p2plab suite --backend $(BACKEND) --results $(RESULTS)/suite

@@ -80,9 +80,21 @@ def run_on_swarm(scenario: str, results: Path, timeout: float = 400) -> tuple[Pa
     folders = sorted(results.glob(f"{scenario}-*"))
     assert folders, done.stderr[-2000:]
     run_dir = folders[-1]
-    assert done.returncode == 0, (done.stderr[-2000:] + "\n"
-                                  + (run_dir / "report.md").read_text()[:3000])
+    report = run_dir / "report.md"
+    assert done.returncode == 0, (done.stderr[-3000:] + "\n"
+                                  + (report.read_text()[:3000] if report.exists() else "")
+                                  + engine_errors())
     return run_dir, json.loads((run_dir / "manifest.json").read_text())
+
+
+def engine_errors() -> str:
+    """The engines' own error lines, for a failure's message."""
+    out = []
+    for log in sorted(local_cluster.STATE_DIR.glob("*/dockerd.log")):
+        lines = [line for line in log.read_text(errors="replace").splitlines()
+                 if "level=error" in line and "ipv4.vs" not in line and "vlan" not in line]
+        out += [f"-- {log.parent.name}:", *lines[-15:]]
+    return "\n".join(out)
 
 
 def check_placement(manifest: dict) -> None:
@@ -165,3 +177,66 @@ def test_clean_removes_what_a_killed_run_left(cluster: local_cluster.Cluster,
                           env=swarm_env())
     assert done.returncode == 0, done.stderr
     assert leftovers(cluster) == [], done.stdout + done.stderr
+
+
+FAULTS = """\
+name: swarm-faults
+seed: 9
+lans:
+  - {name: home, subnet: 10.1.0.0/24, nat: port-restricted}
+nodes:
+  - {name: n, count: 5, lan: public}
+  - {name: h, lan: home, dial: [n-1]}
+connect: {graph: full-mesh, among: ["n-*"]}
+timeline:
+  - {wait: topic-peers, nodes: ["*"], min: 1, timeout: 40}
+  - {publish: [n-1], count: 200, rate: 4, name: long}
+  - {sleep: 1}
+  - {partition: [[n-1, n-2, h], [n-3, n-4, n-5]]}
+  - {sleep: 3}
+  - {heal: true}
+  - {set-nat: home, nat: symmetric}
+  - {link-down: [n-5]}
+  - {sleep: 3}
+  - {link-up: [n-5]}
+  - {kill: [n-4]}
+  - {sleep: 2}
+  - {restart: [n-4]}
+  - {sleep: 4}
+  - {stop-traffic: long}
+  - {publish: [n-2], count: 4, rate: 4, name: after}
+  - {sleep: 3}
+"""
+
+
+def test_faults_work_on_any_engine(cluster: local_cluster.Cluster, tmp_path: Path) -> None:
+    """Partition, heal, set-nat, link-down/up, kill and restart, on hosts spread over
+    both engines; stop-traffic and publish commands through the agents."""
+    path = tmp_path / "swarm-faults.yaml"
+    path.write_text(FAULTS)
+    done = subprocess.run([*P2PLAB, "run", str(path), "--backend", "swarm", "--results",
+                           str(tmp_path / "results")], capture_output=True, text=True,
+                          timeout=300, env=swarm_env())
+    run_dir = next((tmp_path / "results").iterdir())
+    assert (run_dir / "summary.json").exists(), done.stderr[-3000:] + engine_errors()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    timeline = next(v for v in summary["verdicts"] if v["name"] == "timeline completed")
+    assert timeline["passed"], (timeline, done.stderr[-2000:])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    engines = {n: i["engine"] for n, i in manifest["nodes"].items()}
+    assert len(set(engines.values())) == 2, engines
+    faults = [r["action"] for r in summary["recovery"]]
+    assert faults == ["partition", "heal", "set-nat", "link-down", "link-up", "kill",
+                      "restart"], faults
+    events = [json.loads(line) for line in
+              (run_dir / "events" / "n-4.jsonl").read_text().splitlines()]
+    starts = [e for e in events if e["type"] == "node_started"]
+    assert len(starts) == 2 and starts[0]["peer_id"] == starts[1]["peer_id"]
+    flows = summary["delivery"]["per_flow"]
+    assert 20 < flows["long"]["messages_published"] < 200
+    # Every public node gets the last flow; h's connection died with its NAT's change
+    # (tracking flushed, a new mapping per destination) and h does not dial again.
+    assert flows["after"]["delivery_ratio"] >= 0.8, flows["after"]
+    rules = (run_dir / "routers" / "home-gw.nft").read_text()
+    assert "random" in rules, rules  # symmetric: a fresh port per destination
+    assert leftovers(cluster, manifest["run_id"]) == []

@@ -336,6 +336,9 @@ class SwarmBackend:
         (self.run_dir / relative).write_text(ruleset)
         self._write_lab_file(self.where[name], relative, ruleset)
         for key, value in sysctls.items():
+            now = self.exec(name, ["sysctl", "-n", key])
+            if now.returncode == 0 and now.stdout.split() == value.split():
+                continue  # as the router started: nothing to change
             done = self.exec(name, ["sysctl", "-qw", f"{key}={value}"])
             if done.returncode != 0:
                 raise BackendError(
@@ -455,7 +458,7 @@ class SwarmBackend:
                 pass
 
 
-def _start(container: Any, attempts: int = 3) -> None:
+def _start(container: Any, attempts: int = 5) -> None:
     """Start a container; an engine's request to attach it to an overlay sometimes times
     out on a busy manager (moby/moby#41841): tried again before giving up."""
     import docker
@@ -466,8 +469,9 @@ def _start(container: Any, attempts: int = 3) -> None:
             return
         except docker.errors.APIError as exc:
             if "attaching to network failed" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(1.0)
+                raise BackendError(f"container {container.name} did not start: "
+                                   f"{exc.explanation or exc}") from None
+            time.sleep(1.0 + attempt)
 
 
 def _node_address(node: Any) -> str:
