@@ -18,6 +18,7 @@ they are written, each event's time moved onto the runner's clock (clocks.py).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import platform
@@ -29,7 +30,7 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from p2plab.compose import containers
 from p2plab.compose.backend import PREFIX, BackendError
@@ -68,6 +69,7 @@ class SwarmBackend:
         self.run_dir: Path | None = None
         self.where: dict[str, EngineHandle] = {}  # host -> engine
         self.containers: dict[str, Any] = {}
+        self.recipes: dict[str, Callable[[], Any]] = {}  # how to make each host's container
         self.networks: dict[str, Any] = {}
         self.certs: RunCertificates | None = None
         self.port = settings.agent_port(run_id)
@@ -165,9 +167,11 @@ class SwarmBackend:
         with ThreadPoolExecutor(PARALLEL) as pool:
             list(pool.map(self._create_router, plan.routers.values()))
             list(pool.map(self._wait_router, plan.routers))
-            list(pool.map(lambda h: self._create_container(
-                h.name, h.segment, str(h.ip), command=h.command(LAB_MOUNT, IMAGE_PROGRAMS)),
-                list(plan.hosts())))
+            for h in plan.hosts():
+                self.recipes[h.name] = functools.partial(
+                    self._create_container, h.name, h.segment, str(h.ip),
+                    command=h.command(LAB_MOUNT, IMAGE_PROGRAMS))
+            list(pool.map(lambda h: self.recipes[h.name](), list(plan.hosts())))
         self.timings["deploy_s"] = round(time.monotonic() - started, 2)
 
     def _deploy_agents(self) -> None:
@@ -265,17 +269,44 @@ class SwarmBackend:
         relative = f"routers/{router.name}.nft"
         (self.run_dir / relative).write_text(router.nft_ruleset)
         self._write_lab_file(engine, relative, router.nft_ruleset)
-        container = self._create_container(
-            router.name, router.lan, str(router.lan_ip),
-            command=["p2plab-router", str(router.lan_ip), str(router.wan_ip),
-                     str(LAB_MOUNT / relative)],
-            cap_add=["NET_ADMIN"], environment=router_environment(router),
-            sysctls={"net.ipv4.ip_forward": "1", **router.sysctls},
-        )
-        network = self.networks[router.upstream]
-        engine.client.api.connect_container_to_network(container.id, network.name,
-                                                       ipv4_address=str(router.wan_ip))
-        _start(container)
+
+        def make() -> Any:
+            container = self._create_container(
+                router.name, router.lan, str(router.lan_ip),
+                command=["p2plab-router", str(router.lan_ip), str(router.wan_ip),
+                         str(LAB_MOUNT / relative)],
+                cap_add=["NET_ADMIN"], environment=router_environment(router),
+                sysctls={"net.ipv4.ip_forward": "1", **router.sysctls},
+            )
+            engine.client.api.connect_container_to_network(
+                container.id, self.networks[router.upstream].name,
+                ipv4_address=str(router.wan_ip))
+            return container
+
+        self.recipes[router.name] = make
+        make()
+        self._start_host(router.name)
+
+    def _start_host(self, name: str, attempts: int = 4) -> None:
+        """Start a host's container. An engine's request to attach a container to an
+        overlay sometimes times out (moby/moby#41841: here, right after another run's
+        networks of the same subnets went away), and the engine then forgets the
+        network: the container is made again from its recipe and started again."""
+        import docker
+
+        for attempt in range(attempts):
+            try:
+                self.containers[name].start()
+                return
+            except docker.errors.APIError as exc:
+                if "attaching to network failed" not in str(exc) or attempt == attempts - 1:
+                    raise BackendError(f"{name} did not start on {self.where[name].hostname}: "
+                                       f"{exc.explanation or exc}") from None
+                self.log(f"{name}: the engine timed out attaching it to its network; "
+                         "making it again")
+                remove_quietly(self.containers[name])
+                time.sleep(1.0 + attempt)
+                self.recipes[name]()
 
     def _create_container(self, name: str, segment: str, ip: str, command: list[str],
                           **kwargs: Any) -> Any:
@@ -313,7 +344,7 @@ class SwarmBackend:
     def start_node(self, name: str) -> None:
         assert self.plan is not None
         self._status_at = 0.0
-        _start(self.containers[name])
+        self._start_host(name)
         host = self.plan.host(name)
         self._net_admin(name, route_commands(host.gateway, host.routes))
 
@@ -456,22 +487,6 @@ class SwarmBackend:
                 path.write_bytes(container.logs())
             except Exception:  # a courtesy: removal goes on
                 pass
-
-
-def _start(container: Any, attempts: int = 5) -> None:
-    """Start a container; an engine's request to attach it to an overlay sometimes times
-    out on a busy manager (moby/moby#41841): tried again before giving up."""
-    import docker
-
-    for attempt in range(attempts):
-        try:
-            container.start()
-            return
-        except docker.errors.APIError as exc:
-            if "attaching to network failed" not in str(exc) or attempt == attempts - 1:
-                raise BackendError(f"container {container.name} did not start: "
-                                   f"{exc.explanation or exc}") from None
-            time.sleep(1.0 + attempt)
 
 
 def _node_address(node: Any) -> str:
