@@ -135,6 +135,11 @@ def _start_engine(engine: Engine, index: int, registry: str, data_root: Path) ->
     config = _engine_config(run_dir, registry)
     data = data_root / engine.name
     data.mkdir(parents=True, exist_ok=True)
+    # The image store is kept between clusters (a later `up` starts faster); swarm
+    # membership never is: an engine stopped before its `swarm leave` settled would
+    # otherwise come back as a member of the old swarm.
+    for state in ("swarm", "network"):  # networks: the old swarm's, and endpoints
+        shutil.rmtree(data / state, ignore_errors=True)
     log = open(run_dir / "dockerd.log", "ab")
     script = (f"hostname {engine.name} && exec nsenter --net=/run/netns/{netns} dockerd "
               f"--config-file {config} --data-root {data} --exec-root {run_dir / 'exec'} "
