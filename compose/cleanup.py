@@ -104,9 +104,10 @@ def clean(kept: bool = False, everything: bool = False) -> list[str]:
     removed = kill_helpers(spare) + remove_namespaces(spare=spare)
     logs_dirs = {r.run_id: Path(r.run_dir) / "logs" for r in records}
     removed += remove_docker_objects(spare=spare, logs_dirs=logs_dirs)
-    from p2plab.compose.swarm.stack import clean_swarm
+    from p2plab.compose.swarm.stack import clean_swarm, remove_swarm_certificates
 
     removed += clean_swarm(spare)
+    removed += remove_swarm_certificates(spare)
     for lab in kept_labs():
         if lab.run_id not in spare:
             stop_captures(lab.capture_pids)

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 from p2plab.compose.swarm import cluster as local_cluster
+from p2plab.resources import cache_dir
 
 pytestmark = pytest.mark.swarm
 P2PLAB = [sys.executable, "-m", "p2plab.cli"]
@@ -173,10 +174,14 @@ def test_clean_removes_what_a_killed_run_left(cluster: local_cluster.Cluster,
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert leftovers(cluster), "the killed run should have left its stack"
+    run_id = next(tmp_path.glob("nat-relay-*")).name.rsplit("-", 1)[-1]
+    certificates = cache_dir() / "swarm-runs" / run_id
+    assert certificates.is_dir()
     done = subprocess.run([*P2PLAB, "clean"], capture_output=True, text=True, timeout=180,
                           env=swarm_env())
     assert done.returncode == 0, done.stderr
     assert leftovers(cluster) == [], done.stdout + done.stderr
+    assert not certificates.exists()
 
 
 FAULTS = """\

@@ -92,6 +92,20 @@ def remove_quietly(container: Any) -> None:
         pass
 
 
+def remove_swarm_certificates(spare: frozenset[str] | set[str]) -> list[str]:
+    """The TLS material of swarm runs whose owner is gone (a killed run keeps it)."""
+    import shutil
+
+    from p2plab.resources import cache_dir
+
+    removed = []
+    for folder in sorted((cache_dir() / "swarm-runs").glob("*")):
+        if folder.is_dir() and folder.name not in spare:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(f"certificates of swarm run {folder.name}")
+    return removed
+
+
 def clean_swarm(spare: frozenset[str] | set[str]) -> list[str]:
     """`p2plab clean` on the swarm it would run on (DOCKER_HOST's manager, or the local
     cluster): every run's stack but the live ones'. Nothing if there is no swarm."""
