@@ -183,9 +183,9 @@ def engine_call(method: str, path: str) -> Any:
     return json.loads(body) if body and response.status < 300 else None
 
 
-def sweep(run_id: str | None) -> int:
-    """Remove the run's containers, then its volumes (all p2plab runs' if no run)."""
-    label = f"p2plab.run={run_id}" if run_id else "p2plab.run"
+def sweep(run_id: str) -> int:
+    """Remove the run's containers, then its volumes."""
+    label = f"p2plab.run={run_id}"
     selector = quote(json.dumps({"label": [label]}))
     for container in engine_call("GET", f"/containers/json?all=1&filters={selector}") or []:
         engine_call("DELETE", f"/containers/{container['Id']}?force=1&v=1")
@@ -201,9 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="p2plab-agent")
     parser.add_argument("--port", type=int, default=int(os.environ.get("P2PLAB_AGENT_PORT", 0)))
     parser.add_argument("--sweep", metavar="RUN", help="remove a run's objects and exit")
-    parser.add_argument("--sweep-all", action="store_true")
     args = parser.parse_args(argv)
-    if args.sweep or args.sweep_all:
+    if args.sweep:
         return sweep(args.sweep)
     if not args.port:
         parser.error("--port (or P2PLAB_AGENT_PORT) is required")

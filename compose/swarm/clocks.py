@@ -72,7 +72,6 @@ class EventMirror:
         self.stopping = threading.Event()
         self.conn: Any = None
         self.thread = threading.Thread(target=self._follow, daemon=True)
-        self.error: str | None = None
 
     def start(self) -> None:
         self.conn = self.connect()
@@ -88,7 +87,6 @@ class EventMirror:
                 self._write(item["path"], item["data"], bool(item.get("reset")))
         except (OSError, ValueError) as exc:
             if not self.stopping.is_set():
-                self.error = str(exc)
                 self.log(f"event mirror stopped: {exc}")
 
     def _write(self, relative: str, data: str, reset: bool) -> None:

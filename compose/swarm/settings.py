@@ -22,7 +22,6 @@ class SwarmSettings:
     manager: str  # a Docker host URL: unix://, tcp://, ssh://
     registry: str  # host:port every engine pulls from
     engine_socket: str  # on each engine's machine, mounted into the agent
-    local_cluster: bool
 
 
 def resolve(log=lambda m: None) -> SwarmSettings:  # type: ignore[no-untyped-def]
@@ -44,7 +43,7 @@ def resolve(log=lambda m: None) -> SwarmSettings:  # type: ignore[no-untyped-def
     socket = os.environ.get("P2PLAB_ENGINE_SOCKET") or (
         local.engine_socket if use_local else DEFAULT_ENGINE_SOCKET)
     assert manager is not None
-    return SwarmSettings(manager, registry, socket, use_local)
+    return SwarmSettings(manager, registry, socket)
 
 
 def agent_port(run_id: str) -> int:
