@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Container
 from pathlib import Path
 
 import psutil
@@ -41,7 +42,7 @@ def kill_namespace_processes(namespace: str, grace: float = 0.0) -> None:
 
 
 def remove_namespaces(prefix: str = PREFIX,
-                      spare: frozenset[str] | set[str] = frozenset()) -> list[str]:
+                      spare: Container[str] = frozenset()) -> list[str]:
     """Kill processes in, then delete, every namespace whose name starts with ``prefix``
     and whose run is not in ``spare`` (names without a run id go only when nothing is
     spared: ``clean --all``)."""
@@ -67,7 +68,7 @@ def remove_namespaces(prefix: str = PREFIX,
 # Every process a run starts inherits RUN_ENV (ownership.owned).
 
 
-def helper_processes(spare: frozenset[str] | set[str] = frozenset(),
+def helper_processes(spare: Container[str] = frozenset(),
                      only: str | None = None) -> list[tuple[int, str]]:
     out = []
     ours = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
@@ -84,7 +85,7 @@ def helper_processes(spare: frozenset[str] | set[str] = frozenset(),
     return out
 
 
-def kill_helpers(spare: frozenset[str] | set[str] = frozenset(),
+def kill_helpers(spare: Container[str] = frozenset(),
                  only: str | None = None) -> list[str]:
     found = helper_processes(spare, only)
     stop_pids([pid for pid, _ in found], 0)
@@ -100,7 +101,8 @@ def clean(kept: bool = False, everything: bool = False) -> list[str]:
     from p2plab.compose.kept import KEPT_DIR, kept_labs, stop_captures
 
     records = ownership.records()
-    spare = set() if everything else ownership.protected_run_ids(include_kept=not kept)
+    spare: Container[str] = (frozenset() if everything
+                             else ownership.ProtectedRuns(include_kept=not kept))
     removed = kill_helpers(spare) + remove_namespaces(spare=spare)
     logs_dirs = {r.run_id: Path(r.run_dir) / "logs" for r in records}
     removed += remove_docker_objects(spare=spare, logs_dirs=logs_dirs)

@@ -17,10 +17,11 @@ the run's prefix, lets a bridge's own traffic through.
 from __future__ import annotations
 
 import platform
-from concurrent.futures import ThreadPoolExecutor
 import shutil
 import subprocess
 import time
+from collections.abc import Container
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -296,7 +297,7 @@ def _run(argv: list[str], check: bool = True) -> None:
 
 
 def remove_docker_objects(client: Any = None, run_id: str | None = None,
-                          spare: frozenset[str] | set[str] = frozenset(),
+                          spare: Container[str] = frozenset(),
                           logs_dirs: dict[str, Path] | None = None) -> list[str]:
     """Remove the containers, networks and DOCKER-USER rules of one run (``run_id``), or
     of every run not in ``spare``. A node container's log is saved first into
@@ -396,7 +397,7 @@ def _save_logs(container: Any, path: Path) -> None:
         pass
 
 
-def _remove_user_rules(run_id: str | None, spare: frozenset[str] | set[str]) -> list[str]:
+def _remove_user_rules(run_id: str | None, spare: Container[str]) -> list[str]:
     if shutil.which("iptables") is None:
         return []
     listing = subprocess.run(["iptables", "-w", "-S", "DOCKER-USER"], capture_output=True,

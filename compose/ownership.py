@@ -2,7 +2,8 @@
 
 Every run registers itself (``/run/p2plab/runs/RUN_ID.json``) before it creates
 anything: its owner process (pid and start time, so a recycled pid is not mistaken for
-it), backend, scenario, results folder and the subnets it uses. Everything the run
+it; the start time in clock ticks since boot, which a step of the wall clock does not
+move), backend, scenario, results folder and the subnets it uses. Everything the run
 creates carries its run id (namespace names, Docker labels, firewall rule comments,
 helper command lines), and the record goes when the run has torn down.
 
@@ -22,8 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-import psutil
-
 from p2plab.files import write_atomic
 
 # Every process a run starts inherits its run id in this variable (helpers the runner
@@ -34,6 +33,19 @@ STATE_DIR = Path(os.environ.get("P2PLAB_STATE_DIR", "/run/p2plab"))
 RUNS_DIR = STATE_DIR / "runs"
 
 
+def started_ticks(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (``/proc/PID/stat``, field 22),
+    or None if it is gone. Not psutil's ``create_time``: that adds the boot time as the
+    wall clock now tells it, so a clock step (NTP, a VM resumed from a snapshot) moves
+    every process's start by the step and made live owners look dead to `clean`."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count from its end.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -42,7 +54,7 @@ class RunRecord:
     run_dir: str
     subnets: list[str] = field(default_factory=list)
     owner_pid: int = field(default_factory=os.getpid)
-    owner_started: float = field(default_factory=lambda: psutil.Process().create_time())
+    owner_started: int = field(default_factory=lambda: started_ticks(os.getpid()))
     created: float = field(default_factory=time.time)
     kept: bool = False
 
@@ -55,10 +67,7 @@ class RunRecord:
         write_atomic(self.path, json.dumps(asdict(self), indent=2) + "\n")
 
     def owner_alive(self) -> bool:
-        try:
-            return abs(psutil.Process(self.owner_pid).create_time() - self.owner_started) < 1.0
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return False
+        return started_ticks(self.owner_pid) == self.owner_started
 
     @property
     def live(self) -> bool:
@@ -115,6 +124,28 @@ def protected_run_ids(include_kept: bool = True) -> set[str]:
     unless ``include_kept`` is False (``clean --kept``)."""
     return {r.run_id for r in records()
             if r.owner_alive() or (r.kept and include_kept)}
+
+
+class ProtectedRuns:
+    """The runs ``protected_run_ids`` names, asked again at each decision. A run
+    registers before it makes anything, so one that starts while `clean` is under way
+    (after a snapshot of the live runs was taken) is spared when its objects are met;
+    with a snapshot, a concurrent `clean` took a starting swarm run's certificates."""
+
+    def __init__(self, include_kept: bool = True) -> None:
+        self.include_kept = include_kept
+
+    def __contains__(self, run_id: object) -> bool:
+        if not isinstance(run_id, str) or not run_id or "/" in run_id:
+            return False
+        try:
+            record = RunRecord(**json.loads((RUNS_DIR / f"{run_id}.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return False
+        return record.owner_alive() or (record.kept and self.include_kept)
+
+    def __bool__(self) -> bool:
+        return bool(protected_run_ids(self.include_kept))
 
 
 def forget_dead() -> list[str]:

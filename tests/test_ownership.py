@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,8 +15,7 @@ import pytest
 from p2plab.compose import ownership
 from p2plab.compose.backend import PREFIX, BackendError
 from p2plab.compose.cleanup import clean, lab_namespaces
-from p2plab.compose.ownership import RUN_ENV
-from p2plab.compose.ownership import RunRecord
+from p2plab.compose.ownership import RUN_ENV, RunRecord
 
 
 @pytest.fixture
@@ -24,9 +24,10 @@ def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "runs"
 
 
-def _dead_pid() -> tuple[int, float]:
+def _dead_pid() -> tuple[int, int]:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    started = psutil.Process(proc.pid).create_time()
+    started = ownership.started_ticks(proc.pid)
+    assert started is not None
     proc.wait()
     return proc.pid, started
 
@@ -39,7 +40,7 @@ def test_a_run_is_live_while_its_owner_is(state: Path) -> None:
     gone = RunRecord("bbbbbb", "netns", "s", "/tmp/x", owner_pid=pid, owner_started=started)
     assert not gone.owner_alive() and not gone.live
     # A recycled pid is not the owner: its process started at another time.
-    recycled = RunRecord("cccccc", "netns", "s", "/tmp/x", owner_started=time.time() - 3600)
+    recycled = RunRecord("cccccc", "netns", "s", "/tmp/x", owner_started=mine.owner_started - 100)
     assert not recycled.owner_alive()
     kept = RunRecord("dddddd", "docker", "s", "/tmp/x", owner_pid=pid, owner_started=started,
                      kept=True)
@@ -50,6 +51,51 @@ def test_a_run_is_live_while_its_owner_is(state: Path) -> None:
     assert ownership.protected_run_ids(include_kept=False) == {"aaaaaa"}
     assert ownership.forget_dead() == ["record of run bbbbbb"]
     assert {r.run_id for r in ownership.records()} == {"aaaaaa", "dddddd"}
+
+
+@pytest.mark.quick
+def test_owner_start_is_counted_from_boot_not_from_the_wall_clock(state: Path,
+                                                                  tmp_path: Path) -> None:
+    """psutil's ``create_time`` adds the boot time as the wall clock tells it now, so a
+    clock step (NTP, a VM resumed from a snapshot) moves it and a live owner looked
+    dead. The record keeps clock ticks since boot: the same instant, no wall clock."""
+    mine = RunRecord("aaaaaa", "netns", "s", "/tmp/x")
+    since_boot = psutil.Process().create_time() - psutil.boot_time()
+    assert isinstance(mine.owner_started, int)
+    assert abs(mine.owner_started / os.sysconf("SC_CLK_TCK") - since_boot) < 0.02
+    # A command name with spaces and parentheses does not shift the fields.
+    odd_name = tmp_path / "a) (b c"
+    odd_name.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    odd = subprocess.Popen([str(odd_name), "30"])
+    try:
+        time.sleep(0.2)
+        assert "a) (b c" in Path(f"/proc/{odd.pid}/stat").read_text()
+        ticks = ownership.started_ticks(odd.pid)
+        assert ticks is not None and ticks >= mine.owner_started
+    finally:
+        odd.kill()
+        odd.wait()
+    assert ownership.started_ticks(odd.pid) is None
+
+
+@pytest.mark.quick
+def test_a_run_that_starts_while_clean_is_under_way_is_spared(state: Path) -> None:
+    """`clean` asks about each run when it meets its objects: a run registered after
+    `clean` began (it registers before making anything) is live to it. A snapshot
+    taken at the start let a concurrent `clean` remove a starting swarm run's TLS
+    material in CI."""
+    protected = ownership.ProtectedRuns()
+    assert "aaaaaa" not in protected and not protected
+    ownership.register(RunRecord("aaaaaa", "swarm", "s", "/tmp/x"))
+    assert "aaaaaa" in protected and protected
+    pid, started = _dead_pid()
+    ownership.register(RunRecord("bbbbbb", "docker", "s", "/tmp/x", owner_pid=pid,
+                                 owner_started=started))
+    ownership.register(RunRecord("cccccc", "docker", "s", "/tmp/x", owner_pid=pid,
+                                 owner_started=started, kept=True))
+    assert "bbbbbb" not in protected and "cccccc" in protected
+    assert "cccccc" not in ownership.ProtectedRuns(include_kept=False)
+    assert None not in protected and "../runs/aaaaaa" not in protected
 
 
 @pytest.mark.quick

@@ -9,6 +9,7 @@ which reaches every engine without the runner needing their addresses.
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 from typing import Any
 
 from p2plab.compose.backend import PREFIX
@@ -21,7 +22,7 @@ SWEEP_TIMEOUT_S = 60.0
 
 def remove_stack(manager: Any, run_id: str | None, image: str | None,
                  config: settings.SwarmSettings | None, log=lambda m: None,  # type: ignore[no-untyped-def]
-                 spare: frozenset[str] | set[str] = frozenset()) -> list[str]:
+                 spare: Container[str] = frozenset()) -> list[str]:
     """Remove one run's stack (``run_id``) or every p2plab run's but ``spare``'s."""
     import docker
     from docker.types import Mount, RestartPolicy, ServiceMode
@@ -92,7 +93,7 @@ def remove_quietly(container: Any) -> None:
         pass
 
 
-def remove_swarm_certificates(spare: frozenset[str] | set[str]) -> list[str]:
+def remove_swarm_certificates(spare: Container[str]) -> list[str]:
     """The TLS material of swarm runs whose owner is gone (a killed run keeps it)."""
     import shutil
 
@@ -106,7 +107,7 @@ def remove_swarm_certificates(spare: frozenset[str] | set[str]) -> list[str]:
     return removed
 
 
-def clean_swarm(spare: frozenset[str] | set[str]) -> list[str]:
+def clean_swarm(spare: Container[str]) -> list[str]:
     """`p2plab clean` on the swarm it would run on (DOCKER_HOST's manager, or the local
     cluster): every run's stack but the live ones'. Nothing if there is no swarm."""
     import docker
