@@ -26,7 +26,7 @@ from p2plab.compose.backend import BackendError
 IMAGE_DIR = image_dir()
 IMAGE_REPO = "p2plab-node"
 BASE_PACKAGES = ("python3,python3-venv,iproute2,nftables,iptables,conntrack,libgmp10,ca-certificates,"
-                 "procps,libnetfilter-queue1")
+                 "procps,libnetfilter-queue1,tcpdump")
 # The tag names the package list, so a changed list never reuses an old base.
 LOCAL_BASE = f"p2plab-base:bookworm-{hashlib.sha256(BASE_PACKAGES.encode()).hexdigest()[:8]}"
 DEBIAN_MIRROR = os.environ.get("P2PLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")

@@ -209,9 +209,12 @@ class Runner:
         for host in hosts:
             if host in self.captures:
                 continue
+            # -Z root: Debian's tcpdump otherwise writes as user tcpdump, which may not
+            # write into the run's folder (a volume, on swarm engines).
             argv = [*self.backend.netns_command(host), "tcpdump", "-i", "any", "-U", "-q",
-                    "-w", str(out / f"{host}.pcap")]
-            self.captures[host] = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                    "-Z", "root", "-w", self.backend.lab_path(out / f"{host}.pcap")]
+            self.captures[host] = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                                   stdout=subprocess.DEVNULL,
                                                    stderr=subprocess.DEVNULL,
                                                    start_new_session=True)
         time.sleep(0.5)  # tcpdump needs a moment before the first packet it should see

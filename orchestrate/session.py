@@ -41,10 +41,10 @@ def run_scenario(path: Path, backend_name: str, results: Path,
     if backend_name == "sim":
         return _simulate(path, scenario, results, progress)
     check_emulation_size(scenario, backend_name)
-    if backend_name == "swarm" and (keep or capture):
-        raise BackendError("--keep and --capture are not available with --backend swarm "
-                           "(the agents do not keep labs or run tcpdump yet): use "
-                           "--backend docker for them")
+    if backend_name == "swarm" and keep:
+        raise BackendError("--keep is not available with --backend swarm (a kept lab "
+                           "would need the run's agents to outlive it): use --backend "
+                           "docker to keep a lab")
     plan = build_plan(scenario)  # address-plan errors surface before anything is made
     run_id = new_run_id()
     backend = make_backend(backend_name, run_id, log=progress)

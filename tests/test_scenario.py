@@ -60,6 +60,8 @@ BROKEN = {
     "subnet-loopback.yaml": (3, "lans[0].subnet", "lies in loopback"),
     "subnet-multicast.yaml": (3, "lans[0].subnet", "lies in multicast"),
     "subnet-link-local.yaml": (3, "lans[0].subnet", "lies in link-local"),
+    "placement-unknown-key.yaml": (5, "nodes[0].placement.constraints",
+                                   "use one of node.id, node.hostname"),
 }
 
 

@@ -74,10 +74,11 @@ def leftovers(cluster: local_cluster.Cluster, run_id: str | None = None) -> list
     return found
 
 
-def run_on_swarm(scenario: str, results: Path, timeout: float = 400) -> tuple[Path, dict]:
+def run_on_swarm(scenario: str, results: Path, timeout: float = 400,
+                 extra: tuple[str, ...] = ()) -> tuple[Path, dict]:
     done = subprocess.run([*P2PLAB, "run", scenario, "--backend", "swarm", "--results",
-                           str(results)], capture_output=True, text=True, timeout=timeout,
-                          env=swarm_env())
+                           str(results), *extra], capture_output=True, text=True,
+                          timeout=timeout, env=swarm_env())
     folders = sorted(results.glob(f"{scenario}-*"))
     assert folders, done.stderr[-2000:]
     run_dir = folders[-1]
@@ -118,8 +119,23 @@ def check_placement(manifest: dict) -> None:
 @pytest.mark.parametrize("scenario", ["nat-relay", "nat-holepunch"])
 def test_nat_scenarios_pass_across_engines(cluster: local_cluster.Cluster, tmp_path: Path,
                                            scenario: str) -> None:
-    run_dir, manifest = run_on_swarm(scenario, tmp_path)
+    """nat-relay also records packets (--capture): tcpdump in a helper container on
+    each host's engine, the pcap streamed back by the agent."""
+    capture = scenario == "nat-relay"
+    run_dir, manifest = run_on_swarm(scenario, tmp_path,
+                                     extra=("--capture",) if capture else ())
     check_placement(manifest)
+    if capture:
+        # The router saw alice's flows leave with its public address; alice's own
+        # capture (another engine than the router's) holds her side.
+        assert manifest["routers"]["home-a-gw"]["engine"] != manifest["nodes"]["alice"]["engine"]
+        read = subprocess.run(["tcpdump", "-nr", str(run_dir / "pcap" / "home-a-gw.pcap")],
+                              capture_output=True, text=True)
+        assert read.returncode == 0, read.stderr
+        assert "203.0.113.2" in read.stdout and "10.1.0.10" in read.stdout
+        alice = subprocess.run(["tcpdump", "-nr", str(run_dir / "pcap" / "alice.pcap")],
+                               capture_output=True, text=True)
+        assert alice.returncode == 0 and alice.stdout.count("\n") > 20, alice.stderr
     assert manifest["backend"] == "swarm"
     report = (run_dir / "report.md").read_text()
     assert "## Engines and clocks" in report and "p2plab-e2" in report
@@ -188,10 +204,11 @@ FAULTS = """\
 name: swarm-faults
 seed: 9
 lans:
-  - {name: home, subnet: 10.1.0.0/24, nat: port-restricted}
+  - {name: home, subnet: 10.1.0.0/24, nat: port-restricted,
+     placement: {constraints: ["node.role==manager"]}}
 nodes:
   - {name: n, count: 5, lan: public}
-  - {name: h, lan: home, dial: [n-1]}
+  - {name: h, lan: home, dial: [n-1], placement: {constraints: ["node.labels.zone==edge"]}}
 connect: {graph: full-mesh, among: ["n-*"]}
 timeline:
   - {wait: topic-peers, nodes: ["*"], min: 1, timeout: 40}
@@ -216,9 +233,15 @@ timeline:
 
 def test_faults_work_on_any_engine(cluster: local_cluster.Cluster, tmp_path: Path) -> None:
     """Partition, heal, set-nat, link-down/up, kill and restart, on hosts spread over
-    both engines; stop-traffic and publish commands through the agents."""
+    both engines; stop-traffic and publish commands through the agents. Placement
+    rules put h on the engine labelled zone=edge, its router on the manager."""
     path = tmp_path / "swarm-faults.yaml"
     path.write_text(FAULTS)
+    manager = engines_of(cluster)[0]
+    worker = next(n for n in manager.nodes.list()
+                  if n.attrs["Description"]["Hostname"] == cluster.engines[-1].name)
+    spec = worker.attrs["Spec"]
+    worker.update({**spec, "Labels": {**(spec.get("Labels") or {}), "zone": "edge"}})
     done = subprocess.run([*P2PLAB, "run", str(path), "--backend", "swarm", "--results",
                            str(tmp_path / "results")], capture_output=True, text=True,
                           timeout=300, env=swarm_env())
@@ -230,6 +253,11 @@ def test_faults_work_on_any_engine(cluster: local_cluster.Cluster, tmp_path: Pat
     manifest = json.loads((run_dir / "manifest.json").read_text())
     engines = {n: i["engine"] for n, i in manifest["nodes"].items()}
     assert len(set(engines.values())) == 2, engines
+    assert engines["h"] == cluster.engines[-1].name
+    assert manifest["routers"]["home-gw"]["engine"] == cluster.engines[0].name
+    groups = manifest["swarm"]["placement"]["groups"]
+    assert groups["nodes group 'h'"]["engines"] == [cluster.engines[-1].name]
+    assert groups["routers of lans 'home'"]["constraints"] == ["node.role==manager"]
     faults = [r["action"] for r in summary["recovery"]]
     assert faults == ["partition", "heal", "set-nat", "link-down", "link-up", "kill",
                       "restart"], faults

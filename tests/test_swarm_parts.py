@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import ssl
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -14,32 +15,117 @@ import pytest
 from p2plab.compose.backend import BackendError
 from p2plab.compose.swarm import clocks, placement, settings
 from p2plab.compose.swarm.tls import issue
-from p2plab.topology.loading import load_scenario
+from p2plab.topology.loading import ScenarioError, load_scenario, parse_scenario
+from p2plab.topology.placement import engine_attributes, parse_constraint
 from p2plab.topology.plan import build_plan
 
 pytestmark = pytest.mark.quick
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 
+@dataclass
+class FakeEngine:
+    hostname: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def engines(*names: str, **labels: dict[str, str]) -> list[FakeEngine]:
+    return [FakeEngine(n, {"node.hostname": n, "node.role": "worker",
+                           **{f"node.labels.{k}": v for k, v in labels.get(n, {}).items()}})
+            for n in names]
+
+
 def test_spread_puts_every_router_away_from_its_lans_first_node() -> None:
     plan = build_plan(load_scenario(SCENARIOS / "gossip-50.yaml"))
-    where = placement.spread(plan, ["e1", "e2", "e3"])
+    where = placement.place(plan, engines("e1", "e2", "e3"))
     assert set(where) == {*plan.routers, *(h.name for h in plan.hosts())}
-    assert set(where.values()) == {"e1", "e2", "e3"}
+    assert {e.hostname for e in where.values()} == {"e1", "e2", "e3"}
     for name, router in plan.routers.items():
         lan_hosts = [h.name for h in plan.hosts() if h.segment == router.lan]
-        assert where[name] != where[lan_hosts[0]], name
+        assert where[name] is not where[lan_hosts[0]], name
     counts = placement.counts(where)
     assert max(counts.values()) - min(counts.values()) <= 2
+    # Without constraints, spread is round-robin in the plan's order.
+    hosts = [h.name for h in plan.hosts()]
+    assert [where[h].hostname for h in hosts[:6]] == ["e1", "e2", "e3"] * 2
 
 
 def test_pack_and_unknown_strategies(monkeypatch: pytest.MonkeyPatch) -> None:
     plan = build_plan(load_scenario(SCENARIOS / "nat-relay.yaml"))
     monkeypatch.setenv("P2PLAB_PLACEMENT", "pack")
-    assert set(placement.spread(plan, ["e1", "e2"]).values()) == {"e1"}
+    assert {e.hostname for e in placement.place(plan, engines("e1", "e2")).values()} == {"e1"}
     monkeypatch.setenv("P2PLAB_PLACEMENT", "random")
     with pytest.raises(BackendError, match="spread, pack"):
-        placement.spread(plan, ["e1", "e2"])
+        placement.place(plan, engines("e1", "e2"))
+
+
+PLACED = """\
+name: placed
+lans:
+  - {name: home, count: 2, subnet: 10.30.0.0/16, nat: port-restricted,
+     placement: {constraints: ["node.labels.zone==edge"]}}
+nodes:
+  - {name: relay, lan: public, role: relay, placement: {constraints: ["node.hostname==e3"]}}
+  - {name: core, count: 4, lan: public, placement: {constraints: ["node.labels.zone!=edge"]}}
+  - {name: peer, count: 4, lan: [home-*], placement: {strategy: pack}}
+"""
+
+
+def test_group_placement_follows_constraints_and_strategy() -> None:
+    plan = build_plan(parse_scenario(PLACED, "placed.yaml"))
+    cluster = engines("e1", "e2", "e3", "e4", e1={"zone": "edge"}, e4={"zone": "edge"})
+    where = {name: e.hostname for name, e in placement.place(plan, cluster).items()}
+    assert where["relay"] == "e3"
+    assert {where[f"core-{i}"] for i in range(1, 5)} == {"e2", "e3"}  # not the edge
+    assert {where[f"peer-{i}"] for i in range(1, 5)} == {"e1"}  # packed, first engine
+    # Routers on the edge engines, the next after their LAN's first node's (e1).
+    assert {where[r] for r in plan.routers} == {"e4"}
+    used = placement.rules_used(plan, placement.place(plan, cluster))
+    assert used["nodes group 'relay'"] == {"constraints": ["node.hostname==e3"],
+                                           "strategy": None, "engines": ["e3"]}
+    assert used["routers of lans 'home'"]["engines"] == ["e4"]
+    assert used["nodes group 'peer'"]["strategy"] == "pack"
+
+
+def test_a_group_no_engine_qualifies_for_is_refused_with_what_engines_offer() -> None:
+    plan = build_plan(parse_scenario(PLACED, "placed.yaml"))
+    with pytest.raises(BackendError) as refused:
+        placement.place(plan, engines("e1", "e2", "e3"))
+    message = str(refused.value)
+    assert "routers of lans 'home'" in message and "node.labels.zone==edge" in message
+    assert "e1 (node.hostname=e1, node.role=worker)" in message
+    assert "docker node update --label-add" in message
+
+
+@pytest.mark.parametrize("constraint, error", [
+    ("node.zone==eu", "'node.zone' is not something a constraint can name"),
+    ("node.labels.zone=eu", "write KEY==VALUE or KEY!=VALUE"),
+    ("node.role==boss", "node.role is manager or worker"),
+    ("node.labels.==x", "is not something a constraint can name"),
+])
+def test_bad_constraints_name_the_file_line_and_fix(constraint: str, error: str) -> None:
+    text = PLACED.replace("node.hostname==e3", constraint)
+    with pytest.raises(ScenarioError) as bad:
+        parse_scenario(text, "placed.yaml")
+    assert "placed.yaml:6: nodes[0].placement.constraints" in str(bad.value)
+    assert error in str(bad.value)
+
+
+def test_constraints_compare_like_swarm() -> None:
+    eu = {"node.hostname": "Edge-1", "node.labels.zone": "eu", "node.role": "manager"}
+    assert parse_constraint("node.hostname==edge-1").holds_for(eu)  # names: any case
+    assert not parse_constraint("node.labels.zone==EU").holds_for(eu)  # labels: exact
+    assert parse_constraint("node.labels.rack!=r1").holds_for(eu)  # missing label: !=
+    assert not parse_constraint("node.labels.rack==r1").holds_for(eu)
+    assert parse_constraint(" node.role == manager ").holds_for(eu)
+    node = {"ID": "abc", "Spec": {"Role": "worker", "Labels": {"zone": "eu"}},
+            "Description": {"Hostname": "h", "Platform": {"OS": "linux",
+                                                          "Architecture": "x86_64"},
+                            "Engine": {"Labels": {"disk": "ssd"}}}}
+    assert engine_attributes(node) == {
+        "node.id": "abc", "node.hostname": "h", "node.role": "worker",
+        "node.platform.os": "linux", "node.platform.arch": "x86_64",
+        "node.labels.zone": "eu", "engine.labels.disk": "ssd"}
 
 
 def test_dynamic_range_avoids_the_plans_addresses() -> None:
@@ -158,3 +244,41 @@ def test_report_lists_engines_and_clock_offsets() -> None:
         "clock_offsets": {"e1": offset, "e2": offset}, "clock_offsets_end": {"e1": offset}}}))
     assert "| e1 | 10.0.0.2 | 3 | +0.500 ± 0.020 | +0.500 ± 0.020 |" in lines
     assert "| e2 | 10.0.0.3 | 2 | +0.500 ± 0.020 | not measured |" in lines
+
+
+def test_the_mirror_writes_events_on_the_runners_clock_and_captures_byte_for_byte(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an agent streams: event lines (moved by the engine's offset), a rewritten
+    link-stage file (reset), a pcap in base64 across two messages; nothing outside the
+    mirrored folders."""
+    import base64
+    import json
+
+    pcap = bytes(range(256)) * 3
+    messages = [
+        {"path": "events/a.jsonl", "reset": False, "base64": False,
+         "data": '{"v":1,"t":100.5,"node":"a","type":"node_started"}\n'},
+        {"path": "pcap/a.pcap", "reset": False, "base64": True,
+         "data": base64.b64encode(pcap[:300]).decode()},
+        {"path": "links/a.json", "reset": False, "base64": False, "data": "old"},
+        {"path": "pcap/a.pcap", "reset": False, "base64": True,
+         "data": base64.b64encode(pcap[300:]).decode()},
+        {"path": "links/a.json", "reset": True, "base64": False, "data": "new"},
+        {"path": "../escape.txt", "reset": False, "base64": False, "data": "x"},
+        {"path": "top.txt", "reset": False, "base64": False, "data": "x"},
+    ]
+    left, right = socket.socketpair()
+    monkeypatch.setattr(clocks, "MIRROR_DRAIN_S", 0.0)
+    offset = clocks.ClockOffset(0.25, 0.001, samples=15, measured_at=0.0)
+    mirror = clocks.EventMirror(lambda: right, tmp_path, offset, lambda m: None)
+    mirror.start()
+    assert left.recv(100) == b"mirror\n"
+    left.sendall("".join(json.dumps(m) + "\n" for m in messages).encode())
+    left.close()
+    mirror.thread.join(timeout=5)
+    mirror.stop()
+    assert (tmp_path / "events" / "a.jsonl").read_text() == (
+        '{"v":1,"t":100.25,"node":"a","type":"node_started"}\n')
+    assert (tmp_path / "pcap" / "a.pcap").read_bytes() == pcap
+    assert (tmp_path / "links" / "a.json").read_text() == "new"
+    assert not (tmp_path / "top.txt").exists() and not (tmp_path.parent / "escape.txt").exists()

@@ -17,6 +17,7 @@ import networkx as nx
 from p2plab.node.identity import peer_id_for_seed
 from p2plab.topology.nat import NatBehaviour
 from p2plab.topology.nat_rules import conntrack_sysctls, nat_ruleset
+from p2plab.topology.placement import PlacementRule, rule_for
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import PUBLIC, DialTarget, LinkSpec, NatSpec, nat_spec
 
@@ -63,6 +64,7 @@ class RouterPlan:
     sysctls: dict[str, str]
     default_via: Address | None  # a router behind a carrier NAT routes through it
     routes: tuple[Route, ...] = ()
+    placement: PlacementRule | None = None  # where it may run on a cluster
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class NodePlan:
     routes: tuple[Route, ...] = ()
     link: LinkSpec | None = None  # access-link impairment, both directions
     impl: str = "py"  # which node implementation runs it (docs/node-contract.md)
+    placement: PlacementRule | None = None  # where it may run on a cluster
 
     def argv(self, run_dir: PurePosixPath) -> list[str]:
         """Flags with the event log and control FIFO under ``run_dir`` as the node sees it."""
@@ -192,7 +195,7 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
     routers: dict[str, RouterPlan] = {}
 
     def add_router(name: str, lan: str, upstream: str, nat: str, behaviour: NatBehaviour | None,
-                   default_via: Address | None) -> None:
+                   default_via: Address | None, placement: PlacementRule | None) -> None:
         lan_seg = segments[lan]
         assert lan_seg.gateway is not None
         wan_ip = next(free[upstream])
@@ -201,6 +204,7 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             nat=nat, behaviour=behaviour,
             nft_ruleset=_ruleset(name, behaviour, lan_seg.subnet, wan_ip),
             sysctls=conntrack_sysctls(behaviour), default_via=default_via,
+            placement=placement,
         )
         graph.add_node(name, kind="router", nat=nat)
         graph.add_edge(name, lan, ip=str(lan_seg.gateway), interface=LAN_IF)
@@ -215,15 +219,18 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
         if spec is None:
             continue
         behaviour, cgnat = spec.behaviour()
+        placement = _router_placement(scenario, lan.name)
         if cgnat is not None:
             carrier = carrier_segment(lan.name)
             c_net = carriers[lan.name]
             add_segment(carrier, c_net, next(iter(c_net.hosts())), 1)
-            add_router(carrier_router(lan.name), carrier, PUBLIC, "carrier-grade NAT", cgnat, None)
+            add_router(carrier_router(lan.name), carrier, PUBLIC, "carrier-grade NAT", cgnat, None,
+                       placement)
             add_router(home_router(lan.name), lan.name, carrier, spec.preset, behaviour,
-                       segments[carrier].gateway)
+                       segments[carrier].gateway, placement)
         else:
-            add_router(home_router(lan.name), lan.name, PUBLIC, spec.preset, behaviour, None)
+            add_router(home_router(lan.name), lan.name, PUBLIC, spec.preset, behaviour, None,
+                       placement)
 
     # A LAN without NAT ("public") is routed: everything on the public segment learns it.
     public_routes = tuple((str(segments[r.lan].subnet), str(r.wan_ip)) for r in routers.values()
@@ -288,6 +295,7 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             args=tuple(args), routes=host_routes(spec_node.lan),
             link=_impairment(scenario.link_of(spec_node)),
             impl=scenario.impl_of(spec_node),
+            placement=_node_placement(scenario, spec_node.name),
         )
         graph.add_node(spec_node.name, kind="node", role=spec_node.role,
                        peer_id=peer_ids[spec_node.name], impl=scenario.impl_of(spec_node))
@@ -314,6 +322,22 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
         )
     return LabPlan(scenario, segments, routers, nodes, probes, graph,
                    probing=scenario.probe_nat if probing is None else probing)
+
+
+def _node_placement(scenario: Scenario, node: str) -> PlacementRule:
+    """Every node has a rule naming its group, so a packed group can share an engine."""
+    spec = scenario.file.node_specs[scenario.node_origin(node)]
+    place = spec.placement
+    return rule_for(f"nodes group {spec.name!r}", place.constraints if place else None,
+                    place.strategy if place else None)
+
+
+def _router_placement(scenario: Scenario, lan: str) -> PlacementRule | None:
+    spec = scenario.file.lan_specs[scenario.lan_origin[lan]]
+    place = spec.placement
+    if place is None:
+        return None
+    return rule_for(f"routers of lans {spec.name!r}", place.constraints, place.strategy)
 
 
 def _impairment(link: LinkSpec | None) -> LinkSpec | None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from p2plab.topology.nat import PRESETS, NatBehaviour, resolve
+from p2plab.topology.placement import parse_constraint
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,19}")  # fullmatch: "$" would let "a\n" through
 PUBLIC = "public"
@@ -153,6 +154,26 @@ class LinkSpec(_Strict):
         return bool(self.latency_ms or self.jitter_ms or self.loss_pct or self.bandwidth_kbit)
 
 
+class Placement(_Strict):
+    """Which engines of a cluster a group's hosts may run on, and how they are laid
+    out over them (``--backend swarm``; the one-machine backends have one engine)."""
+
+    constraints: list[str] = Field(
+        default_factory=list, description="swarm's syntax, all must hold: node.hostname, "
+        "node.id, node.role, node.platform.os/arch, node.labels.KEY, engine.labels.KEY "
+        "with == or !=")
+    strategy: Literal["spread", "pack"] | None = Field(
+        default=None, description="spread: round the qualifying engines, least-loaded "
+        "first; pack: all on one of them; default: P2PLAB_PLACEMENT, else spread")
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_constraint(text)
+        return value
+
+
 class Lan(_Strict):
     """A LAN; with ``nat`` set it sits behind a NAT router on the public segment.
 
@@ -169,6 +190,8 @@ class Lan(_Strict):
     count: int | None = Field(default=None, ge=1, le=20_000)
     prefix: int = Field(default=24, ge=8, le=28, description="subnet size with count")
     link: LinkSpec | None = Field(default=None, description="every node's access link")
+    placement: Placement | None = Field(default=None, description="where its NAT router "
+                                        "runs on a cluster")
 
     _nat = field_validator("nat", mode="before")(classmethod(lambda cls, v: _check_nat(v)))
 
@@ -252,6 +275,8 @@ class NodeSpec(_Strict):
     _topics = field_validator("topics")(classmethod(
         lambda cls, v: v if v is None else [_check_topic(t) for t in v]))
     link: LinkSpec | None = Field(default=None, description="overrides the LAN's link")
+    placement: Placement | None = Field(default=None, description="where the group runs "
+                                        "on a cluster (--backend swarm)")
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 

@@ -19,6 +19,7 @@ last step of tearing a run down, and of ``p2plab clean``.
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -35,7 +36,8 @@ from urllib.parse import quote
 ENGINE_SOCKET = "/var/run/docker.sock"
 LAB = Path("/lab")
 SECRETS = Path("/run/secrets")
-MIRRORED = ("events", "links", "probe")  # what the runner reads while the run goes
+MIRRORED = ("events", "links", "probe", "pcap")  # what the runner reads as the run goes
+BINARY_SUFFIXES = (".pcap",)  # sent as base64
 MIRROR_PERIOD_S = 0.1
 CHUNK = 1 << 16
 
@@ -132,8 +134,9 @@ def send(node: str, command: str) -> str:
 
 
 def mirror(conn: ssl.SSLSocket) -> None:
-    """Every file under MIRRORED as it grows, as JSON lines {path, data}; whole lines
-    only for event logs (a node's line is never split across two messages)."""
+    """Every file under MIRRORED as it grows, as JSON lines {path, data, reset,
+    base64}; whole lines only for event logs (a node's line is never split across two
+    messages); packet captures in base64."""
     offsets: dict[Path, int] = {}
     while True:
         out = []
@@ -155,8 +158,11 @@ def mirror(conn: ssl.SSLSocket) -> None:
                     data = data[: data.rfind(b"\n") + 1]
                 if data or start is None or reset:
                     offsets[path] = (start or 0) + len(data)
+                    binary = path.suffix in BINARY_SUFFIXES
+                    text = (base64.b64encode(data).decode() if binary
+                            else data.decode(errors="replace"))
                     out.append(json.dumps({"path": f"{folder}/{path.name}", "reset": reset,
-                                           "data": data.decode(errors="replace")}))
+                                           "data": text, "base64": binary}))
         if out:
             conn.sendall(("\n".join(out) + "\n").encode())
         time.sleep(MIRROR_PERIOD_S)
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return sweep(args.sweep)
     if not args.port:
         parser.error("--port (or P2PLAB_AGENT_PORT) is required")
-    for folder in ("events", "control", "routers", "links", "probe"):
+    for folder in ("events", "control", "routers", "links", "probe", "pcap"):
         (LAB / folder).mkdir(parents=True, exist_ok=True)  # the run's folder, this engine's part
     context = tls_context()
     threading.Thread(target=serve, args=(args.port + 1, lines, context), daemon=True).start()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import platform
 import shlex
 import shutil
@@ -43,6 +44,7 @@ from p2plab.compose.swarm.registry import publish_image
 from p2plab.compose.swarm.engines import AgentLines, EngineHandle, engine_client
 from p2plab.compose.swarm.stack import remove_quietly, remove_stack
 from p2plab.compose.swarm.tls import RunCertificates, issue
+from p2plab.topology.placement import engine_attributes
 from p2plab.resources import cache_dir
 from p2plab.topology.plan import LabPlan, Programs
 
@@ -101,7 +103,8 @@ class SwarmBackend:
         if not nodes:
             raise BackendError("the swarm has no ready, active node")
         self.engines = sorted(
-            (EngineHandle(n.id, n.attrs["Description"]["Hostname"], _node_address(n))
+            (EngineHandle(n.id, n.attrs["Description"]["Hostname"], _node_address(n),
+                          attributes=engine_attributes(n.attrs))
              for n in nodes), key=lambda e: e.hostname)
         started = time.monotonic()
         self.image = publish_image(self.manager, self.settings.registry, self.log)
@@ -123,6 +126,9 @@ class SwarmBackend:
                             for e in self.engines],
                 "engine_of": {host: e.hostname for host, e in sorted(self.where.items())},
                 "hosts_per_engine": placement.counts(self.where),
+                "placement": {"default": os.environ.get("P2PLAB_PLACEMENT", "spread"),
+                              "groups": (placement.rules_used(self.plan, self.where)
+                                         if self.plan else {})},
                 "clock_offsets": {name: o.as_dict() for name, o in self.offsets.items()},
                 "clock_offsets_end": {n: o.as_dict() for n, o in self.offsets_end.items()},
                 "timings_s": self.timings,
@@ -150,6 +156,8 @@ class SwarmBackend:
 
     def _create(self, plan: LabPlan, run_dir: Path) -> None:
         self.plan, self.run_dir = plan, run_dir
+        # First: a group no engine qualifies for stops the run before anything is made.
+        self.where = placement.place(plan, self.engines)
         for sub in ("events", "logs", "control", "routers", "links"):
             (run_dir / sub).mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -161,7 +169,6 @@ class SwarmBackend:
                                         self.offsets[engine.hostname], self.log)
             mirror.start()
             self.mirrors.append(mirror)
-        self.where = placement.spread(plan, self.engines)
         for segment in plan.segments:
             self._create_network(segment)
         with ThreadPoolExecutor(PARALLEL) as pool:

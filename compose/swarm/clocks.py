@@ -10,6 +10,7 @@ and never needs to know where a node ran.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -60,8 +61,8 @@ def corrected(lines: str, offset_s: float) -> str:
 
 
 class EventMirror:
-    """Copies what an engine's nodes write under /lab (events, link-stage files) into
-    the results folder while the run goes; one thread per engine."""
+    """Copies what an engine's hosts write under /lab (events, link-stage files, packet
+    captures) into the results folder while the run goes; one thread per engine."""
 
     def __init__(self, connect: Callable[[], Any], run_dir: Path, offset: ClockOffset,
                  log: Callable[[str], None]) -> None:
@@ -84,19 +85,24 @@ class EventMirror:
         try:
             for raw in reader:
                 item = json.loads(raw)
-                self._write(item["path"], item["data"], bool(item.get("reset")))
+                data = item["data"]
+                if item.get("base64"):
+                    data = base64.b64decode(data)
+                self._write(item["path"], data, bool(item.get("reset")))
         except (OSError, ValueError) as exc:
             if not self.stopping.is_set():
                 self.log(f"event mirror stopped: {exc}")
 
-    def _write(self, relative: str, data: str, reset: bool) -> None:
+    def _write(self, relative: str, data: str | bytes, reset: bool) -> None:
         path = self.run_dir / relative
         if path.parent.resolve() == self.run_dir.resolve() or ".." in Path(relative).parts:
             return  # only files inside the mirrored folders
-        if relative.startswith("events/") and relative.endswith(".jsonl"):
-            data = corrected(data, self.offset.offset_s)
+        if isinstance(data, str):
+            if relative.startswith("events/") and relative.endswith(".jsonl"):
+                data = corrected(data, self.offset.offset_s)
+            data = data.encode()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w" if reset else "a", encoding="utf-8") as fh:
+        with open(path, "wb" if reset else "ab") as fh:
             fh.write(data)
 
     def stop(self) -> None:

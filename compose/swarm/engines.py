@@ -8,7 +8,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from p2plab.compose.swarm.tls import RunCertificates
@@ -27,6 +27,8 @@ class EngineHandle:
     agent_container: Any = None
     lines: "AgentLines | None" = None
     docker_engine: str = "?"
+    # What placement constraints can name (topology.placement.engine_attributes).
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 class AgentLines:

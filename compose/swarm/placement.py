@@ -1,9 +1,14 @@
 """Which engine each router and node runs on.
 
-Spread: nodes round-robin over the engines in the plan's order; each NAT router on
-the engine after its LAN's first node's, so a LAN's traffic to its router crosses
-engines whenever there are two or more. P2PLAB_PLACEMENT=pack puts everything on the
-first engine (a single-engine baseline on the same cluster).
+Each host may carry the placement rule of its scenario group (``placement:`` on a node
+group, or on a LAN for its NAT router): constraints in swarm's syntax pick the engines
+it may run on, and the strategy how the group is laid out over them. ``spread`` (the
+default) takes the least-loaded qualifying engine, ties to the first by hostname (with
+no constraints, round-robin in the plan's order); each NAT router goes on the next
+qualifying engine after its LAN's first node's, so a LAN's traffic to its router
+crosses engines whenever it can. ``pack`` puts a group on its first qualifying engine.
+P2PLAB_PLACEMENT=pack makes pack every group's default (a single-engine baseline on the
+same cluster). A group no engine qualifies for stops the run before anything is made.
 """
 
 from __future__ import annotations
@@ -11,29 +16,92 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections import Counter
-from typing import Any, Sequence, TypeVar
+from typing import Any, Mapping, Protocol, Sequence, TypeVar
 
 from p2plab.compose.backend import BackendError
+from p2plab.topology.placement import PlacementRule
 from p2plab.topology.plan import LabPlan
 
-E = TypeVar("E")
 STRATEGIES = ("spread", "pack")
 
 
-def spread(plan: LabPlan, engines: Sequence[E]) -> dict[str, E]:
+class Engine(Protocol):
+    hostname: str
+    attributes: Mapping[str, str]
+
+
+E = TypeVar("E", bound=Engine)
+
+
+def default_strategy() -> str:
     strategy = os.environ.get("P2PLAB_PLACEMENT", "spread")
     if strategy not in STRATEGIES:
         raise BackendError(f"P2PLAB_PLACEMENT={strategy!r}: use one of {', '.join(STRATEGIES)}")
-    if strategy == "pack":
-        return {name: engines[0] for name in [*plan.routers, *(h.name for h in plan.hosts())]}
+    return strategy
+
+
+def place(plan: LabPlan, engines: Sequence[E]) -> dict[str, E]:
+    """Host name -> engine for every node, probe host and router of the plan."""
+    default = default_strategy()
+    load: Counter[int] = Counter()
+    packed: dict[str, int] = {}
     where: dict[str, E] = {}
+
+    def choose(rule: PlacementRule | None, after: int | None = None) -> E:
+        eligible = qualifying(rule, engines)
+        strategy = (rule.strategy if rule else None) or default
+        if strategy == "pack":
+            key = rule.group if rule else ""
+            index = packed.setdefault(key, eligible[0])
+            if index not in eligible:  # a router's rule may differ from its group's
+                index = eligible[0]
+        elif after is not None:  # a router: the next qualifying engine after `after`
+            index = min(eligible, key=lambda i: ((i - after - 1) % len(engines), load[i]))
+        else:
+            index = min(eligible, key=lambda i: (load[i], i))
+        load[index] += 1
+        return engines[index]
+
     first_on_lan: dict[str, int] = {}
-    for index, host in enumerate(plan.hosts()):
-        where[host.name] = engines[index % len(engines)]
-        first_on_lan.setdefault(host.segment, index)
+    for host in plan.hosts():
+        where[host.name] = choose(host.placement)
+        first_on_lan.setdefault(host.segment, engines.index(where[host.name]))
     for name, router in plan.routers.items():
-        where[name] = engines[(first_on_lan.get(router.lan, 0) + 1) % len(engines)]
+        where[name] = choose(router.placement, after=first_on_lan.get(router.lan, -1))
     return where
+
+
+def qualifying(rule: PlacementRule | None, engines: Sequence[Engine]) -> list[int]:
+    """Indexes of the engines a rule allows, or a BackendError naming the group, what it
+    asks, and what each engine offers."""
+    if rule is None or not rule.constraints:
+        return list(range(len(engines)))
+    eligible = [i for i, e in enumerate(engines) if rule.qualifies(e.attributes)]
+    if not eligible:
+        offers = "; ".join(
+            f"{e.hostname} (" + ", ".join(f"{k}={v}" for k, v in sorted(e.attributes.items())
+                                          if k != "node.id") + ")" for e in engines)
+        raise BackendError(
+            f"placement of {rule.group}: no engine of the swarm meets {rule.describe()}. "
+            f"Engines: {offers}. Change the constraints in the scenario, or label a node "
+            "to match: docker node update --label-add KEY=VALUE NODE")
+    return eligible
+
+
+def rules_used(plan: LabPlan, where: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """For the manifest: each group with a rule, what it asked and where it landed."""
+    out: dict[str, dict[str, Any]] = {}
+    hosts = [*((h.name, h.placement) for h in plan.hosts()),
+             *((n, r.placement) for n, r in plan.routers.items())]
+    for name, rule in hosts:
+        if rule is None or (not rule.constraints and rule.strategy is None):
+            continue
+        entry = out.setdefault(rule.group, {"constraints": [str(c) for c in rule.constraints],
+                                            "strategy": rule.strategy, "engines": []})
+        engine = getattr(where[name], "hostname", str(where[name]))
+        if engine not in entry["engines"]:
+            entry["engines"].append(engine)
+    return out
 
 
 def dynamic_range(subnet: ipaddress.IPv4Network, used: set[str],
