@@ -46,6 +46,10 @@ def run_scenario(path: Path, backend_name: str, results: Path,
                            "would need the run's agents to outlive it): use --backend "
                            "docker to keep a lab")
     plan = build_plan(scenario)  # address-plan errors surface before anything is made
+    if backend_name != "swarm" and any(
+            spec.placement for spec in [*scenario.file.node_specs, *scenario.file.lan_specs]):
+        progress(f"note: placement rules choose engines of a cluster (--backend swarm); "
+                 f"{backend_name} runs every host on this machine")
     run_id = new_run_id()
     backend = make_backend(backend_name, run_id, log=progress)
     try:
