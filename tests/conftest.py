@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Container
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs root and a Docker engine"))
 
 
-def node_processes(spare: set[str]) -> list[str]:
+def node_processes(spare: Container[str]) -> list[str]:
     import psutil
 
     from p2plab.compose.ownership import RUN_ENV
@@ -78,7 +79,7 @@ def node_processes(spare: set[str]) -> list[str]:
             if proc.environ().get(RUN_ENV) in spare:
                 continue
             found.append(f"{pid} {' '.join(proc.cmdline())[:80]}")
-        except psutil.Error:
+        except (psutil.Error, OSError):  # gone since pgrep listed it (a container's, too)
             continue
     return found
 
@@ -90,9 +91,10 @@ def leftovers() -> list[str]:
     from p2plab.compose.backend import PREFIX
     from p2plab.compose.cleanup import helper_processes, lab_namespaces
     from p2plab.compose.docker_backend import RUN_LABEL
-    from p2plab.compose.ownership import protected_run_ids, run_id_of
+    from p2plab.compose.ownership import ProtectedRuns, run_id_of
 
-    spare = protected_run_ids(include_kept=False)
+    # Asked per object: a run another test starts meanwhile registered first.
+    spare = ProtectedRuns(include_kept=False)
     found = [f"namespace {n}" for n in lab_namespaces() if run_id_of(n, PREFIX) not in spare]
     found += [f"process {p}" for p in node_processes(spare)]
     found += [f"helper {pid} {cmd[:60]}" for pid, cmd in helper_processes(spare)]
