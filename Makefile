@@ -49,25 +49,31 @@ scenario: setup
 validate: setup
 	$(BIN)/p2plab validate scenarios/*.yaml
 
-# The shipped suite on Docker (JUnit XML in build/suite) side by side with every test
-# that needs no lab engine (unit, node processes, netns labs, the simulator): verdicts
-# must hold on a busy machine, and this is one. Then the Docker tests (their labs share
-# the host's address space with the suite's) side by side with the swarm tests (a
-# cluster of engines of their own; output in build/swarm-tests.log). The image is built
-# first, once. Every stage runs whatever the others said; the exit status is a failure
-# if any failed.
+# Two stages of two lanes each, so the two cores stay busy and every verdict is reached
+# on a loaded machine. Stage 1: the shipped suite on Docker (JUnit XML in build/suite),
+# then the tests that need no lab (unit, node processes, the simulator; output in
+# build/unit-tests.log), beside the tests that build network namespaces. Stage 2: the
+# Docker tests (their labs share the host's address space with the suite's) beside the
+# swarm tests (a cluster of engines of their own; build/swarm-tests.log). The image is
+# built first, once. Every lane runs whatever the others said; the exit status is a
+# failure if any failed.
 test: setup compose-v2 images
-	@mkdir -p build; \
-	$(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 & suite_pid=$$!; \
-	tests=0; $(BIN)/pytest -q --durations=10 -m "not docker and not swarm" || tests=$$?; \
-	suite=0; wait $$suite_pid || suite=$$?; \
+	@mkdir -p build; rm -f build/lane1.status; \
+	( suite=0; $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 || suite=$$?; \
+	  unit=0; $(BIN)/pytest -q --durations=10 -m "not docker and not swarm and not netns" \
+	    > build/unit-tests.log 2>&1 || unit=$$?; \
+	  echo "$$suite $$unit" > build/lane1.status ) & lane1_pid=$$!; \
+	netns_tests=0; $(BIN)/pytest -q --durations=10 -m "netns and not docker and not swarm" \
+	  || netns_tests=$$?; \
+	wait $$lane1_pid; suite=1; unit=1; read suite unit < build/lane1.status; \
 	echo "== the shipped suite (build/suite.log):"; tail -n 40 build/suite.log; \
+	echo "== the tests without a lab (build/unit-tests.log):"; tail -n 40 build/unit-tests.log; \
 	$(BIN)/pytest -q --durations=10 -m swarm > build/swarm-tests.log 2>&1 & swarm_pid=$$!; \
 	docker_tests=0; $(BIN)/pytest -q --durations=10 -m docker || docker_tests=$$?; \
 	swarm_tests=0; wait $$swarm_pid || swarm_tests=$$?; \
 	echo "== the swarm tests (build/swarm-tests.log):"; tail -n 60 build/swarm-tests.log; \
-	echo "== results: suite exit $$suite, tests without lab engines exit $$tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
-	[ $$suite -eq 0 ] && [ $$tests -eq 0 ] && [ $$docker_tests -eq 0 ] && [ $$swarm_tests -eq 0 ]
+	echo "== results: suite exit $$suite, tests without a lab exit $$unit, netns tests exit $$netns_tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
+	[ $$suite -eq 0 ] && [ $$unit -eq 0 ] && [ $$netns_tests -eq 0 ] && [ $$docker_tests -eq 0 ] && [ $$swarm_tests -eq 0 ]
 
 suite: setup
 	$(BIN)/p2plab suite --backend $(BACKEND) --results $(RESULTS)/suite
