@@ -76,7 +76,10 @@ def node_processes(spare: Container[str]) -> list[str]:
             if os.stat(f"/proc/{pid}/ns/mnt").st_ino != own_mounts:
                 continue  # inside a container: counted with the containers below
             proc = psutil.Process(int(pid))
-            if proc.environ().get(RUN_ENV) in spare:
+            owner = proc.environ().get(RUN_ENV)
+            # A lab's nodes carry their run's id; nodes without one are a unit test's
+            # own (tests/test_node.py, test_contract.py), which may run meanwhile.
+            if owner is None or owner in spare:
                 continue
             found.append(f"{pid} {' '.join(proc.cmdline())[:80]}")
         except (psutil.Error, OSError):  # gone since pgrep listed it (a container's, too)
