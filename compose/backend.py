@@ -78,6 +78,10 @@ class Backend(Protocol):
     def engine_of(self, host: str) -> str | None:
         """The machine (engine) a host runs on, for the manifest; None before placement."""
 
+    def kept_details(self) -> dict[str, Any]:
+        """What a kept lab's record needs beyond hosts and helpers to reach the lab once
+        the runner has gone (``p2plab exec``, ``down``); empty for labs on this machine."""
+
     def destroy(self) -> None:
         """Remove everything this backend created for this run. Safe to call twice."""
 
@@ -98,6 +102,9 @@ class LocalHosts:
 
     def engine_of(self, host: str) -> str | None:
         return platform.node()  # every host of the lab is on this machine
+
+    def kept_details(self) -> dict[str, Any]:
+        return {}  # names and labels are enough: `p2plab exec` and `down` find the rest
 
     def send_command(self, host: str, command: dict[str, Any]) -> None:
         from p2plab.control import send_command

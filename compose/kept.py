@@ -31,6 +31,7 @@ class KeptLab:
     hosts: list[str]
     capture_pids: list[int] = field(default_factory=list)
     host_limits: dict = field(default_factory=dict)  # NeighbourLimits.state(), put back by down
+    details: dict = field(default_factory=dict)  # Backend.kept_details(): swarm's agents
 
     def save(self) -> Path:
         KEPT_DIR.mkdir(parents=True, exist_ok=True)
@@ -54,16 +55,28 @@ class _KeptOwner(LogReader):
         self.run_dir = Path(lab.run_dir)
 
     def argv_in(self, host: str, argv: list[str]) -> list[str]:
-        return exec_argv(self.lab.backend, self.lab.run_id, host, argv, interactive=True)
+        return self._argv(host, argv, interactive=True)
 
     def exec_in(self, host: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(exec_argv(self.lab.backend, self.lab.run_id, host, argv),
-                              capture_output=True, text=True)
+        return subprocess.run(self._argv(host, argv), capture_output=True, text=True)
+
+    def _argv(self, host: str, argv: list[str], interactive: bool = False) -> list[str]:
+        if self.lab.backend == "swarm":
+            from p2plab.compose.swarm import kept as swarm_kept
+
+            keep = swarm_kept.SwarmKeep.of(self.lab.details)
+            return swarm_kept.exec_argv(keep, self.lab.run_id, host, argv, interactive)
+        return exec_argv(self.lab.backend, self.lab.run_id, host, argv, interactive)
 
     def kill_host(self, host: str) -> None:
         raise BackendError("a kept lab's timeline is over: stop its nodes with p2plab down")
 
     def send_to(self, host: str, command: dict[str, Any]) -> None:
+        if self.lab.backend == "swarm":
+            from p2plab.compose.swarm import kept as swarm_kept
+
+            swarm_kept.send(swarm_kept.SwarmKeep.of(self.lab.details), host, command)
+            return
         send_command(self.run_dir / "control" / f"{host}.fifo", command)
 
 
@@ -98,7 +111,12 @@ def down(lab: KeptLab) -> list[str]:
 
     stop_captures(lab.capture_pids)
     removed = kill_helpers(only=lab.run_id)
-    if lab.backend == "netns":
+    if lab.backend == "swarm":  # captures stopped first: their last packets are synced
+        from p2plab.compose.swarm import kept as swarm_kept
+
+        removed += swarm_kept.bring_down(swarm_kept.SwarmKeep.of(lab.details), lab.run_id,
+                                         Path(lab.run_dir))
+    elif lab.backend == "netns":
         removed += remove_namespaces(f"{PREFIX}{lab.run_id}-")
     else:
         removed += remove_docker_objects(run_id=lab.run_id,

@@ -502,7 +502,7 @@ def execute(scenario_path: Path, scenario: Scenario, backend: Backend,
             KeptLab(run_id, backend.name, str(run_dir), hosts,
                     [p.pid for p in [*runner.captures.values(),
                                      *runner.links.stages.values()]],
-                    host_limits=limits.state()).save()
+                    host_limits=limits.state(), details=backend.kept_details()).save()
             if record is not None:
                 record.kept = True
                 record.save()

@@ -41,10 +41,6 @@ def run_scenario(path: Path, backend_name: str, results: Path,
     if backend_name == "sim":
         return _simulate(path, scenario, results, progress)
     check_emulation_size(scenario, backend_name)
-    if backend_name == "swarm" and keep:
-        raise BackendError("--keep is not available with --backend swarm (a kept lab "
-                           "would need the run's agents to outlive it): use --backend "
-                           "docker to keep a lab")
     plan = build_plan(scenario)  # address-plan errors surface before anything is made
     if backend_name != "swarm" and any(
             spec.placement for spec in [*scenario.file.node_specs, *scenario.file.lan_specs]):

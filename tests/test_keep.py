@@ -24,23 +24,26 @@ def test_keep_exec_capture_down(backend: str, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     try:
         assert run.returncode == 0, run.stdout + run.stderr
-        (lab,) = kept_labs()
+        # Only this test's lab: the swarm tests may keep one of their own meanwhile.
+        (lab,) = [k for k in kept_labs() if k.backend == backend]
+        run = ["--run", lab.run_id]
         assert lab.backend == backend and "home-a-gw" in lab.hosts and "alice" in lab.hosts
         assert any(line.startswith(("namespace", "container")) for line in leftovers())
         # A command in a node and in a router, through the CLI.
-        addr = subprocess.run([*P2PLAB, "exec", "alice", "--", "ip", "-4", "-o", "addr"],
+        addr = subprocess.run([*P2PLAB, "exec", *run, "alice", "--", "ip", "-4", "-o", "addr"],
                               capture_output=True, text=True, timeout=60)
         assert addr.returncode == 0 and "10.1.0.10" in addr.stdout, addr.stderr
-        rules = subprocess.run([*P2PLAB, "exec", "home-a-gw", "--", "nft", "list", "ruleset"],
+        rules = subprocess.run([*P2PLAB, "exec", *run, "home-a-gw", "--", "nft", "list", "ruleset"],
                                capture_output=True, text=True, timeout=60)
         assert re.search(r"snat (ip )?to 203\.0\.113\.2", rules.stdout), rules.stdout[-800:]
-        bad = subprocess.run([*P2PLAB, "exec", "nobody", "--", "true"], capture_output=True,
+        bad = subprocess.run([*P2PLAB, "exec", *run, "nobody", "--", "true"], capture_output=True,
                              text=True)
         assert bad.returncode == 2 and "no host 'nobody'" in bad.stderr
     finally:
-        down = subprocess.run([*P2PLAB, "down"], capture_output=True, text=True, timeout=120)
+        down = subprocess.run([*P2PLAB, "down", *run], capture_output=True, text=True,
+                              timeout=120)
     assert down.returncode == 0, down.stderr
-    assert kept_labs() == [] and leftovers() == []
+    assert lab.run_id not in {k.run_id for k in kept_labs()} and leftovers() == []
     # The captures hold the relayed traffic: the router saw alice's flows leave.
     run_dir = next(tmp_path.iterdir())
     pcap = run_dir / "pcap" / "home-a-gw.pcap"

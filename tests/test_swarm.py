@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from p2plab.compose.kept import kept_labs
 from p2plab.compose.swarm import cluster as local_cluster
 from p2plab.resources import cache_dir
 
@@ -171,6 +172,50 @@ def _wait_for_nodes(cluster: local_cluster.Cluster, proc: subprocess.Popen[str])
             return
         time.sleep(0.5)
     pytest.fail("the lab's nodes did not appear within 120 s")
+
+
+def count_events(path: Path, type_: str) -> int:
+    return sum(1 for line in path.read_text().splitlines()
+               if line.strip() and json.loads(line)["type"] == type_)
+
+
+def test_keep_exec_command_and_down(cluster: local_cluster.Cluster, tmp_path: Path) -> None:
+    """A kept lab on the swarm: commands in a node and in its router through their
+    engines' agents, a chat line sent after the runner left, then `p2plab down`: the
+    results folder gets what happened meanwhile, and nothing of the run is left on any
+    engine, its certificates included. (No --capture: the Docker tests beside these
+    count a kept lab's helpers on this machine as leftovers.)"""
+    done = subprocess.run([*P2PLAB, "run", "nat-relay", "--backend", "swarm", "--keep",
+                           "--results", str(tmp_path)], capture_output=True,
+                          text=True, timeout=400, env=swarm_env())
+    assert done.returncode == 0, done.stderr[-3000:] + engine_errors()
+    (lab,) = [k for k in kept_labs() if k.backend == "swarm"]
+    run_dir = Path(lab.run_dir)
+    run = ["--run", lab.run_id]
+    try:
+        assert leftovers(cluster, lab.run_id), "the kept lab should still be up"
+        addr = subprocess.run([*P2PLAB, "exec", *run, "alice", "--", "ip", "-4", "-o",
+                               "addr"], capture_output=True, text=True, timeout=60,
+                              env=swarm_env())
+        assert addr.returncode == 0 and "10.1.0.10" in addr.stdout, addr.stderr
+        rules = subprocess.run([*P2PLAB, "exec", *run, "home-a-gw", "--", "nft",
+                                "list", "ruleset"], capture_output=True, text=True, timeout=60,
+                               env=swarm_env())
+        assert rules.returncode == 0 and "203.0.113." in rules.stdout, rules.stderr
+        published = count_events(run_dir / "events" / "alice.jsonl", "message_published")
+        received = count_events(run_dir / "events" / "bob.jsonl", "message_received")
+        lab["alice"].send({"cmd": "say", "text": "after the runner left"})
+        time.sleep(3)
+    finally:
+        down = subprocess.run([*P2PLAB, "down", *run], capture_output=True, text=True,
+                              timeout=300, env=swarm_env())
+    assert down.returncode == 0, down.stderr
+    assert count_events(run_dir / "events" / "alice.jsonl", "message_published") == published + 1
+    assert count_events(run_dir / "events" / "bob.jsonl", "message_received") == received + 1
+    assert (run_dir / "logs" / "alice.log").exists()
+    assert lab.run_id not in {k.run_id for k in kept_labs()}
+    assert leftovers(cluster, lab.run_id) == []
+    assert not Path(lab.details["certs"]).exists()
 
 
 def test_interrupted_run_removes_its_stack_everywhere(cluster: local_cluster.Cluster,

@@ -282,3 +282,60 @@ def test_the_mirror_writes_events_on_the_runners_clock_and_captures_byte_for_byt
     assert (tmp_path / "pcap" / "a.pcap").read_bytes() == pcap
     assert (tmp_path / "links" / "a.json").read_text() == "new"
     assert not (tmp_path / "top.txt").exists() and not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_a_kept_labs_down_replaces_what_the_runner_mirrored_with_the_engines_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`p2plab down` of a kept swarm lab syncs from the real agent code over the run's
+    TLS: files the runner had mirrored in part are replaced whole (not appended to),
+    events moved by the engine's offset, captures byte for byte."""
+    from p2plab.compose.swarm import agent
+    from p2plab.compose.swarm import kept as swarm_kept
+
+    lab = tmp_path / "lab"
+    for folder in agent.MIRRORED:
+        (lab / folder).mkdir(parents=True)
+    (lab / "events" / "alice.jsonl").write_text(
+        '{"v":1,"t":10.5,"node":"alice","type":"node_started"}\n'
+        '{"v":1,"t":20.5,"node":"alice","type":"message_published"}\n')
+    capture = bytes(range(256)) * 40
+    (lab / "pcap" / "alice.pcap").write_bytes(capture)
+    monkeypatch.setattr(agent, "LAB", lab)
+    certs = issue(tmp_path / "tls", "aaaaaa", ["127.0.0.1"])
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(certs.agent_cert, certs.agent_key)
+    server.load_verify_locations(certs.ca)
+    server.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        conn = server.wrap_socket(raw, server_side=True)
+        assert conn.makefile("rb").readline() == b"mirror\n"
+        try:
+            agent.mirror(conn)
+        except OSError:
+            pass  # the runner hung up
+
+    threading.Thread(target=serve, daemon=True).start()
+    run_dir = tmp_path / "results"
+    (run_dir / "events").mkdir(parents=True)
+    (run_dir / "events" / "alice.jsonl").write_text(
+        '{"v":1,"t":10.25,"node":"alice","type":"node_started"}\n')  # mirrored before
+    keep = swarm_kept.SwarmKeep(
+        manager="unix:///nowhere", engine_socket="/var/run/docker.sock", image="x",
+        port=listener.getsockname()[1] - 1, certs=str(certs.folder),
+        hosts={"alice": "127.0.0.1", "alice-gw": "127.0.0.1"}, offsets={"127.0.0.1": 0.25})
+    synced = swarm_kept.sync(keep, run_dir)
+    assert set(synced) == {"events/alice.jsonl", "pcap/alice.pcap"}
+    assert (run_dir / "events" / "alice.jsonl").read_text() == (
+        '{"v":1,"t":10.25,"node":"alice","type":"node_started"}\n'
+        '{"v":1,"t":20.25,"node":"alice","type":"message_published"}\n')
+    assert (run_dir / "pcap" / "alice.pcap").read_bytes() == capture
+    argv = swarm_kept.exec_argv(keep, "aaaaaa", "alice", ["ip", "addr"])
+    assert argv[:3] == ["docker", "--host", f"tcp://127.0.0.1:{keep.port}"]
+    assert argv[-5:] == ["exec", "-i", "p2pl-aaaaaa-alice", "ip", "addr"]
+    with pytest.raises(BackendError, match="no host 'bob' in this kept lab; hosts: alice"):
+        swarm_kept.exec_argv(keep, "aaaaaa", "bob", ["sh"])
+    with pytest.raises(BackendError, match="p2plab clean --kept"):
+        swarm_kept.SwarmKeep.of({"manager": "x"})

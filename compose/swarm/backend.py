@@ -447,6 +447,17 @@ class SwarmBackend:
                 "--label", f"{RUN_LABEL}={self.run_id}", "--label", f"{ROLE_LABEL}=helper",
                 "-v", f"{self.prefix}lab:{LAB_MOUNT}", str(self.image)]
 
+    def kept_details(self) -> dict[str, Any]:
+        from p2plab.compose.swarm.kept import SwarmKeep
+
+        assert self.settings is not None and self.certs is not None
+        return SwarmKeep(
+            manager=self.settings.manager, engine_socket=self.settings.engine_socket,
+            image=str(self.image), port=self.port, certs=str(self.certs.folder),
+            hosts={host: e.address for host, e in self.where.items()},
+            offsets={e.address: self.offsets[e.hostname].offset_s for e in self.engines
+                     if e.hostname in self.offsets}).as_dict()
+
     def engine_of(self, host: str) -> str | None:
         engine = self.where.get(host)
         return engine.hostname if engine else None
