@@ -339,3 +339,14 @@ def test_a_kept_labs_down_replaces_what_the_runner_mirrored_with_the_engines_fil
         swarm_kept.exec_argv(keep, "aaaaaa", "bob", ["sh"])
     with pytest.raises(BackendError, match="p2plab clean --kept"):
         swarm_kept.SwarmKeep.of({"manager": "x"})
+
+
+def test_show_lists_each_groups_placement() -> None:
+    from p2plab.topology.describe import describe
+
+    text = describe(build_plan(parse_scenario(PLACED, "placed.yaml")))
+    assert "Placement on a cluster (--backend swarm):" in text
+    assert "nodes relay              node.hostname==e3; default strategy" in text
+    assert "nodes peer               any engine; pack" in text
+    assert "router of lans home      node.labels.zone==edge; default strategy" in text
+    assert "Placement" not in describe(build_plan(load_scenario(SCENARIOS / "nat-relay.yaml")))

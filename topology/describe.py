@@ -70,6 +70,13 @@ def describe(plan: LabPlan) -> str:
         lines.append(f"  {node.name:<12} {node.lan:<14} {node.role:<9} dials {targets}")
     if len(s.nodes) > 12:
         lines.append(f"  ... and {len(s.nodes) - 12} more")
+    rules = [(f"nodes {spec.name}", spec.placement) for spec in s.node_specs if spec.placement]
+    rules += [(f"router of lans {spec.name}", spec.placement) for spec in s.lan_specs
+              if spec.placement]
+    if rules:
+        lines += ["", "Placement on a cluster (--backend swarm):"]
+        lines += [f"  {who:<24} " + (" and ".join(rule.constraints) or "any engine")
+                  + f"; {rule.strategy or 'default strategy'}" for who, rule in rules]
     lines += ["", f"Timeline ({len(s.timeline)} steps):"]
     for i, step in enumerate(s.timeline):
         data = step.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
