@@ -192,14 +192,13 @@ def test_settings_need_a_swarm_and_a_registry(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_agent_accepts_only_the_runs_certificates(tmp_path: Path) -> None:
-    """A TLS server set up as the agent's: the run's runner certificate passes, another
-    run's is refused."""
+    """The agent's TLS server: the run's runner certificate passes, another run's is
+    refused."""
+    from p2plab.compose.swarm import agent
+
     ours = issue(tmp_path / "ours", "aaaaaa", ["127.0.0.1"])
     theirs = issue(tmp_path / "theirs", "bbbbbb", ["127.0.0.1"])
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(ours.agent_cert, ours.agent_key)
-    server.load_verify_locations(ours.ca)
-    server.verify_mode = ssl.CERT_REQUIRED
+    server = agent.tls_context(ours.agent_cert, ours.agent_key, ours.ca)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     results: list[str] = []
@@ -302,10 +301,7 @@ def test_a_kept_labs_down_replaces_what_the_runner_mirrored_with_the_engines_fil
     (lab / "pcap" / "alice.pcap").write_bytes(capture)
     monkeypatch.setattr(agent, "LAB", lab)
     certs = issue(tmp_path / "tls", "aaaaaa", ["127.0.0.1"])
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(certs.agent_cert, certs.agent_key)
-    server.load_verify_locations(certs.ca)
-    server.verify_mode = ssl.CERT_REQUIRED
+    server = agent.tls_context(certs.agent_cert, certs.agent_key, certs.ca)
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:

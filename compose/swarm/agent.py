@@ -42,10 +42,13 @@ MIRROR_PERIOD_S = 0.1
 CHUNK = 1 << 16
 
 
-def tls_context() -> ssl.SSLContext:
+def tls_context(cert: Path = SECRETS / "p2plab-agent-cert",
+                key: Path = SECRETS / "p2plab-agent-key",
+                ca: Path = SECRETS / "p2plab-ca") -> ssl.SSLContext:
+    """Only clients with a certificate of the run's CA (its runner) get through."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(SECRETS / "p2plab-agent-cert", SECRETS / "p2plab-agent-key")
-    context.load_verify_locations(SECRETS / "p2plab-ca")
+    context.load_cert_chain(cert, key)
+    context.load_verify_locations(ca)
     context.verify_mode = ssl.CERT_REQUIRED
     return context
 
