@@ -66,8 +66,20 @@ class RunRecord:
         RUNS_DIR.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, json.dumps(asdict(self), indent=2) + "\n")
 
+    @classmethod
+    def load(cls, path: Path) -> "RunRecord | None":
+        """The record in ``path``, or None if it is missing, torn or foreign."""
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
     def owner_alive(self) -> bool:
         return started_ticks(self.owner_pid) == self.owner_started
+
+    def protected(self, include_kept: bool = True) -> bool:
+        """Whether ``p2plab clean`` must leave the run's objects alone."""
+        return self.owner_alive() or (self.kept and include_kept)
 
     @property
     def live(self) -> bool:
@@ -112,18 +124,18 @@ def records() -> list[RunRecord]:
         return []
     out = []
     for path in sorted(RUNS_DIR.glob("*.json")):
-        try:
-            out.append(RunRecord(**json.loads(path.read_text())))
-        except (OSError, ValueError, TypeError):
+        record = RunRecord.load(path)
+        if record is None:
             path.unlink(missing_ok=True)  # torn or foreign: it protects nothing
+        else:
+            out.append(record)
     return out
 
 
 def protected_run_ids(include_kept: bool = True) -> set[str]:
     """Runs whose objects ``p2plab clean`` must leave alone: live owners, and kept labs
     unless ``include_kept`` is False (``clean --kept``)."""
-    return {r.run_id for r in records()
-            if r.owner_alive() or (r.kept and include_kept)}
+    return {r.run_id for r in records() if r.protected(include_kept)}
 
 
 class ProtectedRuns:
@@ -138,11 +150,8 @@ class ProtectedRuns:
     def __contains__(self, run_id: object) -> bool:
         if not isinstance(run_id, str) or not run_id or "/" in run_id:
             return False
-        try:
-            record = RunRecord(**json.loads((RUNS_DIR / f"{run_id}.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            return False
-        return record.owner_alive() or (record.kept and self.include_kept)
+        record = RunRecord.load(RUNS_DIR / f"{run_id}.json")
+        return record is not None and record.protected(self.include_kept)
 
     def __bool__(self) -> bool:
         return bool(protected_run_ids(self.include_kept))

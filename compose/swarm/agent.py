@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         return sweep(args.sweep)
     if not args.port:
         parser.error("--port (or P2PLAB_AGENT_PORT) is required")
-    for folder in ("events", "control", "routers", "links", "probe", "pcap"):
+    for folder in (*MIRRORED, "control", "routers"):
         (LAB / folder).mkdir(parents=True, exist_ok=True)  # the run's folder, this engine's part
     context = tls_context()
     threading.Thread(target=serve, args=(args.port + 1, lines, context), daemon=True).start()

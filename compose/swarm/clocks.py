@@ -60,6 +60,37 @@ def corrected(lines: str, offset_s: float) -> str:
     return "".join(out)
 
 
+@dataclass(frozen=True)
+class MirroredChunk:
+    """One message of an agent's mirror stream: a piece of a file under the run's folder."""
+
+    relative: str  # events/NAME.jsonl, pcap/HOST.pcap, ...
+    data: bytes
+    reset: bool  # the file was rewritten: this chunk starts it again
+
+    @classmethod
+    def parse(cls, raw: bytes, offset_s: float) -> "MirroredChunk":
+        """From the agent's JSON line; event lines moved onto the runner's clock."""
+        item = json.loads(raw)
+        relative = str(item["path"])
+        if item.get("base64"):
+            return cls(relative, base64.b64decode(item["data"]), bool(item.get("reset")))
+        text = str(item["data"])
+        if relative.startswith("events/") and relative.endswith(".jsonl"):
+            text = corrected(text, offset_s)
+        return cls(relative, text.encode(), bool(item.get("reset")))
+
+    def write(self, run_dir: Path, fresh: bool = False) -> None:
+        """Appended to its file in ``run_dir`` (started again if ``fresh`` or reset);
+        nothing outside the mirrored folders is written."""
+        path = run_dir / self.relative
+        if path.parent.resolve() == run_dir.resolve() or ".." in Path(self.relative).parts:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb" if fresh or self.reset else "ab") as fh:
+            fh.write(self.data)
+
+
 class EventMirror:
     """Copies what an engine's hosts write under /lab (events, link-stage files, packet
     captures) into the results folder while the run goes; one thread per engine."""
@@ -84,26 +115,10 @@ class EventMirror:
         reader = self.conn.makefile("rb")
         try:
             for raw in reader:
-                item = json.loads(raw)
-                data = item["data"]
-                if item.get("base64"):
-                    data = base64.b64decode(data)
-                self._write(item["path"], data, bool(item.get("reset")))
+                MirroredChunk.parse(raw, self.offset.offset_s).write(self.run_dir)
         except (OSError, ValueError) as exc:
             if not self.stopping.is_set():
                 self.log(f"event mirror stopped: {exc}")
-
-    def _write(self, relative: str, data: str | bytes, reset: bool) -> None:
-        path = self.run_dir / relative
-        if path.parent.resolve() == self.run_dir.resolve() or ".." in Path(relative).parts:
-            return  # only files inside the mirrored folders
-        if isinstance(data, str):
-            if relative.startswith("events/") and relative.endswith(".jsonl"):
-                data = corrected(data, self.offset.offset_s)
-            data = data.encode()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb" if reset else "ab") as fh:
-            fh.write(data)
 
     def stop(self) -> None:
         time.sleep(MIRROR_DRAIN_S)

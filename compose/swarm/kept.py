@@ -10,7 +10,6 @@ run's end does.
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import socket
@@ -105,32 +104,15 @@ def sync(keep: SwarmKeep, run_dir: Path) -> list[str]:
         reader = conn.makefile("rb")
         try:
             for raw in reader:
-                item = json.loads(raw)
-                relative = str(item["path"])
-                data = base64.b64decode(item["data"]) if item.get("base64") else item["data"]
-                fresh = relative not in written or bool(item.get("reset"))
-                _write(run_dir, relative, data, keep.offsets.get(address, 0.0), fresh)
-                written.add(relative)
+                chunk = clocks.MirroredChunk.parse(raw, keep.offsets.get(address, 0.0))
+                chunk.write(run_dir, fresh=chunk.relative not in written)
+                written.add(chunk.relative)
         except (socket.timeout, TimeoutError, OSError, ValueError):
             pass  # quiet: everything sent
         finally:
             conn.close()
         synced += sorted(written)
     return synced
-
-
-def _write(run_dir: Path, relative: str, data: str | bytes, offset: float,
-           fresh: bool) -> None:
-    path = run_dir / relative
-    if path.parent.resolve() == run_dir.resolve() or ".." in Path(relative).parts:
-        return
-    if isinstance(data, str):
-        if relative.startswith("events/") and relative.endswith(".jsonl"):
-            data = clocks.corrected(data, offset)
-        data = data.encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb" if fresh else "ab") as fh:
-        fh.write(data)
 
 
 def save_node_logs(keep: SwarmKeep, run_id: str, run_dir: Path) -> None:
