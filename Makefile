@@ -1,5 +1,5 @@
 # p2plab: the front door. `make scenario NAME=nat-relay` sets up and runs a scenario;
-# `make test` runs every test (CI runs exactly this).
+# `make test` runs the linters and every test (CI runs exactly this); `make lint` alone.
 
 PYTHON   ?= python3
 VENV     ?= .venv
@@ -19,7 +19,7 @@ SYSTEM_PACKAGES := iproute2 nftables iptables conntrack tcpdump util-linux mmdeb
                    libnetfilter-queue-dev procps chromium stress-ng docker-registry
 
 .PHONY: setup system scenario test quick chat clean validate images compose-v2 suite rust-node \
-        cluster cluster-down
+        cluster cluster-down lint lint-tools
 
 setup: $(STAMP) rust-node
 
@@ -43,22 +43,46 @@ $(STAMP): pyproject.toml | system
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# The linters: ruff and mypy over the Python (mypy reads the installed layout, so the
+# checkout's folders are linked into build/typecheck/p2plab), clippy and rustfmt over the
+# Rust node. `make test` runs this first and reports it with the other stages.
+LINT_STAMP := $(VENV)/.p2plab-lint-installed
+lint-tools: $(LINT_STAMP)
+$(LINT_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[lint]'
+	@cargo clippy --version >/dev/null 2>&1 && cargo fmt --version >/dev/null 2>&1 || \
+	  { echo "make lint needs cargo's clippy and rustfmt (rustup component add clippy rustfmt)"; exit 1; }
+	touch $@
+
+lint: $(LINT_STAMP)
+	@status=0; \
+	echo "== ruff"; $(BIN)/ruff check . || status=1; \
+	echo "== mypy"; rm -rf build/typecheck; mkdir -p build/typecheck/p2plab; \
+	for f in p2plab/*.py; do ln -s ../../../$$f build/typecheck/p2plab/; done; \
+	for d in node topology compose analysis orchestrate; do ln -s ../../../$$d build/typecheck/p2plab/$$d; done; \
+	( cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p p2plab ) || status=1; \
+	echo "== cargo fmt --check"; ( cd node-rust && cargo fmt --check ) || status=1; \
+	echo "== cargo clippy -D warnings"; ( cd node-rust && CARGO_TARGET_DIR=$${P2PLAB_CARGO_TARGET:-$$HOME/.cache/p2plab/cargo-target} \
+	  cargo clippy --locked --quiet --all-targets -- -D warnings ) || status=1; \
+	exit $$status
+
 scenario: setup
 	$(BIN)/p2plab run $(NAME) --backend $(BACKEND) --results $(RESULTS)
 
 validate: setup
 	$(BIN)/p2plab validate scenarios/*.yaml
 
-# Two stages of two lanes each, so the two cores stay busy and every verdict is reached
-# on a loaded machine. Stage 1: the shipped suite on Docker (JUnit XML in build/suite),
-# then the tests that need no lab (unit, node processes, the simulator; output in
-# build/unit-tests.log), beside the tests that build network namespaces. Stage 2: the
-# Docker tests (their labs share the host's address space with the suite's) beside the
-# swarm tests (a cluster of engines of their own; build/swarm-tests.log). The image is
-# built first, once. Every lane runs whatever the others said; the exit status is a
-# failure if any failed.
-test: setup compose-v2 images
+# The linters, then two stages of two lanes each, so the two cores stay busy and every
+# verdict is reached on a loaded machine. Stage 1: the shipped suite on Docker (JUnit XML
+# in build/suite), then the tests that need no lab (unit, node processes, the simulator;
+# output in build/unit-tests.log), beside the tests that build network namespaces.
+# Stage 2: the Docker tests (their labs share the host's address space with the suite's)
+# beside the swarm tests (a cluster of engines of their own; build/swarm-tests.log). The
+# image is built first, once. Every stage runs whatever the others said; the exit status
+# is a failure if any failed.
+test: setup compose-v2 images lint-tools
 	@mkdir -p build; rm -f build/lane1.status; \
+	lint=0; $(MAKE) --no-print-directory lint > build/lint.log 2>&1 || lint=$$?; \
 	( suite=0; $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 || suite=$$?; \
 	  unit=0; $(BIN)/pytest -q --durations=10 -m "not docker and not swarm and not netns" \
 	    > build/unit-tests.log 2>&1 || unit=$$?; \
@@ -66,14 +90,15 @@ test: setup compose-v2 images
 	netns_tests=0; $(BIN)/pytest -q --durations=10 -m "netns and not docker and not swarm" \
 	  || netns_tests=$$?; \
 	wait $$lane1_pid; suite=1; unit=1; read suite unit < build/lane1.status; \
+	echo "== the linters (build/lint.log):"; tail -n 30 build/lint.log; \
 	echo "== the shipped suite (build/suite.log):"; tail -n 40 build/suite.log; \
 	echo "== the tests without a lab (build/unit-tests.log):"; tail -n 40 build/unit-tests.log; \
 	$(BIN)/pytest -q --durations=10 -m swarm > build/swarm-tests.log 2>&1 & swarm_pid=$$!; \
 	docker_tests=0; $(BIN)/pytest -q --durations=10 -m docker || docker_tests=$$?; \
 	swarm_tests=0; wait $$swarm_pid || swarm_tests=$$?; \
 	echo "== the swarm tests (build/swarm-tests.log):"; tail -n 60 build/swarm-tests.log; \
-	echo "== results: suite exit $$suite, tests without a lab exit $$unit, netns tests exit $$netns_tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
-	[ $$suite -eq 0 ] && [ $$unit -eq 0 ] && [ $$netns_tests -eq 0 ] && [ $$docker_tests -eq 0 ] && [ $$swarm_tests -eq 0 ]
+	echo "== results: lint exit $$lint, suite exit $$suite, tests without a lab exit $$unit, netns tests exit $$netns_tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
+	[ $$lint -eq 0 ] && [ $$suite -eq 0 ] && [ $$unit -eq 0 ] && [ $$netns_tests -eq 0 ] && [ $$docker_tests -eq 0 ] && [ $$swarm_tests -eq 0 ]
 
 suite: setup
 	$(BIN)/p2plab suite --backend $(BACKEND) --results $(RESULTS)/suite
@@ -91,10 +116,10 @@ clean: setup
 # and a registry, for --backend swarm: make cluster; make scenario BACKEND=swarm.
 ENGINES ?= 2
 cluster: setup
-	$(BIN)/python -m p2plab.compose.swarm.cluster up --engines $(ENGINES)
+	$(BIN)/python -m p2plab.compose.backends.swarm.cluster up --engines $(ENGINES)
 
 cluster-down: setup
-	$(BIN)/python -m p2plab.compose.swarm.cluster down
+	$(BIN)/python -m p2plab.compose.backends.swarm.cluster down
 
 # The node/router image, built without a registry (base from the Debian mirror).
 images: setup

@@ -7,9 +7,10 @@ absolute for ratios), so a regression between versions or settings stands out.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from p2plab.analysis.cpu import caveat
 
@@ -80,8 +81,11 @@ def render(rows: list[Row], run_a: Path, run_b: Path, tolerance: float) -> str:
     lines = [f"A: {run_a}", f"B: {run_b}", f"(flagged: worse by more than {tolerance:.0%}; "
              f"delivery ratio by more than {tolerance * 0.1:.3f})", "",
              f"{'figure':<28} {'A':>12} {'B':>12} {'change':>9}"]
+
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
     for r in rows:
-        fmt = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
         lines.append(f"{r.figure:<28} {fmt(r.a):>12} {fmt(r.b):>12} {r.change:>9}"
                      + ("  << REGRESSION" if r.regression else "")
                      + (f"  (host saturated in {r.saturated})" if r.saturated else ""))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-
 from p2plab.analysis.event_log import EventLog
 
 # Busy share of all cores at or above which a one-second sample counts as saturated.
@@ -22,8 +21,8 @@ IDLE_WINDOW_S = 5.0
 
 def _cumulative_at(samples: list[tuple[float, dict[str, float]]], key: str, t: float) -> float:
     """A process's cumulative CPU at time ``t``, interpolated between samples."""
-    before = [(st, s.get(key)) for st, s in samples if st <= t and s.get(key) is not None]
-    after = [(st, s.get(key)) for st, s in samples if st >= t and s.get(key) is not None]
+    before = [(st, s[key]) for st, s in samples if st <= t and s.get(key) is not None]
+    after = [(st, s[key]) for st, s in samples if st >= t and s.get(key) is not None]
     if not before:
         return float(after[0][1]) if after else 0.0
     if not after:

@@ -158,7 +158,7 @@ def _read_columnar(path: Path, base: int, bulk: list[pa.Table],
     except pa.ArrowInvalid:
         return False
     found: list[dict[str, Any]] = []
-    types = {i: t for i, t in zip(sorted(rare), _take(kinds, sorted(rare)))}
+    types = {i: t for i, t in zip(sorted(rare), _take(kinds, sorted(rare)), strict=True)}
     last = max(rare, default=-1)
     lines = 0
     with open(path, "rb") as fh:

@@ -35,7 +35,7 @@ class LabState:
     _times: list[float] = field(default_factory=list, repr=False)  # snapshot times, for bisect
 
     @classmethod
-    def from_events(cls, events: EventLog) -> "LabState":
+    def from_events(cls, events: EventLog) -> LabState:
         state = cls()
         if events.empty:
             return state

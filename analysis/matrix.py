@@ -13,14 +13,14 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from p2plab.analysis.metrics import pair_key  # noqa: E402
-from p2plab.topology.matrix import Cell, MatrixFile, theory  # noqa: E402
-from p2plab.topology.nat import PRESETS, resolve  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
+from p2plab.analysis.metrics import pair_key
 from p2plab.analysis.pages import render_page
+from p2plab.topology.matrix import Cell, MatrixFile, theory
+from p2plab.topology.nat import PRESETS, resolve
+
 from p2plab.files import write_atomic
 
 OUTCOMES = ("direct", "relayed", "failed")
@@ -77,7 +77,7 @@ def render_png(rows: list[dict[str, Any]], presets: list[str], transports: list[
     fig, axes = plt.subplots(n_impls, len(transports),
                              figsize=(6.2 * len(transports), 6.4 * n_impls), squeeze=False)
     cmap = ListedColormap([COLOURS[o] for o in OUTCOMES] + ["#dddddd"])
-    for ax, (impls, transport) in zip(axes.flat, panels):
+    for ax, (impls, transport) in zip(axes.flat, panels, strict=False):
         grid = _grid(rows, presets, transport, impls)
         values = [[OUTCOMES.index(v) if v in OUTCOMES else 3 for v in row] for row in grid]
         ax.imshow(values, cmap=cmap, vmin=0, vmax=3)
@@ -131,7 +131,7 @@ def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def write_matrix_report(out: Path, matrix: MatrixFile, rows: list[dict[str, Any]],
                         meta: dict[str, Any]) -> dict[str, Any]:
     presets = matrix.matrix.presets
-    transports = list(matrix.matrix.transports)
+    transports: list[str] = list(matrix.matrix.transports)
     with open(out / "matrix.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

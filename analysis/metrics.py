@@ -1,7 +1,8 @@
 """Metrics from event logs alone: delivery, latency, connections, hole punches, pings.
 
 Inputs are the JSON-lines logs of a results folder, read once into an ``EventLog``
-(columns per event type); nothing here knows which backend ran. ``until`` cuts the logs at the end of the timeline, so connections that close at
+(columns per event type); nothing here knows which backend ran. ``until`` cuts the logs
+at the end of the timeline, so connections that close at
 shutdown do not count against what the run achieved.
 """
 
@@ -11,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from p2plab.analysis.cpu import cpu_figures
-from p2plab.analysis.lab_state import LabState
 from p2plab.analysis.event_log import EventLog, read_event_log
+from p2plab.analysis.lab_state import LabState
 
 
 def _percentile(series: pd.Series, q: float) -> float | None:
@@ -34,7 +34,8 @@ def node_table(events: EventLog) -> dict[str, dict[str, Any]]:
         topics = row.get("topics")
         table[row["node"]] = {"peer_id": row["peer_id"], "role": row["role"],
                               "topic": row["topic"],
-                              "topics": list(topics) if isinstance(topics, list) else [row["topic"]]}
+                              "topics": list(topics) if isinstance(topics, list)
+                              else [row["topic"]]}
     return table
 
 
@@ -55,9 +56,10 @@ def message_outcomes(events: EventLog, nodes: dict[str, dict[str, Any]],
         first = received.loc[~received.duplicated(["msg_id", "node"]), columns]
         for msg_id, got in first.groupby("msg_id", sort=False, observed=True):
             nodes_ = got["node"].tolist()
-            got_by_msg[msg_id] = dict(zip(nodes_, got["t"].astype(float).tolist()))
+            got_by_msg[msg_id] = dict(zip(nodes_, got["t"].astype(float).tolist(), strict=True))
             if "via_mesh" in got.columns:
-                mesh_by_msg[msg_id] = {n: v for n, v in zip(nodes_, got["via_mesh"].tolist())
+                mesh_by_msg[msg_id] = {n: v for n, v
+                                       in zip(nodes_, got["via_mesh"].tolist(), strict=True)
                                        if isinstance(v, bool)}
     subscribers: dict[str, list[str]] = {}
     for name, info in nodes.items():
@@ -245,7 +247,7 @@ def connection_mix(events: EventLog, nodes: dict[str, dict[str, Any]], until: fl
     pairs_open = {"direct": 0, "relayed": 0}
     samples: dict[str, list[float]] = {"t_s": [], "direct": [], "relayed": []}
     columns = [conn[c].tolist() for c in ("t", "node", "peer", "kind", "remote_addr", "type")]
-    rows = list(zip(*columns))
+    rows = list(zip(*columns, strict=True))
     i = 0
     t = start
     while t <= end + 1e-9:
@@ -303,8 +305,8 @@ def connections(events: EventLog, nodes: dict[str, dict[str, Any]],
     pairs: dict[str, dict[str, Any]] = {}
     open_now: dict[tuple[str, str], list[tuple[str, str]]] = {}
     columns = ("t", "node", "type", "peer", "remote_addr", "kind")
-    for values in zip(*(conn[c].tolist() for c in columns)):
-        ev = dict(zip(columns, values))
+    for values in zip(*(conn[c].tolist() for c in columns), strict=True):
+        ev = dict(zip(columns, values, strict=True))
         other = by_peer_id.get(ev["peer"])
         if other is None:
             continue
@@ -319,10 +321,11 @@ def connections(events: EventLog, nodes: dict[str, dict[str, Any]],
             pair["first_opened"].setdefault(ev["kind"], float(ev["t"]))
         elif entry in open_now.get(side, []):
             open_now[side].remove(entry)
-    for key, pair in pairs.items():
+    for pair in pairs.values():
         a, b = pair["nodes"]
         kinds = {k for side in ((a, b), (b, a)) for _, k in open_now.get(side, [])}
-        pair["final"] = "direct" if "direct" in kinds else ("relayed" if "relayed" in kinds else "none")
+        pair["final"] = "direct" if "direct" in kinds else (
+            "relayed" if "relayed" in kinds else "none")
         pair["transports"] = sorted(
             {e for side in ((a, b), (b, a)) for e, _ in open_now.get(side, [])}
         )
@@ -368,9 +371,10 @@ def hole_punches(events: EventLog, nodes: dict[str, dict[str, Any]],
 
 def pings(events: EventLog) -> dict[str, Any]:
     ping = events.of("ping")
-    ok = ping[ping["outcome"] == "ok"]["rtt_ms"].astype(float) if not ping.empty else pd.Series(dtype=float)
+    ok = (ping[ping["outcome"] == "ok"]["rtt_ms"].astype(float) if not ping.empty
+          else pd.Series(dtype=float))
     return {
-        "count": int(len(ping)),
+        "count": len(ping),
         "failed": int((ping["outcome"] != "ok").sum()) if not ping.empty else 0,
         "rtt_ms_p50": _percentile(ok, 0.5),
         "rtt_ms_max": None if ok.empty else round(float(ok.max()), 3),

@@ -8,9 +8,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import networkx as nx  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import networkx as nx
+import pandas as pd
 
 COLOURS = {"direct": "#2e9d4f", "relayed": "#e8a33d", "success": "#2e9d4f", "failure": "#c8453b"}
 
@@ -122,9 +122,10 @@ def hole_punch_outcomes(punches: dict[str, Any], meta: dict[str, Any], path: Pat
     for i, p in enumerate(pairs):
         t = punches[p].get("time_to_direct_ms")
         if t:
-            ax.text(i, ok[i] + bad[i] + 0.05, f"{t / 1000:.1f} s to direct", ha="center", fontsize=8)
+            ax.text(i, ok[i] + bad[i] + 0.05, f"{t / 1000:.1f} s to direct", ha="center",
+                    fontsize=8)
     ax.set_ylabel("hole-punch attempts")
-    ax.set_ylim(0, max(o + b for o, b in zip(ok, bad)) + 1)
+    ax.set_ylim(0, max(o + b for o, b in zip(ok, bad, strict=True)) + 1)
     ax.legend(fontsize=8)
     ax.set_title(f"Hole-punch outcomes (DCUtR)\n{_subtitle(meta)}", fontsize=10)
     return _save(fig, path)

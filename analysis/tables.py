@@ -10,10 +10,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
-
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-
 from p2plab.analysis.event_log import EventLog, read_event_log
 from p2plab.analysis.metrics import node_table
 from p2plab.topology.schema import _step_kind as step_kind_of

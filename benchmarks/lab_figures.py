@@ -20,11 +20,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def timed(argv: list[str], **kwargs) -> tuple[float, subprocess.CompletedProcess[str]]:  # type: ignore[no-untyped-def]
+def timed(argv: list[str],
+          **kwargs: Any) -> tuple[float, subprocess.CompletedProcess[str]]:
     start = time.perf_counter()
     result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
     return time.perf_counter() - start, result

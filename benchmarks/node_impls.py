@@ -4,7 +4,8 @@
 
 - Loopback mesh (no root): N nodes, each dialling the 3 before it; one publisher sends
   M messages of 200 B at 20/s. For ``py-stock`` (py-libp2p as shipped:
-  P2PLAB_PY_TUNING=0), ``py`` (our node, node/libp2p_tuning.py) and ``rust``: start-up (spawn to node_started),
+  P2PLAB_PY_TUNING=0), ``py`` (our node, node/libp2p_tuning.py) and ``rust``: start-up
+  (spawn to node_started),
   resident memory per node, and CPU-ms per message per receiving node with each
   node's idle CPU (measured just before, over the same length of time) subtracted;
   py/rust ratios. Loopback, so the figures are the nodes' own cost, not a network's.
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# E402: imported after the checkout is on sys.path (run from a checkout, not installed).
 from p2plab.compose.rustnode import ensure_binary  # noqa: E402
 from p2plab.node.identity import peer_id_for_seed  # noqa: E402
-from p2plab.control import send_command
+
+from p2plab.control import send_command  # noqa: E402
 
 
 def free_port() -> int:
@@ -76,7 +80,8 @@ class Node:
         if not self.events.exists():
             return []
         lines = self.events.read_text().splitlines()
-        return [e for e in (json.loads(l) for l in lines if l.endswith("}")) if e["type"] == type_]
+        return [e for e in (json.loads(line) for line in lines if line.endswith("}"))
+                if e["type"] == type_]
 
     def cpu_s(self) -> float:
         t = self.ps.cpu_times()
@@ -95,7 +100,7 @@ class Node:
                 self.proc.wait()
 
 
-def wait(what: str, condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
+def wait(what: str, condition: Callable[[], object], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -114,13 +119,14 @@ def measure(impl: str, n: int, messages: int, rate: float) -> dict[str, Any]:
             nodes.append(Node(impl, i, ports[i], dials, work))
         wait("every node to start", lambda: all(x.of("node_started") for x in nodes), 120)
         startup = [x.of("node_started")[0]["t"] - x.spawned for x in nodes]
-        wait("every mesh", lambda: all(any(e["mesh"] for e in x.of("topic_peers")) for x in nodes), 60)
+        wait("every mesh", lambda: all(any(e["mesh"] for e in x.of("topic_peers")) for x in nodes),
+             60)
         time.sleep(3)  # heartbeats settle the meshes
         receivers = nodes[1:]
         duration = messages / rate
         idle0 = [x.cpu_s() for x in receivers]
         time.sleep(duration)
-        idle_rate = [(x.cpu_s() - c) / duration for x, c in zip(receivers, idle0)]
+        idle_rate = [(x.cpu_s() - c) / duration for x, c in zip(receivers, idle0, strict=True)]
         busy0 = [x.cpu_s() for x in receivers]
         start = time.monotonic()
         nodes[0].send({"cmd": "publish", "count": messages, "size": 200, "rate": rate})
@@ -130,7 +136,7 @@ def measure(impl: str, n: int, messages: int, rate: float) -> dict[str, Any]:
         time.sleep(1.0)  # late duplicates and their processing
         elapsed = time.monotonic() - start
         cpu_ms = [1000 * ((x.cpu_s() - c) - r * elapsed) / messages
-                  for x, c, r in zip(receivers, busy0, idle_rate)]
+                  for x, c, r in zip(receivers, busy0, idle_rate, strict=True)]
         rss = [x.ps.memory_info().rss / 2**20 for x in nodes]
         return {"impl": impl, "nodes": n, "messages": messages,
                 "startup_s_p50": statistics.median(startup), "startup_s_max": max(startup),
@@ -172,7 +178,8 @@ def main() -> int:
     figures = [measure(v, args.nodes, args.messages, args.rate) for v in VARIANTS]
     print(f"\nloopback mesh, {args.nodes} nodes (each dials the 3 before it), "
           f"{args.messages} x 200 B at {args.rate:g}/s from one node")
-    print(f"{'impl':<9}{'start-up s (p50/max)':>22}{'RSS MB':>9}{'CPU ms/msg/node p50 (min-max)':>32}"
+    print(f"{'impl':<9}{'start-up s (p50/max)':>22}{'RSS MB':>9}"
+          f"{'CPU ms/msg/node p50 (min-max)':>32}"
           f"{'idle CPU %':>12}")
     for f in figures:
         print(f"{f['impl']:<9}{f['startup_s_p50']:>12.2f} / {f['startup_s_max']:<7.2f}"

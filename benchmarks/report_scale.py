@@ -60,7 +60,7 @@ def timed_report(run_dir: Path) -> dict:
     out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True,
                          text=True)
     wall = time.perf_counter() - started
-    line = next((l for l in out.stdout.splitlines() if l.startswith("FIGURES")), None)
+    line = next((line for line in out.stdout.splitlines() if line.startswith("FIGURES")), None)
     if line is None:
         raise SystemExit(f"p2plab report failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     _, inner, peak = line.split()

@@ -110,7 +110,8 @@ def main() -> int:
               f"(x{emulated * r['nodes'] / r['peak_rss_mb']:,.0f} fewer bytes)")
     if len(rows) >= 2:
         a, b = rows[0], rows[-1]
-        print(f"  simulate time ratio {b['nodes']}/{a['nodes']} nodes: {b['sim_s'] / a['sim_s']:.1f}x "
+        print(f"  simulate time ratio {b['nodes']}/{a['nodes']} nodes: "
+              f"{b['sim_s'] / a['sim_s']:.1f}x "
               f"for {b['nodes'] / a['nodes']:.0f}x the nodes")
     return 0
 

@@ -47,7 +47,7 @@ class Spread:
             return None
         if any(v is None for v in seen):
             return None  # never reached: as bad as it gets
-        return max(seen) if self.upper else min(seen)  # type: ignore[type-var]
+        return max(seen) if self.upper else min(seen)  # type: ignore[type-var]  # None is out
 
     def headroom(self, condition: str) -> str:
         """bound / worst for upper bounds (x1.5 = 50 % to spare), worst - bound for
@@ -102,7 +102,8 @@ def collect(suite: dict[str, Any], condition: str, spreads: dict[tuple[str, str]
                 continue
             key = (run["scenario"], v["name"])
             spread = spreads.setdefault(key, Spread(run["scenario"], v["name"], v["bound"],
-                                                    upper=v["expected"].startswith(("<=", "within"))))
+                                                    upper=v["expected"].startswith(
+                                                        ("<=", "within"))))
             spread.values.setdefault(condition, []).append(v.get("value"))
 
 

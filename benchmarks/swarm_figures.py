@@ -48,7 +48,7 @@ def run(scenario: str, backend: str, results: Path) -> dict[str, Any]:
         "ready_s": round(ready - started, 2),
         "wall_s": round(manifest["ended"] - started, 1),
     }
-    swarm = manifest.get("swarm")
+    swarm = manifest.get("cluster")
     if swarm:
         figures["per_engine"] = swarm["hosts_per_engine"]
         figures["image_publish_s"] = swarm["timings_s"].get("image_s")
@@ -65,7 +65,7 @@ def main() -> int:
     parser.add_argument("--engines", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    from p2plab.compose.swarm import cluster
+    from p2plab.compose.backends.swarm import cluster
 
     made = cluster.load() is None
     cluster.up(args.engines, log=lambda m: print(m, file=sys.stderr))

@@ -1,1 +1,2 @@
-"""Backends that realise a lab plan, and the runner that drives its timeline."""
+"""The executors of a plan: ``lab/`` (one lab's lifecycle over a backend), ``backends/``
+(netns, Docker, swarm: how hosts are made), ``sim/`` (the simulator)."""

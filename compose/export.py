@@ -20,16 +20,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
-
-from p2plab.compose.docker_backend import (
-    bridge_rule,
-    route_commands,
-    router_environment,
-    seal_bridge_commands,
-)
 from p2plab.compose import rustnode
-from p2plab.compose.images import (IMAGE_PROGRAMS, base_image, ensure_wheels, image_tag,
-                            write_build_context)
+from p2plab.compose.backends.containers import route_commands, router_environment
+from p2plab.compose.backends.docker import bridge_rule, seal_bridge_commands
+from p2plab.compose.images import (
+    IMAGE_PROGRAMS,
+    base_image,
+    ensure_wheels,
+    image_tag,
+    write_build_context,
+)
 from p2plab.topology.plan import LabPlan
 
 LAB = PurePosixPath("/lab")

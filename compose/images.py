@@ -15,17 +15,21 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
+
+from p2plab.compose import rustnode
+from p2plab.compose.backends.base import BackendError
 
 import p2plab
 from p2plab.resources import cache_dir, image_dir, package_dir
-from p2plab.compose import rustnode
-from p2plab.compose.backend import BackendError
 
 IMAGE_DIR = image_dir()
 IMAGE_REPO = "p2plab-node"
-BASE_PACKAGES = ("python3,python3-venv,iproute2,nftables,iptables,conntrack,libgmp10,ca-certificates,"
+BASE_PACKAGES = ("python3,python3-venv,iproute2,nftables,iptables,conntrack,libgmp10,"
+                 "ca-certificates,"
                  "procps,libnetfilter-queue1,tcpdump")
 # The tag names the package list, so a changed list never reuses an old base.
 LOCAL_BASE = f"p2plab-base:bookworm-{hashlib.sha256(BASE_PACKAGES.encode()).hexdigest()[:8]}"
@@ -36,9 +40,12 @@ NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr", "NetfilterQueue")
 # What the image runs: the chat node, the event format it writes, the NAT probe, the
 # control FIFO writer, the userspace link stage and the swarm agent; laid out in the
 # image as installed (p2plab/node/...), so ``python -m p2plab.node`` works.
-IMAGE_PACKAGES = {"p2plab/node": "p2plab.node", "p2plab/compose/swarm": "p2plab.compose.swarm"}
+IMAGE_PACKAGES = {"p2plab/node": "p2plab.node",
+                  "p2plab/compose/backends/swarm": "p2plab.compose.backends.swarm"}
 IMAGE_FILES = ("__init__.py", "events.py", "natprobe.py", "control.py", "linkcheck.py")
-IMAGE_MODULES = {"p2plab/compose": ("p2plab.compose", ("__init__.py", "linkstage.py"))}
+IMAGE_MODULES = {"p2plab/compose": ("p2plab.compose", ("__init__.py",)),
+                 "p2plab/compose/backends": ("p2plab.compose.backends", ("__init__.py",)),
+                 "p2plab/compose/lab": ("p2plab.compose.lab", ("__init__.py", "linkstage.py"))}
 APP_DIR = "/opt/p2plab"
 # How a container starts each node implementation (the Rust node's binary is in app/bin).
 IMAGE_PROGRAMS = {"py": ["python"], "rust": [f"{APP_DIR}/bin/{rustnode.BINARY_NAME}"]}
@@ -79,7 +86,7 @@ def image_tag() -> str:
     return f"{IMAGE_REPO}:{p2plab.__version__}-{digest.hexdigest()[:12]}"
 
 
-def _docker():  # type: ignore[no-untyped-def]
+def _docker() -> Any:
     import docker
 
     try:
@@ -93,7 +100,7 @@ def _docker():  # type: ignore[no-untyped-def]
     return client
 
 
-def _image_exists(client, tag: str) -> bool:  # type: ignore[no-untyped-def]
+def _image_exists(client: Any, tag: str) -> bool:
     import docker
 
     try:
@@ -103,7 +110,7 @@ def _image_exists(client, tag: str) -> bool:  # type: ignore[no-untyped-def]
         return False
 
 
-def ensure_base(client, log=print) -> str:  # type: ignore[no-untyped-def]
+def ensure_base(client: Any, log: Callable[[str], None] = print) -> str:
     """The base image; built locally from the Debian mirror when it is ours and missing."""
     base = base_image()
     if _image_exists(client, base):
@@ -128,7 +135,7 @@ def ensure_base(client, log=print) -> str:  # type: ignore[no-untyped-def]
     return LOCAL_BASE
 
 
-def ensure_wheels(log=print) -> Path:  # type: ignore[no-untyped-def]
+def ensure_wheels(log: Callable[[str], None] = print) -> Path:
     """Wheels for the node's dependencies, built once per requirements set."""
     reqs = requirements()
     wheel_dir = cache_dir() / "wheels" / hashlib.sha256(reqs.encode()).hexdigest()[:12]
@@ -161,7 +168,7 @@ def write_build_context(ctx: Path, wheels: Path, rust_binary: Path) -> None:
     shutil.copy(rust_binary, app / "bin" / rustnode.BINARY_NAME)
 
 
-def ensure_image(log=print, client=None) -> str:  # type: ignore[no-untyped-def]
+def ensure_image(log: Callable[[str], None] = print, client: Any = None) -> str:
     """Build the image on ``client``'s engine (DOCKER_HOST's by default) if this exact
     tag does not exist there yet; return the tag."""
     client = client or _docker()
@@ -180,7 +187,8 @@ def ensure_image(log=print, client=None) -> str:  # type: ignore[no-untyped-def]
                                 pull=False, rm=True, forcerm=True)
         except Exception as exc:
             log_lines = getattr(exc, "build_log", None) or []
-            tail = "".join(str(l.get("stream", l.get("error", ""))) for l in log_lines)[-800:]
+            tail = "".join(str(entry.get("stream", entry.get("error", "")))
+                           for entry in log_lines)[-800:]
             raise BackendError(f"docker build of {tag} failed: {exc}\n{tail}") from None
     return tag
 

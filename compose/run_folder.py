@@ -7,18 +7,20 @@ from __future__ import annotations
 import json
 import platform
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import p2plab
 from p2plab.compose import rustnode
-from p2plab.compose.backend import Backend
-from p2plab.files import write_atomic
+from p2plab.compose.backends.base import Backend
 from p2plab.topology.describe import TOPOLOGY_FILE, picture_json
 from p2plab.topology.plan import LabPlan
 from p2plab.topology.scenario import Scenario
+from pydantic import BaseModel, ConfigDict
+
+import p2plab
+from p2plab.files import write_atomic
 
 
 def new_run_id() -> str:
@@ -32,7 +34,7 @@ class ResultsFolderError(ValueError):
 
 
 def new_run_dir(results_root: Path, scenario: Scenario, run_id: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = results_root / f"{scenario.name}-{stamp}-{run_id}"
     try:
         run_dir.mkdir(parents=True)
@@ -43,6 +45,27 @@ def new_run_dir(results_root: Path, scenario: Scenario, run_id: str) -> Path:
             f"cannot write results into {results_root} ({exc.strerror}): choose a folder "
             "you can write with --results") from None
     return run_dir
+
+
+class Manifest(BaseModel):
+    """What every results folder's manifest.json says, whichever executor made it; an
+    executor adds its own facts (link shaping, engines, the simulator's figures)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    scenario: str
+    seed: int
+    run_id: str
+    p2plab_version: str
+    libp2p_version: str
+    node_implementations: dict[str, str]
+    python: str
+    host: str
+    backend: str
+    kernel: str
+    nodes: dict[str, dict[str, Any]]
+    # Whether real packets crossed the lab (link checks, captures): not in a model.
+    packets: bool = True
 
 
 def provenance(scenario: Scenario, run_id: str) -> dict[str, Any]:
@@ -60,12 +83,25 @@ def provenance(scenario: Scenario, run_id: str) -> dict[str, Any]:
     }
 
 
-def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Backend,
-                   run_id: str, **extra: Any) -> None:
-    """Record everything that produced this result, so it can be reproduced."""
+def write_inputs(run_dir: Path, scenario_text: str, plan: LabPlan) -> None:
+    """The scenario as run and its topology picture, beside the manifest."""
     write_atomic(run_dir / "scenario.yaml", scenario_text)
     write_atomic(run_dir / TOPOLOGY_FILE, picture_json(plan))
-    manifest = {
+
+
+def write_manifest(run_dir: Path, fields: dict[str, Any]) -> Manifest:
+    """The one manifest writer: ``fields`` merged over what the folder's manifest says
+    already, checked against ``Manifest`` and written whole or not at all."""
+    path = run_dir / "manifest.json"
+    merged = {**json.loads(path.read_text()), **fields} if path.exists() else fields
+    manifest = Manifest.model_validate(merged)
+    write_atomic(path, json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+    return manifest
+
+
+def lab_manifest(plan: LabPlan, backend: Backend, run_id: str) -> dict[str, Any]:
+    """An emulated run's manifest: provenance, the backend's facts, where each host ran."""
+    return {
         **provenance(plan.scenario, run_id),
         **backend.describe(),
         "nodes": {
@@ -80,9 +116,4 @@ def write_manifest(run_dir: Path, scenario_text: str, plan: LabPlan, backend: Ba
                    "engine": backend.engine_of(name)}
             for name, r in plan.routers.items()
         },
-        **extra,
     }
-    path = run_dir / "manifest.json"
-    if path.exists():
-        manifest = {**json.loads(path.read_text()), **manifest}
-    write_atomic(path, json.dumps(manifest, indent=2) + "\n")

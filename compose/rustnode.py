@@ -12,9 +12,11 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-from p2plab.compose.backend import BackendError
+from p2plab.compose.backends.base import BackendError
+
 from p2plab.resources import cache_dir, rust_crate_dir
 
 CRATE = rust_crate_dir()
@@ -38,7 +40,7 @@ def source_hash() -> str:
     return digest.hexdigest()[:12]
 
 
-def ensure_binary(log=print) -> Path:  # type: ignore[no-untyped-def]
+def ensure_binary(log: Callable[[str], None] = print) -> Path:
     """Build the release binary if cargo finds it stale (a no-op takes well under a
     second; a cold build about 3 minutes on two cores) and return its path."""
     cargo = shutil.which("cargo") or str(Path.home() / ".cargo" / "bin" / "cargo")

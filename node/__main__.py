@@ -7,18 +7,22 @@ import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 import trio
+from p2plab.node.config import NodeConfig, UsageError, VersionRequested, parse_args, version_line
 
-from p2plab.node.config import UsageError, VersionRequested, parse_args, version_line
+if TYPE_CHECKING:
+    from p2plab.events import EventWriter  # imported at run time only once flags are checked
 
 # On SIGTERM the node has this long to shut libp2p down before it exits anyway.
 SHUTDOWN_GRACE_S = 1.5
 
 
-async def _run(config) -> int:  # type: ignore[no-untyped-def]
+async def _run(config: NodeConfig) -> int:
     from p2plab.node import libp2p_tuning
     from p2plab.node.chat import ChatNode  # libp2p import is slow: only after flags are checked
+
     from p2plab.events import EventWriter
 
     tuning = libp2p_tuning.apply()
@@ -49,7 +53,7 @@ async def _run(config) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def _hard_exit(events) -> None:  # type: ignore[no-untyped-def]
+def _hard_exit(events: EventWriter | None) -> None:
     if events is not None:
         try:
             events.emit("node_stopped", reason="SIGTERM (forced after grace period)")

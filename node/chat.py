@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from importlib.metadata import version
 import socket
 import sys
 import time
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any, TextIO
 
 import psutil
 import trio
@@ -26,15 +27,15 @@ from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, PROTOCOL_ID_V1
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
-
-import p2plab
 from p2plab.node import libp2p_tuning
-from p2plab.node.libp2p_tuning import Forwarders
 from p2plab.node.config import NodeConfig
 from p2plab.node.control import CommandError, lines, open_fifo, parse_command
 from p2plab.node.holepunch import RecordingDCUtR
 from p2plab.node.identity import key_pair_from_file, key_pair_from_seed
-from p2plab.node.relay import Relaying, circuit_addr
+from p2plab.node.libp2p_tuning import Forwarders
+from p2plab.node.relay import Relaying, circuit_addr, swarm_of
+
+import p2plab
 from p2plab.events import EventWriter
 
 log = logging.getLogger("p2plab.node")
@@ -70,7 +71,7 @@ def chat_payload(text: str, size: int = 0) -> bytes:
 
 
 def message_id_function(name: str) -> Callable[[Any], bytes]:
-    """The network-wide gossipsub message id (docs/node-contract.md): origin peer id bytes
+    """The network-wide gossipsub message id (docs/reference/node-contract.md): origin peer id bytes
     followed by the 8-byte sequence number (py-libp2p's and go-libp2p's default), or the
     SHA-256 of the payload (content-addressed, as the proof of concept)."""
     if name == "content":
@@ -85,7 +86,7 @@ def short_id(peer: str) -> str:
 class _ConnectionEvents(INotifee):
     """Turns swarm notifications into connection events."""
 
-    def __init__(self, node: "ChatNode") -> None:
+    def __init__(self, node: ChatNode) -> None:
         self.node = node
 
     def _emit(self, type_: str, conn: INetConn) -> None:
@@ -172,7 +173,8 @@ class ChatNode:
         try:
             peer = conn.muxed_conn.peer_id
             stream = self.pubsub.peers.get(peer)
-            on_closed = stream is not None and getattr(stream, "muxed_conn", None) is conn.muxed_conn
+            on_closed = (stream is not None
+                         and getattr(stream, "muxed_conn", None) is conn.muxed_conn)
             if on_closed and self.host.get_network().get_connections(peer):
                 self.pubsub._handle_dead_peer(peer)  # schedules a new stream while connected
         except Exception as exc:  # a private API: never let it take the node down
@@ -229,12 +231,15 @@ class ChatNode:
 
     async def _start_pubsub(self, nursery: trio.Nursery) -> None:
         g = self.config.gossip
+        # py-libp2p 0.8.1 hints heartbeat_interval as int but only passes it to
+        # trio.sleep: the scenario's fractional seconds work as they are.
+        beat = g.heartbeat_interval
         self.gossipsub = GossipSub(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11, PROTOCOL_ID],
             degree=g.degree,
             degree_low=g.degree_low,
             degree_high=g.degree_high,
-            heartbeat_interval=g.heartbeat_interval,  # type: ignore[arg-type]
+            heartbeat_interval=beat,  # type: ignore[arg-type]  # hinted int, only slept: floats do
             spam_protection_enabled=True,
             max_messages_per_topic_per_second=g.max_messages_per_topic_per_second,
             # Extra grafts for IP diversity are not in the spec; a lab puts many
@@ -248,16 +253,16 @@ class ChatNode:
         )
         self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True,
                              msg_id_constructor=message_id_function(self.config.msg_id))
-        gossipsub = self.gossipsub
+        gossipsub, pubsub = self.gossipsub, self.pubsub
         self.forwarders = Forwarders(self.pubsub, lambda topic: gossipsub.mesh.get(topic, ()))
         ready = trio.Event()
 
         async def run_pubsub() -> None:
-            async with background_trio_service(self.pubsub):
-                async with background_trio_service(self.gossipsub):
-                    await self.pubsub.wait_until_ready()  # type: ignore[union-attr]
-                    ready.set()
-                    await trio.sleep_forever()
+            async with background_trio_service(pubsub), \
+                    background_trio_service(gossipsub):
+                await pubsub.wait_until_ready()
+                ready.set()
+                await trio.sleep_forever()
 
         nursery.start_soon(run_pubsub)
         await ready.wait()
@@ -402,13 +407,16 @@ class ChatNode:
                     "py-libp2p cannot dial QUIC without /p2p/PEER_ID, and asking over "
                     f"TCP at the same port failed ({exc}): add /p2p/PEER_ID"
                 ) from None
-        network = self.host.get_network()
+        network = swarm_of(self.host)
         transport = network.transport_manager.transport_for_dialing(addr)
         if transport is None:
             raise ValueError(f"no transport can dial {addr}")
         raw = await transport.dial(addr)
         try:
-            secured = await network.upgrader.security_multistream.secure_outbound(raw, None)
+            # No expected peer id: learn it. Noise's handshake takes None for that,
+            # though the security transports' hints say ID.
+            sec = network.upgrader.security_multistream
+            secured = await sec.secure_outbound(raw, None)  # type: ignore[arg-type]  # id unknown
             return secured.get_remote_peer()
         finally:
             await raw.close()
@@ -420,7 +428,7 @@ class ChatNode:
             peer = await self.learn_peer_id(addr)
             addr = addr.encapsulate(Multiaddr(f"/p2p/{peer.to_base58()}"))
         info = info_from_p2p_addr(addr)
-        network = self.host.get_network()
+        network = swarm_of(self.host)
         # py-libp2p refuses, for 60 s, to dial a peer whose addresses all failed once;
         # our callers pace their own retries (a peer still starting, a node restarted).
         network.unblock_peer(info.peer_id)
@@ -640,7 +648,10 @@ class ChatNode:
     async def _read_stdin(self) -> None:
         """Interactive use: a typed line is published; /dial, /ping, /peers, /quit."""
         while True:
-            line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            # mypy reads trio through trio-typing's stubs (a libp2p dependency), which
+            # predate abandon_on_cancel; trio itself (>= 0.23) takes it.
+            line = await trio.to_thread.run_sync(  # type: ignore[call-arg]  # stale trio-stubs
+                sys.stdin.readline, abandon_on_cancel=True)
             if not line:
                 return  # stdin closed: keep running as a daemon
             line = line.strip()

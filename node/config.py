@@ -10,12 +10,13 @@ import argparse
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from multiaddr import Multiaddr
 
 DEFAULT_PORT = 4001
 DEFAULT_TOPIC = "chat"
-# Gossipsub message-id functions (docs/node-contract.md): one per network, on every node.
+# Gossipsub message-id functions (docs/reference/node-contract.md): one per network, on every node.
 MSG_ID_FUNCTIONS = ("origin-seq", "content")
 
 
@@ -157,10 +158,10 @@ def _build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str]) -> NodeConfig:
     parser = _build_parser()
     # argparse prints usage and exits 2 on its own errors; keep it to one line.
-    def fail(message: str) -> None:
+    def fail(message: str) -> NoReturn:
         raise UsageError(message)
 
-    parser.error = fail  # type: ignore[method-assign]
+    parser.error = fail  # type: ignore[method-assign]  # argparse has no other hook for it
     args = parser.parse_args(argv)
     if args.version:
         raise VersionRequested()
@@ -178,7 +179,7 @@ def parse_args(argv: list[str]) -> NodeConfig:
     if args.heartbeat <= 0:
         raise UsageError("--heartbeat must be positive")
     relays = tuple(parse_multiaddr(a, "--relay") for a in args.relay)
-    for text, addr in zip(args.relay, relays):
+    for text, addr in zip(args.relay, relays, strict=True):
         if "p2p" not in [p.name for p in addr.protocols()]:
             raise UsageError(f"--relay {text!r}: needs the relay's /p2p/ID")
     name = args.name or args.nick or "node"

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import trio
 

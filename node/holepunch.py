@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from libp2p.peer.id import ID
 import trio
+from libp2p.abc import IHost, INetConn
+from libp2p.peer.id import ID
 from libp2p.relay.circuit_v2.dcutr import MAX_HOLE_PUNCH_ATTEMPTS, DCUtRProtocol
 from multiaddr import Multiaddr
 
@@ -45,7 +46,7 @@ class RecordingDCUtR(DCUtRProtocol):
     sessions interfere, and a punch that theory allows (full cone with symmetric) then
     fails at random."""
 
-    def __init__(self, host, on_attempt: Callable[..., None]) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, host: IHost, on_attempt: Callable[..., None]) -> None:
         super().__init__(host)
         self._on_attempt = on_attempt
         self._attempts: dict[ID, int] = {}
@@ -74,7 +75,7 @@ class RecordingDCUtR(DCUtRProtocol):
                     except Exception as exc:  # recorded by the punch itself when it ran
                         self._reason.last = str(exc)
 
-    async def _perform_hole_punch(  # type: ignore[override]
+    async def _perform_hole_punch(
         self, peer_id: ID, addrs: list[Multiaddr], as_responder: bool = False
     ) -> bool:
         attempt = self._attempts.get(peer_id, 0) + 1
@@ -119,13 +120,13 @@ def _private(addr: Multiaddr) -> bool:
     return any(ip in ipaddress.ip_network(net) for net in RFC1918)
 
 
-def _relayed(conn) -> bool:  # type: ignore[no-untyped-def]
+def _relayed(conn: INetConn) -> bool:
     try:
         return any("/p2p-circuit" in str(a) for a in conn.get_transport_addresses())
     except Exception:
         return False
 
 
-def _inbound(conn) -> bool:  # type: ignore[no-untyped-def]
+def _inbound(conn: INetConn) -> bool:
     direction = getattr(conn, "direction", None)
     return str(getattr(direction, "name", direction)).lower() == "inbound"

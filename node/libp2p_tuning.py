@@ -22,7 +22,8 @@ turns all of it off (``benchmarks/node_impls.py`` measures both ways in one run)
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # Every module of the library that calls the signed-record check, by name.
 RECORD_CALLERS = ("libp2p.pubsub.pubsub", "libp2p.pubsub.gossipsub", "libp2p.pubsub.floodsub")
@@ -87,7 +88,7 @@ def record_once(original: Callable[[Any, Any, Any], bool]) -> Callable[[Any, Any
             accepted[peer_id] = record
         return ok
 
-    check.__wrapped__ = original  # type: ignore[attr-defined]
+    check.__wrapped__ = original  # type: ignore[attr-defined]  # as functools.wraps would
     return check
 
 
@@ -114,9 +115,10 @@ def apply() -> list[str]:
     from libp2p.pubsub import utils
     from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
-    YamuxStream._auto_tune_and_send_window_update = window_update_when_half_read
+    YamuxStream._auto_tune_and_send_window_update = (  # type: ignore[method-assign]  # the patch
+        window_update_when_half_read)
     checked = record_once(utils.maybe_consume_signed_record)
     for name in RECORD_CALLERS:
         module = importlib.import_module(name)
-        module.maybe_consume_signed_record = checked  # type: ignore[attr-defined]
+        module.maybe_consume_signed_record = checked  # type: ignore[attr-defined]  # patched name
     return ["yamux-window-hysteresis", "signed-record-once"]

@@ -8,9 +8,12 @@ connection to each configured relay is made, and a reservation is requested on i
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 import trio
+from libp2p.abc import IHost
+from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
@@ -30,10 +33,16 @@ LAB_RELAY_LIMITS = RelayLimits(
 CIRCUIT_LISTEN_ADDR = Multiaddr("/p2p-circuit")
 
 
+def swarm_of(host: IHost) -> Swarm:
+    """The host's network as what it is: ``new_host`` always builds a Swarm, whose
+    dialing parts (transport manager, upgrader, peer blocking) INetworkService lacks."""
+    return cast(Swarm, host.get_network())
+
+
 class Relaying:
     """The relay-v2 services of one node, owned by the node's nursery."""
 
-    def __init__(self, host, hop: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, host: IHost, hop: bool) -> None:
         self.host = host
         self.hop = hop
         self.protocol = CircuitV2Protocol(host, limits=LAB_RELAY_LIMITS, allow_hop=hop)
@@ -47,7 +56,7 @@ class Relaying:
         async with background_trio_service(self.protocol):
             await self.protocol.event_started.wait()
             if not self.hop:
-                network = self.host.get_network()
+                network = swarm_of(self.host)
                 network.transport_manager.add_transport(self.transport)
                 await network.listen(CIRCUIT_LISTEN_ADDR)
             started.set()
@@ -65,7 +74,7 @@ class Relaying:
             try:
                 with trio.fail_after(10):
                     # Retries are paced here; lift py-libp2p's 60 s failed-dial block.
-                    self.host.get_network().unblock_peer(info.peer_id)
+                    swarm_of(self.host).unblock_peer(info.peer_id)
                     await self.host.connect(info)
                     stream = await self.host.new_stream(info.peer_id, [HOP_PROTOCOL_ID])
                     ok = await self.transport.reserve(stream, info.peer_id, nursery)

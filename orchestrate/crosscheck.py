@@ -1,17 +1,19 @@
 """Emulation against simulation for one scenario: the figures side by side, and the
 propagation curves on one plot. Where they differ is where the model leaves something
-out (docs/simulation.md lists what)."""
+out (docs/reference/simulation.md lists what)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+
 from p2plab.files import write_atomic
 
 FIGURES: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from p2plab.analysis.matrix import cell_results, write_matrix_report
 from p2plab.analysis.metrics import summarize
-from p2plab.compose import ownership
-from p2plab.compose.backend import make_backend
-from p2plab.compose.ownership import RunRecord
-from p2plab.compose.run_folder import new_run_dir, new_run_id
-from p2plab.compose.runner import execute
+from p2plab.compose.lab.lifecycle import Lab
+from p2plab.compose.run_folder import new_run_id
 from p2plab.topology.matrix import MatrixFile, lab_scenarios
-from p2plab.topology.plan import build_plan
 
 
 def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results_root: Path,
@@ -31,21 +28,20 @@ def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results
     for index, (scenario, cells) in enumerate(labs):
         progress(f"lab {index + 1}/{len(labs)}: {len(cells)} cells "
                  f"({', '.join(f'{c.a}/{c.b}/{c.transport}' for c in cells)})")
-        lab_id = new_run_id()
-        backend = make_backend(backend_name, lab_id, log=progress)
-        backend.check_environment()
-        lab_dir = new_run_dir(out / "labs", scenario, lab_id)
-        scenario_file = lab_dir / "scenario.yaml"
+        scenario_file = out / "labs" / f"lab-{index + 1}.yaml"
+        scenario_file.parent.mkdir(exist_ok=True)
         scenario_file.write_text(json.dumps(scenario.model_dump(mode="json", by_alias=True,
                                                                 exclude_defaults=True)))
-        plan_subnets = [str(seg.subnet) for seg in build_plan(scenario).segments.values()]
-        with ownership.owned(RunRecord(lab_id, backend_name, scenario.name, str(lab_dir),
-                                       subnets=plan_subnets)):
-            outcome = execute(scenario_file, scenario, backend, lab_id, lab_dir,
-                              lambda m: progress(f"  {m}"))
-        summary = summarize(lab_dir / "events", until=outcome.timeline_end)
+        lab = Lab(scenario_file, backend_name, out / "labs", scenario=scenario,
+                  progress=lambda m: progress(f"  {m}"))
+        with lab:
+            lab.run()
+        assert lab.run_dir is not None
+        lab_dir = lab.run_dir
+        summary = summarize(lab_dir / "events", until=lab.timeline_end)
         rows += cell_results(cells, summary, lab_dir.name)
-    manifest = json.loads((sorted((out / "labs").iterdir())[0] / "manifest.json").read_text())
+    first_lab = sorted(p for p in (out / "labs").iterdir() if p.is_dir())[0]
+    manifest = json.loads((first_lab / "manifest.json").read_text())
     meta = {"matrix": matrix.name, "seed": matrix.seed, "backend": backend_name,
             "labs": len(labs), "cells": len(rows), "wall_time_s": round(time.time() - started, 1),
             "p2plab_version": manifest["p2plab_version"],

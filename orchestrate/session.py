@@ -1,23 +1,21 @@
-"""One scenario from file to verdict: the path shared by `p2plab run` and `p2plab suite`."""
+"""One scenario from file to verdict: the path shared by `p2plab run`, `p2plab suite` and
+crosscheck (a lab through ``Lab``, or the simulator), then the report."""
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from p2plab.analysis.expectations import Verdict
 from p2plab.analysis.report import build_report
-from p2plab.compose import ownership
-from p2plab.compose.address_space import check_address_space
-from p2plab.compose.backend import BackendError, make_backend
-from p2plab.compose.ownership import RunRecord
+from p2plab.compose.backends.registry import is_simulator
+from p2plab.compose.lab.lifecycle import Lab
 from p2plab.compose.run_folder import new_run_dir, new_run_id
-from p2plab.compose.runner import execute
-from p2plab.interrupts import signals_ignored
-from p2plab.topology.plan import build_plan
 from p2plab.topology.loading import load_scenario
+
+from p2plab.interrupts import signals_ignored
 
 
 @dataclass
@@ -38,50 +36,21 @@ def run_scenario(path: Path, backend_name: str, results: Path,
     """Validate, check the environment, run, report. Raises ScenarioError (bad input),
     BackendError (unusable environment) or KeyboardInterrupt, after tearing down."""
     scenario = load_scenario(path)
-    if backend_name == "sim":
+    if is_simulator(backend_name):
         return _simulate(path, scenario, results, progress)
-    check_emulation_size(scenario, backend_name)
-    plan = build_plan(scenario)  # address-plan errors surface before anything is made
-    if backend_name != "swarm" and any(
-            spec.placement for spec in [*scenario.file.node_specs, *scenario.file.lan_specs]):
-        progress(f"note: placement rules choose engines of a cluster (--backend swarm); "
-                 f"{backend_name} runs every host on this machine")
-    run_id = new_run_id()
-    backend = make_backend(backend_name, run_id, log=progress)
+    lab = Lab(path, backend_name, results, progress=progress, scenario=scenario,
+              probe=probe, keep=keep, capture=capture)
     try:
-        backend.check_environment()  # may make and remove a probe namespace
+        with lab:
+            lab.run()
     except KeyboardInterrupt:
-        with signals_ignored():  # a second Ctrl-C must not leave the probe behind
-            backend.destroy()
-        raise
-    subnets = [str(seg.subnet) for seg in plan.segments.values()]
-    check_address_space(backend_name, subnets)
-    run_dir = new_run_dir(results, scenario, run_id)
-    claimed = False
-    try:
-        # Registered before anything is made: `p2plab clean` elsewhere spares this run.
-        with ownership.owned(RunRecord(run_id, backend_name, scenario.name, str(run_dir),
-                                       subnets=subnets)) as record:
-            claimed = True
-            progress(f"running {scenario.name} on {backend.name}; results in {run_dir}")
-            execute(path, scenario, backend, run_id, run_dir, progress, probe=probe,
-                    keep=keep, capture=capture, record=record)
-    except KeyboardInterrupt:
-        if claimed:
+        if lab.runner is not None and lab.run_dir is not None:
             with signals_ignored():  # part of teardown: a second Ctrl-C must not cut it
-                _report_partial(run_dir, progress)
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
+                _report_partial(lab.run_dir, progress)
         raise
-    except BackendError:
-        # The lab could not be built: with no event and no log there is nothing to
-        # keep; otherwise the folder stays, since the message may point into it.
-        if not any(p.is_file() for sub in ("events", "logs")
-                   for p in (run_dir / sub).glob("*")):
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    summary, verdicts = build_report(run_dir)
-    return RunResult(scenario.name, run_dir, summary, verdicts)
+    assert lab.run_dir is not None
+    summary, verdicts = build_report(lab.run_dir)
+    return RunResult(scenario.name, lab.run_dir, summary, verdicts)
 
 
 def _report_partial(run_dir: Path, progress: Callable[[str], None]) -> None:
@@ -91,20 +60,6 @@ def _report_partial(run_dir: Path, progress: Callable[[str], None]) -> None:
         progress(f"interrupted; partial results in {run_dir}/report.md")
     except Exception as exc:  # nothing to analyse yet: the folder still has the logs
         progress(f"interrupted before there was anything to report ({exc})")
-
-
-# About 87 MB and 1 s of CPU per py-libp2p node: beyond this an emulated lab does not
-# fit a workstation, and the simulator is the tool.
-MAX_EMULATED_NODES = 300
-
-
-def check_emulation_size(scenario: Any, backend_name: str) -> None:
-    n = len(scenario.nodes)
-    if n > MAX_EMULATED_NODES:
-        raise BackendError(
-            f"{scenario.name} has {n} nodes: the {backend_name} backend runs a real py-libp2p "
-            f"process per node (about 87 MB and 1 s of CPU to start each, {n * 87 / 1024:.0f} "
-            f"GB here), and stops at {MAX_EMULATED_NODES}; run it with --backend sim")
 
 
 def _simulate(path: Path, scenario: Any, results: Path,

@@ -6,20 +6,21 @@ any expectation failed or any scenario could not run.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+from p2plab.analysis.junit import write_junit
+from p2plab.compose.backends.base import BackendError
+from p2plab.compose.run_folder import ResultsFolderError
+from p2plab.orchestrate.session import run_scenario
+from p2plab.topology.loading import ScenarioError, find_scenario
+from p2plab.topology.matrix import is_matrix_file
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from p2plab.analysis.junit import write_junit
-from p2plab.compose.backend import BackendError
-from p2plab.compose.run_folder import ResultsFolderError
-from p2plab.orchestrate.session import run_scenario
-from p2plab.topology.matrix import is_matrix_file
-from p2plab.topology.loading import ScenarioError, find_scenario
 from p2plab.files import write_atomic
 
 
@@ -45,6 +46,10 @@ def default_suite(scenarios_dir: Path, items: list[str]) -> list[Path]:
     return paths
 
 
+def _note(progress: Progress, scenario: str, message: str) -> None:
+    progress.console.print(f"[dim]{scenario}: {message}")
+
+
 def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None) -> int:
     console = Console(stderr=True)
     try:
@@ -59,7 +64,7 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
         task = progress.add_task("suite", total=len(paths))
         for path in paths:
             progress.update(task, description=f"{path.stem} on {backend}")
-            note = lambda m, name=path.stem: progress.console.print(f"[dim]{name}: {m}")  # noqa: E731
+            note = functools.partial(_note, progress, path.stem)
             entry: dict[str, Any] = {"scenario": path.stem, "file": str(path)}
             interrupted = False
             try:

@@ -7,14 +7,16 @@ unusable environment (the message says what to do).
 from __future__ import annotations
 
 import argparse
-import os
 import json
+import os
 import signal
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 
-from p2plab.compose.backend import BACKENDS, BackendError
+from p2plab.compose.backends.base import BackendError
+from p2plab.compose.backends.registry import DEFAULT, EXECUTORS, ONE_MACHINE, SIMULATOR
 from p2plab.interrupts import raise_interrupted
 from p2plab.resources import scenarios_dir
 
@@ -35,8 +37,8 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from p2plab.topology.plan import build_plan
     from p2plab.topology.loading import ScenarioError, find_scenario, load_scenario
+    from p2plab.topology.plan import build_plan
 
     status = 0
     from p2plab.topology.matrix import is_matrix_file, lab_scenarios, load_matrix
@@ -64,8 +66,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     """A text summary of the scenario as it would run, and a PNG of its topology."""
     from p2plab.analysis.plots import topology_picture
     from p2plab.topology.describe import describe, dials
-    from p2plab.topology.plan import build_plan
     from p2plab.topology.loading import ScenarioError, find_scenario, load_scenario
+    from p2plab.topology.plan import build_plan
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
@@ -78,7 +80,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from p2plab.topology.describe import picture_graph
 
-    topology_picture(picture_graph(plan), {"scenario": plan.scenario.name, "seed": plan.scenario.seed,
+    topology_picture(picture_graph(plan), {"scenario": plan.scenario.name,
+                                  "seed": plan.scenario.seed,
                                   "backend": "plan (not run)",
                                   "libp2p_version": version("libp2p")}, out,
                      dials=dials(plan) if len(plan.nodes) <= 300 else None)
@@ -102,14 +105,14 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     """Run a scenario emulated and simulated, and compare the two."""
     if bool(args.scenario) == bool(args.run):
         return _fail("crosscheck takes a scenario to run, or --run RESULTS_DIR, not both")
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from p2plab.orchestrate.crosscheck import crosscheck
     from p2plab.orchestrate.session import run_scenario
     from p2plab.topology.loading import ScenarioError, find_scenario
 
     try:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         if args.run:  # an emulated run already made: simulate what it ran
             emulated_dir = Path(args.run)
             if not (emulated_dir / "summary.json").exists():
@@ -123,7 +126,7 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
             emulated_dir = run_scenario(path, args.backend, out / "emulated", _progress).run_dir
         if args.network_only:
             path = network_only_variant(path, out)
-        simulated = run_scenario(path, "sim", out / "simulated", _progress)
+        simulated = run_scenario(path, SIMULATOR, out / "simulated", _progress)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
     except BackendError as exc:
@@ -143,8 +146,8 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from p2plab.orchestrate.session import run_scenario
-    from p2plab.topology.matrix import is_matrix_file
     from p2plab.topology.loading import ScenarioError, find_scenario
+    from p2plab.topology.matrix import is_matrix_file
 
     if args.registry:
         os.environ["P2PLAB_REGISTRY"] = args.registry  # read by the swarm backend
@@ -177,7 +180,7 @@ def _run_matrix(path: Path, args: argparse.Namespace) -> int:
     matrix = load_matrix(path)
     lab_scenarios(matrix)  # every generated scenario validates before anything is made
     try:
-        out, rows = run_matrix(matrix, path, args.backend, Path(args.results), _progress)
+        out, _rows = run_matrix(matrix, path, args.backend, Path(args.results), _progress)
     except BackendError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -205,10 +208,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from p2plab.compose.backend import BackendError as _BackendError
+    from p2plab.compose.backends.base import BackendError as _BackendError
     from p2plab.compose.export import export_compose
-    from p2plab.topology.plan import build_plan
     from p2plab.topology.loading import ScenarioError, find_scenario, load_scenario
+    from p2plab.topology.plan import build_plan
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
@@ -229,8 +232,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not (run / "summary.json").exists():
             return _fail(f"{run} has no summary.json: is it a results folder? "
                          "(p2plab report RUN rebuilds it from events)")
-    rows = compare(*runs, tolerance=args.tolerance)
-    print(render(rows, *runs, args.tolerance))
+    rows = compare(runs[0], runs[1], tolerance=args.tolerance)
+    print(render(rows, runs[0], runs[1], args.tolerance))
     return 1 if any(r.regression for r in rows) else 0
 
 
@@ -249,11 +252,11 @@ def cmd_suite(args: argparse.Namespace) -> int:
 def cmd_exec(args: argparse.Namespace) -> int:
     import os
 
-    from p2plab.compose.kept import find
+    from p2plab.compose.lab.lifecycle import Lab
 
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     try:
-        full = find(args.run)[args.host].argv(argv or ["sh"])
+        full = Lab.reattach(args.run)[args.host].argv(argv or ["sh"])
     except BackendError as exc:
         return _fail(str(exc))
     os.execvp(full[0], full)  # the command takes over this terminal
@@ -261,24 +264,24 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from p2plab.compose.kept import down, find
+    from p2plab.compose.lab.lifecycle import Lab
 
     try:
-        lab = find(args.run)
+        lab = Lab.reattach(args.run)
     except BackendError as exc:
         return _fail(str(exc))
-    removed = down(lab)
+    removed = lab.down()
     print(f"lab {lab.run_id} is down ({len(removed)} objects removed); results in {lab.run_dir}")
     return 0
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from p2plab.compose.cleanup import clean
+    from p2plab.compose.lab.cleanup import clean
 
     removed = clean(kept=args.kept or args.all, everything=args.all)
     print(f"removed {len(removed)} lab objects" + (f": {' '.join(removed)}" if removed else ""))
     if not args.all:
-        from p2plab.compose import ownership
+        from p2plab.compose.lab import ownership
 
         live = [r for r in ownership.records() if r.live]
         for r in live:
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a scenario and write a results folder")
     run.add_argument("scenario", help="a scenario file, or the name of a shipped one")
-    run.add_argument("--backend", default="docker", choices=BACKENDS,
+    run.add_argument("--backend", default=DEFAULT, choices=EXECUTORS,
                      help="docker (default): containers; netns: plain network namespaces; "
                           "swarm: containers across a Docker Swarm (DOCKER_HOST: a manager, "
                           "or the local cluster of make cluster); sim: the simulator")
@@ -313,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                            "compare delivery, latency and propagation")
     cross.add_argument("scenario", nargs="?", default=None,
                        help="a scenario to run emulated (or --run an existing run)")
-    cross.add_argument("--backend", default="docker", choices=("docker", "netns"),
+    cross.add_argument("--backend", default=DEFAULT, choices=ONE_MACHINE,
                        help="the emulation backend")
     cross.add_argument("--run", default=None, help="an emulated results folder to compare "
                        "instead of running the scenario again")
@@ -353,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument("scenarios", nargs="*",
                        help="scenario files, names or folders (default: the shipped ones, "
                             "without the long nat-matrix)")
-    suite.add_argument("--backend", default="docker", choices=BACKENDS)
+    suite.add_argument("--backend", default=DEFAULT, choices=EXECUTORS)
     suite.add_argument("--results", default="results/suite")
     suite.add_argument("--junit", default=None, help="JUnit XML path (default: RESULTS/junit.xml)")
     suite.set_defaults(func=cmd_suite)

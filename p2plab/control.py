@@ -1,4 +1,4 @@
-"""Writing one command to a node's control FIFO (docs/node-contract.md, Control channel).
+"""Writing one command to a node's control FIFO (docs/reference/node-contract.md, Control channel).
 
 A pipe holds 64 KiB: a longer command (a publish schedule of thousands of send times)
 is written in pieces as the node reads, and a node that stops reading gets a clear

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 SCHEMA_VERSION = 1
 
@@ -72,7 +73,7 @@ class EventWriter:
         self._stream = stream
 
     @classmethod
-    def open(cls, node: str, path: Path) -> "EventWriter":
+    def open(cls, node: str, path: Path) -> EventWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(node, open(path, "a", encoding="utf-8", buffering=1))
 
@@ -88,43 +89,59 @@ class EventWriter:
         self._stream.close()
 
 
-def read_events(path: Path, torn: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield validated events from one log, reading past torn lines.
+def parse_line(line: str | bytes, where: str, torn: list[str] | None = None
+               ) -> dict[str, Any] | None:
+    """One line of a log as a validated event, or None for a blank line or a torn
+    fragment with no whole event after it.
 
     A writer killed mid-line leaves a fragment; if the node was restarted, its next
     event is appended to that fragment on the same line. Such a line yields the
     complete event at its end (if any) and the fragment is dropped; each one is noted
-    in ``torn`` (file:line) so the report can say so. A line that parses but breaks the
-    schema is a producer's bug, not tearing, and still raises."""
+    in ``torn`` (``where``, a file:line) so the report can say so. A line that parses but
+    breaks the schema is a producer's bug, not tearing, and raises EventFormatError.
+    Every reader of event logs (analysis, the live tail, kept labs) reads lines here."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        if torn is not None:
+            torn.append(where)
+        event = _complete_tail(line)
+        if event is None:
+            return None
+    if not isinstance(event, dict):
+        raise EventFormatError(f"{where}: not an event object")
+    try:
+        validate_event(event)
+    except EventFormatError as exc:
+        raise EventFormatError(f"{where}: {exc}") from exc
+    return event
+
+
+def read_events(path: Path, torn: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield validated events from one log, reading past torn lines (``parse_line``)."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         lines = fh.readlines()
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            if torn is not None:
-                torn.append(f"{path.name}:{number}")
-            event = _complete_tail(line)
-            if event is None:
-                continue
-        if not isinstance(event, dict):
-            raise EventFormatError(f"{path}:{number}: not an event object")
-        try:
-            validate_event(event)
-        except EventFormatError as exc:
-            raise EventFormatError(f"{path}:{number}: {exc}") from exc
-        yield event
+        event = parse_line(line, f"{path.name}:{number}", torn)
+        if event is not None:
+            yield event
 
 
 def _complete_tail(line: str) -> dict[str, Any] | None:
-    """The last whole event on a line that starts with a torn fragment."""
-    start = line.rfind('{"v":')
+    """The whole event at the end of a line that starts with a torn fragment: the
+    leftmost object after the fragment that parses to the end of the line (keys in any
+    order: a node's writer need not put ``"v"`` first)."""
+    start = line.find('{"', 1)
     while start > 0:
         try:
             event = json.loads(line[start:])
-            return event if isinstance(event, dict) else None
+            if isinstance(event, dict) and "v" in event:
+                return event
         except json.JSONDecodeError:
-            start = line.rfind('{"v":', 0, start)
+            pass
+        start = line.find('{"', start + 1)
     return None

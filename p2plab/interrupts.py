@@ -5,8 +5,9 @@ terminal or lost SSH session (SIGHUP) all stop it the same way, as ``Interrupted
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -24,13 +25,13 @@ def raise_interrupted(signum: int, frame: Any) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def stop_on_signals() -> dict[int, Any]:
+def stop_on_signals() -> Mapping[int, Any]:
     """Every stop signal raises ``Interrupted`` from now on; returns the handlers it
     replaced, for ``restore``."""
     return {sig: signal.signal(sig, raise_interrupted) for sig in STOP_SIGNALS}
 
 
-def restore(previous: dict[int, Any]) -> None:
+def restore(previous: Mapping[int, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
 
@@ -43,7 +44,7 @@ def signal_name(exc: KeyboardInterrupt) -> str:
 @contextmanager
 def signals_ignored() -> Iterator[None]:
     """Teardown that no further stop signal may cut short."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    previous: dict[int, Any] = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
     try:
         yield
     finally:

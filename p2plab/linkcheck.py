@@ -29,7 +29,7 @@ def serve(ip: str, port: int, seconds: float) -> int:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             data, addr = sock.recvfrom(2048)
-        except socket.timeout:
+        except TimeoutError:
             break
         sock.sendto(data, addr)
     return 0
@@ -49,7 +49,7 @@ def ping(ip: str, port: int, count: int, interval: float, timeout: float) -> dic
                 if data == payload:
                     rtts.append((time.perf_counter() - start) * 1000)
                     break
-        except socket.timeout:
+        except TimeoutError:
             pass
         time.sleep(interval)
     return {"sent": count, "received": len(rtts),

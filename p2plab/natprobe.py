@@ -59,7 +59,8 @@ class Reflector:
                 continue
             token = msg.get("token")
             if op == "map":
-                sock.sendto(json.dumps({"token": token, "ip": addr[0], "port": addr[1]}).encode(), addr)
+                sock.sendto(json.dumps({"token": token, "ip": addr[0], "port": addr[1]}).encode(),
+                            addr)
             elif op == "reply" and msg.get("via") == "other-port":
                 self.udp[self.other_port(port)].sendto(json.dumps({"token": token}).encode(), addr)
             elif op == "reply" and msg.get("via") == "other-ip":
@@ -147,7 +148,7 @@ def _udp_ask(sock: socket.socket, dest: tuple[str, int], msg: dict[str, Any],
             sock.settimeout(left)
             try:
                 data, _ = sock.recvfrom(2048)
-            except socket.timeout:
+            except TimeoutError:
                 break
             reply = json.loads(data)
             if reply.get("token") == token:
@@ -201,7 +202,7 @@ def classify_udp(a: str, b: str, p1: int, p2: int) -> dict[str, Any]:
         s4.settimeout(WAIT_S)
         try:
             result["hairpin"] = json.loads(s4.recvfrom(2048)[0]).get("token") == token
-        except socket.timeout:
+        except TimeoutError:
             result["hairpin"] = False
     return result
 
@@ -239,7 +240,7 @@ def _accepts(listener: socket.socket, wait: float) -> bool:
         conn, _ = listener.accept()
         conn.close()
         return True
-    except socket.timeout:
+    except TimeoutError:
         return False
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import psutil
 

@@ -13,7 +13,7 @@ def package_dir(name: str) -> Path:
     spec = find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"p2plab is installed without {name}: reinstall it (pip install .)")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def scenarios_dir() -> Path:

@@ -64,8 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def node_processes(spare: Container[str]) -> list[str]:
     import psutil
-
-    from p2plab.compose.ownership import RUN_ENV
+    from p2plab.compose.lab.ownership import RUN_ENV
 
     out = subprocess.run(["pgrep", "-f", "python.* -m p2plab.node --name|p2plab-node-rs --name"],
                          capture_output=True, text=True)
@@ -91,10 +90,10 @@ def leftovers() -> list[str]:
     """Everything of p2plab still on the machine that no live run owns: namespaces,
     processes, containers, networks, rules. Runs of others (a concurrent CI job, a kept
     lab is not one) are theirs: only what belongs to no live owner is a leftover."""
-    from p2plab.compose.backend import PREFIX
-    from p2plab.compose.cleanup import helper_processes, lab_namespaces
-    from p2plab.compose.docker_backend import RUN_LABEL
-    from p2plab.compose.ownership import ProtectedRuns, run_id_of
+    from p2plab.compose.backends.base import PREFIX
+    from p2plab.compose.backends.containers import RUN_LABEL
+    from p2plab.compose.lab.cleanup import helper_processes, lab_namespaces
+    from p2plab.compose.lab.ownership import ProtectedRuns, run_id_of
 
     # Asked per object: a run another test starts meanwhile registered first.
     spare = ProtectedRuns(include_kept=False)

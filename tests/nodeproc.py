@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from p2plab.control import send_command
 
@@ -52,12 +53,13 @@ class NodeProcess:
     def read(self) -> list[dict[str, Any]]:
         if not self.events.exists():
             return []
-        return [json.loads(l) for l in self.events.read_text().splitlines() if l.endswith("}")]
+        return [json.loads(line) for line in self.events.read_text().splitlines()
+                if line.endswith("}")]
 
     def of(self, type_: str) -> list[dict[str, Any]]:
         return [e for e in self.read() if e["type"] == type_]
 
-    def wait_for(self, what: str, cond: Callable[["NodeProcess"], bool], timeout: float = 30) -> None:
+    def wait_for(self, what: str, cond: Callable[[NodeProcess], bool], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while not cond(self):
             if self.proc.poll() is not None:
@@ -85,5 +87,5 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError(f"{self.name} ignored SIGTERM for {timeout} s")
+                raise AssertionError(f"{self.name} ignored SIGTERM for {timeout} s") from None
         return time.monotonic() - start

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from p2plab.analysis.expectations import check
 from p2plab.analysis.metrics import summarize
 from p2plab.topology.schema import ConnectionExpectation, Expectations, HolePunchExpectation

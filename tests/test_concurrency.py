@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from p2plab.compose.lab import ownership
+from p2plab.compose.lab.ownership import RunRecord
 
-from p2plab.compose import ownership
-from p2plab.compose.ownership import RunRecord
 from tests.conftest import P2PLAB, ROOT, leftovers
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
@@ -41,7 +41,7 @@ def test_a_docker_run_that_collides_with_a_live_one_is_refused(tmp_path: Path) -
     ownership.register(other)
     try:
         proc = _run("nat-relay", "--backend", "docker", "--results", str(tmp_path))
-        out, err = proc.communicate(timeout=300)
+        _out, err = proc.communicate(timeout=300)
     finally:
         ownership.release(other.run_id)
     assert proc.returncode == 2, err[-2000:]
@@ -58,7 +58,7 @@ def test_docker_subnets_of_the_host_are_refused(tmp_path: Path) -> None:
                         "nat: port-restricted}\nnodes:\n  - {name: alice, lan: home}\n"
                         "  - {name: bob, lan: public, dial: [alice]}\n")
     proc = _run(str(scenario), "--backend", "docker", "--results", str(tmp_path / "out"))
-    out, err = proc.communicate(timeout=300)
+    _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, err[-2000:]
     assert "subnet 172.17.200.0/24 overlaps" in err and "172.17.0.0/16" in err, err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
@@ -70,7 +70,7 @@ def test_an_unwritable_results_folder_is_a_usage_error(tmp_path: Path) -> None:
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("")
     proc = _run("nat-relay", "--backend", "netns", "--results", str(blocked / "results"))
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, err
     assert f"cannot write results into {blocked / 'results'}" in err and "--results" in err
     assert "Traceback" not in err and leftovers() == []

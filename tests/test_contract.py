@@ -1,4 +1,4 @@
-"""The node contract (docs/node-contract.md), checked the same way against every
+"""The node contract (docs/reference/node-contract.md), checked the same way against every
 implementation, and across them: flags, identity, versions, events, the control
 channel, the message-id function, chat payloads and shutdown. Loopback only."""
 
@@ -9,9 +9,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from p2plab.compose.rustnode import CRATE
 from p2plab.node.identity import peer_id_for_seed
+
 from p2plab.events import read_events
 from tests.nodeproc import NodeProcess, free_port, node_program
 
@@ -29,7 +29,7 @@ def run(impl: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_version_line_names_the_pinned_libp2p(impl: str) -> None:
     out = run(impl, "--version")
     assert out.returncode == 0, out.stderr
-    name, version, library, library_version = out.stdout.split()
+    name, _version, library, library_version = out.stdout.split()
     assert name == {"py": "p2plab-node", "rust": "p2plab-node-rs"}[impl]
     if impl == "rust":
         pinned = tomllib.loads((CRATE / "Cargo.toml").read_text())["dependencies"]["libp2p"]
@@ -97,7 +97,7 @@ def test_chat_across_implementations(tmp_path: Path, publisher: str, receiver: s
             # Two nodes: the only path is a's push to its mesh peer b.
             assert event["via_peer"] == started["peer_id"] and event["via_mesh"] is True
         assert sorted(e["seq"] for e in published.values()) == \
-            list(range(min(e["seq"] for e in published.values()), 
+            list(range(min(e["seq"] for e in published.values()),
                        min(e["seq"] for e in published.values()) + 21))
         assert {e["size"] for e in received} == {300, len("hello from a")}
         assert {e["flow"] for e in published.values()} == {"f", None}
@@ -159,7 +159,8 @@ def test_a_command_longer_than_a_pipe(tmp_path: Path, impl: str) -> None:
 
 
 # The hub is rust: py-libp2p 0.8.1 as a hub with D=1 sends no IHAVE in this setup (its
-# event-driven GRAFTs and IDONTWANT bookkeeping are not the spec's); see the README.
+# event-driven GRAFTs and IDONTWANT bookkeeping are not the spec's); see
+# docs/reference/known-limits.md.
 @pytest.mark.parametrize("publisher, receiver", [("py", "py"), ("py", "rust"), ("rust", "py")])
 @pytest.mark.parametrize("msg_id", ["origin-seq", "content"])
 def test_gossip_recovers_what_eager_push_missed(tmp_path: Path, publisher: str, receiver: str,
@@ -184,7 +185,8 @@ def test_gossip_recovers_what_eager_push_missed(tmp_path: Path, publisher: str, 
         b.started()
         a = start("a", publisher, "--dial", addr["b"])
         nodes.append(a)
-        b.wait_for("A in B's mesh", lambda n: any(e["mesh"] == [ids["a"]] for e in n.of("topic_peers")))
+        b.wait_for("A in B's mesh",
+                   lambda n: any(e["mesh"] == [ids["a"]] for e in n.of("topic_peers")))
         c = start("c", receiver, "--heartbeat", "600", "--dial", addr["b"])
         nodes.append(c)
         b.wait_for("C subscribed at B",

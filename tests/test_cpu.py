@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from p2plab.analysis.compare import compare
 from p2plab.analysis.cpu import cpu_figures, saturated_intervals
 from p2plab.analysis.event_log import EventLog

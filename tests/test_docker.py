@@ -41,7 +41,7 @@ def test_docker_lab_is_sealed_and_nodes_hold_no_net_admin(p2plab_lab) -> None:
         route = lab[host].exec(["ip", "route", "get", "192.0.2.1"])
         assert route.returncode != 0 and "unreachable" in route.stderr, (host, route)
     # The fixture's lab is driven like any run: the timeline, then the logs.
-    lab.run_timeline()
+    lab.play()
     lab.wait_for("bob's 20 messages", lambda: len(lab["bob"].events("message_received")) >= 20)
 
 
@@ -82,10 +82,9 @@ def test_compose_export_runs_under_compose_v2(tmp_path: Path) -> None:
 def test_node_image_starts_a_node(tmp_path: Path) -> None:
     """The image on its own, through testcontainers (no reaper; cleaned by label)."""
     os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+    from p2plab.compose.images import ensure_image
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
-
-    from p2plab.compose.images import ensure_image
 
     tag = ensure_image(lambda m: None)
     container = (DockerContainer(tag)

@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 import pytest
-
 from p2plab.analysis.event_log import BULK_FIELDS, ORDER, read_event_log
+
 from p2plab.events import EventFormatError, read_events
 
 pytestmark = pytest.mark.quick
@@ -65,7 +65,7 @@ def test_columns_match_the_line_reader(tmp_path: Path, torn: bool) -> None:
         assert len(frame) == len(rows), kind
         rows = sorted(rows, key=lambda e: e["t"])  # stable: file order for equal times
         fields = ["t", "node", *BULK_FIELDS.get(kind, ())] if kind in BULK_FIELDS else list(rows[0])
-        for got, want in zip(frame.to_dict("records"), rows):
+        for got, want in zip(frame.to_dict("records"), rows, strict=True):
             for f in fields:
                 if f in want:
                     assert _same(want[f], got[f]), (kind, f, want[f], got[f])

@@ -57,8 +57,7 @@ timeline:
 def test_links_are_shaped_as_configured_and_measured(p2plab_lab, tmp_path: Path) -> None:
     path = tmp_path / "links.yaml"
     path.write_text(LINKS)
-    lab = p2plab_lab(str(path), backend="netns")
-    lab.runner.measure_links()
+    lab = p2plab_lab(str(path), backend="netns")  # started as a run starts: links measured
     rtt = json.loads((lab.run_dir / "link_rtt.json").read_text())
     assert rtt["mechanism"] in ("netem", "nfqueue")
     rows = {r["pair"]: r for r in rtt["pairs"]}
@@ -83,7 +82,8 @@ def test_partition_link_down_crash_and_restart(tmp_path: Path) -> None:
     assert timeline["passed"], (timeline, done.stderr[-2000:])
     faults = [r["action"] for r in summary["recovery"]]
     assert faults == ["partition", "heal", "link-down", "link-up", "kill", "restart"]
-    events = [json.loads(l) for l in (run_dir / "events" / "n-4.jsonl").read_text().splitlines()]
+    events = [json.loads(line)
+              for line in (run_dir / "events" / "n-4.jsonl").read_text().splitlines()]
     starts = [e for e in events if e["type"] == "node_started"]
     assert len(starts) == 2 and starts[0]["peer_id"] == starts[1]["peer_id"]
     flows = summary["delivery"]["per_flow"]
@@ -102,7 +102,8 @@ def test_partition_link_down_crash_and_restart(tmp_path: Path) -> None:
 
 def test_broken_scenarios_create_nothing(tmp_path: Path) -> None:
     broken = Path(__file__).parent / "broken"
-    for name in ("unreachable-connect.yaml", "partition-splits-nat.yaml", "lan-pool-too-small.yaml"):
+    for name in ("unreachable-connect.yaml", "partition-splits-nat.yaml",
+                 "lan-pool-too-small.yaml"):
         done = subprocess.run([*P2PLAB, "run", str(broken / name), "--backend", "netns",
                                "--results", str(tmp_path / "results")],
                               capture_output=True, text=True, timeout=60)

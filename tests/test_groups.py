@@ -4,14 +4,14 @@ everything random comes from the seed, so a plan can be rebuilt exactly."""
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import statistics
 from pathlib import Path
 
 import pytest
-
 from p2plab.topology.faults import fault_ruleset, partition_blocks
-from p2plab.topology.plan import build_plan, link_checks
 from p2plab.topology.loading import parse_scenario
+from p2plab.topology.plan import LabPlan, build_plan, link_checks
 from p2plab.topology.schema import DialTarget, Publish
 from p2plab.topology.traffic import send_offsets
 
@@ -39,7 +39,7 @@ timeline:
 """
 
 
-def plan_for(seed: int):  # type: ignore[no-untyped-def]
+def plan_for(seed: int) -> LabPlan:
     return build_plan(parse_scenario(HOMES.format(seed=seed), "homes.yaml"))
 
 
@@ -72,8 +72,10 @@ def test_same_seed_same_plan_and_another_seed_other_choices() -> None:
     assert {n: p.args for n, p in a.nodes.items()} != {n: p.args for n, p in c.nodes.items()}
     step = a.scenario.timeline[0]
     assert isinstance(step, Publish)
-    assert send_offsets(step, a.scenario, 0, "peer-01") == send_offsets(step, b.scenario, 0, "peer-01")
-    assert send_offsets(step, a.scenario, 0, "peer-01") != send_offsets(step, c.scenario, 0, "peer-01")
+    assert send_offsets(step, a.scenario, 0, "peer-01") == send_offsets(step, b.scenario, 0,
+                                                                        "peer-01")
+    assert send_offsets(step, a.scenario, 0, "peer-01") != send_offsets(step, c.scenario, 0,
+                                                                        "peer-01")
 
 
 def test_traffic_patterns_keep_their_mean_rate() -> None:
@@ -84,7 +86,7 @@ def test_traffic_patterns_keep_their_mean_rate() -> None:
         offsets = send_offsets(step, scenario, 0, "peer-01")
         assert len(offsets) == 400 and offsets == sorted(offsets)
         assert offsets[-1] == pytest.approx(100, rel=0.15)
-        gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(offsets)]
         if pattern == "constant":
             assert max(gaps) - min(gaps) < 1e-6
         else:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.docker
 
 
-def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
     assert done.returncode == 0, f"{argv}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done
@@ -39,7 +40,8 @@ def test_a_wheel_install_runs_a_shipped_scenario_from_elsewhere(tmp_path: Path) 
     _run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], timeout=900)
 
     purelib = Path(_run([str(venv / "bin" / "python"), "-c",
-                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+                         "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+                   .stdout.strip())
     top = {p.name for p in purelib.iterdir() if p.is_dir() and not p.name.endswith("-info")}
     assert "p2plab" in top
     assert not top & {"node", "topology", "compose", "analysis", "orchestrate"}, top

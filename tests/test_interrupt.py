@@ -3,7 +3,8 @@
 Each case starts `p2plab run nat-relay`, waits a drawn delay (anywhere from start-up
 through lab creation, the timeline and teardown), then stops it one way: SIGINT,
 SIGTERM, SIGHUP, SIGINT twice (the second during teardown), or SIGKILL followed by
-`p2plab clean` (those runs also capture packets, so tcpdump helpers are left to find). Afterwards nothing of the run may exist (namespaces, containers,
+`p2plab clean` (those runs also capture packets, so tcpdump helpers are left to find).
+Afterwards nothing of the run may exist (namespaces, containers,
 networks, firewall rules, helpers, node processes, its ownership record), and its
 results folder, if it got one, says INTERRUPTED (never PASS); a killed Docker run's
 node logs are kept. Concurrent runs of others are not counted (tests/conftest.py).
@@ -19,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+from p2plab.compose.lab.ownership import RUNS_DIR
 
-from p2plab.compose.ownership import RUNS_DIR
 from tests.conftest import P2PLAB, ROOT, leftovers
 
 SEED = 20261127
@@ -69,7 +70,7 @@ def test_interrupted_run_leaves_nothing(tmp_path: Path, backend: str, delay: flo
                     time.sleep(0.3)
                     if proc.poll() is None:
                         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
         # The signal can land as the run exits on its own (it had finished): that is
         # a finished run, judged as one below.
         finished_first = finished_first or proc.returncode in (0, 1)

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from p2plab.compose.lab.kept import kept_labs
 
-from p2plab.compose.kept import kept_labs
 from tests.conftest import P2PLAB, ROOT, leftovers
 
 BACKENDS = [pytest.param("netns", marks=pytest.mark.netns),

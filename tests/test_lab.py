@@ -26,7 +26,8 @@ def run(name: str, backend: str, results: Path) -> tuple[subprocess.CompletedPro
 
 
 def events(run_dir: Path, node: str) -> list[dict]:
-    return [json.loads(l) for l in (run_dir / "events" / f"{node}.jsonl").read_text().splitlines()]
+    return [json.loads(line)
+            for line in (run_dir / "events" / f"{node}.jsonl").read_text().splitlines()]
 
 
 def summary(run_dir: Path) -> dict:
@@ -99,7 +100,8 @@ def test_interop_py_and_rust_in_one_lab(backend: str, tmp_path: Path) -> None:
     assert impls == {"relay-rs": "rust", "relay-py": "py", "alice": "py", "bob": "rust",
                      "carol": "rust", "dave": "py"}
     ran = manifest["implementations"]
-    assert ran["rust"]["libp2p"] == "rust-libp2p 0.57.1" and ran["py"]["libp2p"] == "py-libp2p 0.8.1"
+    assert (ran["rust"]["libp2p"] == "rust-libp2p 0.57.1"
+            and ran["py"]["libp2p"] == "py-libp2p 0.8.1")
     ids = {n: i["peer_id"] for n, i in manifest["nodes"].items()}
     # Each implementation received every message of the other, by the same ids.
     for sender, receiver in (("alice", "bob"), ("bob", "alice"), ("carol", "dave"),

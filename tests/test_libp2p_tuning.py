@@ -8,14 +8,13 @@ import importlib
 import inspect
 from pathlib import Path
 
+import libp2p
 import pytest
 import trio
-from trio.testing import MockClock
-
-import libp2p
 from libp2p.pubsub import utils
 from libp2p.stream_muxer.yamux import yamux
 from p2plab.node import libp2p_tuning
+from trio.testing import MockClock
 
 pytestmark = pytest.mark.quick
 
@@ -34,14 +33,14 @@ def window_updates(tuned: bool, reads: list[int]) -> list[int]:
     """Window-update increments a real YamuxStream sends for these reads."""
     stream = yamux.YamuxStream(1, _Conn(), True)
     if tuned:
-        stream._auto_tune_and_send_window_update = (  # type: ignore[method-assign]
+        stream._auto_tune_and_send_window_update = (  # type: ignore[method-assign]  # the patch under test
             libp2p_tuning.window_update_when_half_read.__get__(stream))
     sent: list[int] = []
 
     async def record(increment: int, skip_lock: bool = False) -> None:
         sent.append(increment)
 
-    stream.send_window_update = record  # type: ignore[method-assign]
+    stream.send_window_update = record  # type: ignore[method-assign]  # records what is sent
 
     async def main() -> None:
         for n in reads:

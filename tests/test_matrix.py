@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import P2PLAB, ROOT
 from p2plab.topology.matrix import MatrixSpec, cells, lab_scenarios, load_matrix, theory
 from p2plab.topology.plan import build_plan
+
+from tests.conftest import P2PLAB, ROOT
 
 
 @pytest.mark.quick
@@ -89,7 +89,8 @@ matrix:
 def test_interop_grid_across_implementations(tmp_path: Path) -> None:
     """py and rust nodes in every pairing, TCP and QUIC, behind real NATs: each cell
     agrees with theory or is explained (py-libp2p cannot punch over QUIC)."""
-    # One NAT pair keeps CI short; interop-matrix runs every pair (README).
+    # One NAT pair keeps CI short; interop-matrix runs every pair
+    # (docs/reference/shipped-scenarios.md).
     out, rows = run_grid(tmp_path, """
 name: igrid
 seed: 23

@@ -6,9 +6,9 @@ import shutil
 import subprocess
 
 import pytest
-
 from p2plab.topology.nat import PRESETS, NatBehaviour, resolve
 from p2plab.topology.nat_rules import nat_ruleset
+
 from tests.conftest import require
 
 pytestmark = pytest.mark.quick

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from p2plab.node.identity import peer_id_for_seed
+
 from tests.nodeproc import NodeProcess, free_port
 
 LO = ["--listen-ip", "127.0.0.1"]
@@ -21,7 +21,8 @@ LO = ["--listen-ip", "127.0.0.1"]
     (["--dial", "/ip4/1.2.3.4/udp/5"], "quic-v1"),
     (["--dial", "/ip4/1.2.3.4"], "needs /tcp/PORT"),
     (["--relay", "/ip4/1.2.3.4/tcp/4001"], "needs the relay's /p2p/ID"),
-    (["--dial", "/ip4/1.2.3.4/tcp/1/p2p-circuit/p2p/12D3KooWRdFFg3yTbTsDq5Z1yCvCWbqznEFro9jeVivo7rkayJ4D"],
+    (["--dial", "/ip4/1.2.3.4/tcp/1/p2p-circuit/p2p/"
+                "12D3KooWRdFFg3yTbTsDq5Z1yCvCWbqznEFro9jeVivo7rkayJ4D"],
      "relay's /p2p/ID"),
     (["--port", "0"], "--port"),
     (["--listen-ip", "nope"], "not an IP address"),
@@ -61,11 +62,12 @@ def test_tcp_chat_commands_ping_and_sigterm(tmp_path: Path) -> None:
         ping = b.of("ping")[0]
         assert ping["peer"] == a_id and ping["outcome"] == "ok" and ping["rtt_ms"] > 0
         opened = b.of("connection_opened")[0]
-        assert (opened["kind"], opened["transport"], opened["direction"]) == ("direct", "tcp", "outbound")
+        assert (opened["kind"], opened["transport"], opened["direction"]) == ("direct", "tcp",
+                                                                               "outbound")
         b.send({"cmd": "dial", "addr": "/ip4/127.0.0.1/tcp/1/p2p/" + a_id})
         b.send({"cmd": "frobnicate"})
         b.wait_for("the bad command", lambda n: any(e["cmd"] == "?" for e in n.of("command")))
-        bad = [e for e in b.of("command") if e["cmd"] == "?"][0]
+        bad = next(e for e in b.of("command") if e["cmd"] == "?")
         assert bad["outcome"] == "failed" and "cmd in" in bad["reason"]
     finally:
         took = a.stop()

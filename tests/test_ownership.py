@@ -11,11 +11,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from p2plab.compose import ownership
-from p2plab.compose.backend import PREFIX, BackendError
-from p2plab.compose.cleanup import clean, lab_namespaces
-from p2plab.compose.ownership import RUN_ENV, RunRecord
+from p2plab.compose.backends.base import PREFIX, BackendError
+from p2plab.compose.lab import ownership
+from p2plab.compose.lab.cleanup import clean, lab_namespaces
+from p2plab.compose.lab.ownership import RUN_ENV, RunRecord
 
 
 @pytest.fixture
@@ -100,20 +99,22 @@ def test_a_run_that_starts_while_clean_is_under_way_is_spared(state: Path) -> No
 
 @pytest.mark.quick
 def test_docker_runs_with_overlapping_subnets_conflict_netns_runs_do_not(state: Path) -> None:
-    ownership.claim(RunRecord("aaaaaa", "docker", "nat-relay", "/r/a",
-                              subnets=["203.0.113.0/24", "10.1.0.0/24"]))
+    def docker(run_id: str, scenario: str, subnets: list[str], **kw: int | None) -> RunRecord:
+        return RunRecord(run_id, "docker", scenario, f"/r/{run_id}", subnets=subnets,
+                         shared_address_space=True, **kw)  # type: ignore[arg-type]  # pids
+
+    ownership.claim(docker("aaaaaa", "nat-relay", ["203.0.113.0/24", "10.1.0.0/24"]))
     with pytest.raises(BackendError, match=r"run aaaaaa \(nat-relay on docker, owner pid"):
-        ownership.claim(RunRecord("bbbbbb", "docker", "nat-relay", "/r/b",
-                                  subnets=["10.1.0.128/25"]))
+        ownership.claim(docker("bbbbbb", "nat-relay", ["10.1.0.128/25"]))
     assert not (state / "bbbbbb.json").exists()
-    ownership.claim(RunRecord("cccccc", "docker", "other", "/r/c", subnets=["10.9.0.0/24"]))
+    ownership.claim(docker("cccccc", "other", ["10.9.0.0/24"]))
     ownership.claim(RunRecord("dddddd", "netns", "nat-relay", "/r/d",
                               subnets=["203.0.113.0/24", "10.1.0.0/24"]))
     # A dead owner's record does not block anyone.
     pid, started = _dead_pid()
-    ownership.register(RunRecord("eeeeee", "docker", "x", "/r/e", subnets=["10.50.0.0/24"],
-                                 owner_pid=pid, owner_started=started))
-    ownership.claim(RunRecord("ffffff", "docker", "y", "/r/f", subnets=["10.50.0.0/24"]))
+    ownership.register(docker("eeeeee", "x", ["10.50.0.0/24"], owner_pid=pid,
+                              owner_started=started))
+    ownership.claim(docker("ffffff", "y", ["10.50.0.0/24"]))
 
 
 @pytest.mark.quick

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 import pytest
-
 from p2plab.node.identity import peer_id_for_seed
-from p2plab.topology.plan import build_plan
 from p2plab.topology.loading import ScenarioError, load_scenario, parse_scenario
+from p2plab.topology.plan import build_plan
 
 pytestmark = pytest.mark.quick
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
@@ -86,10 +85,11 @@ lans:
 nodes: []
 """, "x.yaml")
     lines = str(info.value).splitlines()
-    assert any(l.startswith("x.yaml:4: lans[0].nat: unknown NAT preset 'cone'") for l in lines)
-    assert any(l.startswith("x.yaml:5: lans[1].nat") and "takes no ['hairpin']" in l
-               for l in lines), lines
-    assert any(l.startswith("x.yaml:6: lans[2].nat.mapping") for l in lines), lines
+    assert any(line.startswith("x.yaml:4: lans[0].nat: unknown NAT preset 'cone'")
+               for line in lines)
+    assert any(line.startswith("x.yaml:5: lans[1].nat") and "takes no ['hairpin']" in line
+               for line in lines), lines
+    assert any(line.startswith("x.yaml:6: lans[2].nat.mapping") for line in lines), lines
 
 
 def test_implementations_and_message_ids_reach_each_node() -> None:
@@ -110,10 +110,11 @@ def test_implementations_and_message_ids_reach_each_node() -> None:
 
 def test_a_big_lab_raises_the_host_arp_limits_and_puts_them_back(monkeypatch, tmp_path) -> None:
     """gossip-200 needs more neighbour entries than Linux's default host-wide 1024."""
-    from p2plab.compose import host_limits
+    from p2plab.compose.lab import host_limits
 
     needed = build_plan(load_scenario(SCENARIOS / "gossip-200.yaml")).neighbour_entries()
-    assert needed > 1024 > build_plan(load_scenario(SCENARIOS / "nat-relay.yaml")).neighbour_entries()
+    assert needed > 1024 > build_plan(
+        load_scenario(SCENARIOS / "nat-relay.yaml")).neighbour_entries()
     for name, value in (("gc_thresh2", "512\n"), ("gc_thresh3", "1024\n")):
         (tmp_path / name).write_text(value)
     monkeypatch.setattr(host_limits, "THRESH", tmp_path)
@@ -129,3 +130,23 @@ def test_a_big_lab_raises_the_host_arp_limits_and_puts_them_back(monkeypatch, tm
     (tmp_path / "gc_thresh3").write_text("99999\n")
     again.restore()
     assert (tmp_path / "gc_thresh3").read_text() == "99999\n"
+
+
+@pytest.mark.quick
+def test_a_lan_without_a_router_is_described_as_isolated_not_routed() -> None:
+    from p2plab.topology.describe import describe
+
+    plan = build_plan(parse_scenario("""
+name: iso
+lans:
+  - {name: island, subnet: 10.5.0.0/24, nat: null}
+  - {name: open, subnet: 10.6.0.0/24, nat: public}
+nodes:
+  - {name: a, lan: island}
+  - {name: b, lan: island}
+  - {name: c, lan: open}
+""", "iso.yaml"))
+    text = describe(plan)
+    island = next(line for line in text.splitlines() if line.strip().startswith("island"))
+    assert "isolated" in island and "routed" not in island
+    assert plan.routed == {"public", "open"}

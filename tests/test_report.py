@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-
 from p2plab.analysis.compare import compare
 from p2plab.analysis.event_log import read_event_log
 from p2plab.analysis.metrics import summarize
 from p2plab.analysis.tables import build_tables
+
 from tests.conftest import P2PLAB, ROOT
 from tests.test_analysis import _msg, _started, _write
 
@@ -133,13 +133,14 @@ def test_suite_report_browser_and_compare(tmp_path: Path) -> None:
     shutil.copytree(lan, worse, ignore=shutil.ignore_patterns("*.fifo"))
     log = worse / "events" / "n5.jsonl"
     lines = log.read_text().splitlines()
-    received = [i for i, l in enumerate(lines) if '"message_received"' in l]
+    received = [i for i, line in enumerate(lines) if '"message_received"' in line]
     drop = set(received[::4])
-    log.write_text("".join(l + "\n" for i, l in enumerate(lines) if i not in drop))
+    log.write_text("".join(line + "\n" for i, line in enumerate(lines) if i not in drop))
     assert subprocess.run([*P2PLAB, "report", str(worse)], capture_output=True).returncode == 1
     cmp = subprocess.run([*P2PLAB, "compare", str(lan), str(worse)], capture_output=True, text=True)
     assert cmp.returncode == 1
-    assert any("delivery ratio" in l and "REGRESSION" in l for l in cmp.stdout.splitlines())
+    assert any("delivery ratio" in line and "REGRESSION" in line
+               for line in cmp.stdout.splitlines())
 
 
 @pytest.mark.quick
@@ -148,6 +149,7 @@ def test_html_pages_escape_what_scenarios_and_nodes_wrote(tmp_path: Path) -> Non
     page escaped by the template engine, never as markup."""
     from p2plab.analysis.expectations import Verdict
     from p2plab.analysis.report import render_html
+    from p2plab.analysis.report_model import report_model
 
     events_dir = _write(tmp_path, [_started("a"), _started("b"),
                                    _msg("message_published", "a", "a", 1, 10.0)])
@@ -158,7 +160,35 @@ def test_html_pages_escape_what_scenarios_and_nodes_wrote(tmp_path: Path) -> Non
                       passed=False)
     manifest = {"scenario": "s", "backend": "netns", "kernel": "k", "seed": 1,
                 "p2plab_version": "0", "timeline_error": hostile}
-    page = render_html(tmp_path, manifest, summary, [verdict], {}, f"about {hostile}")
+    page = render_html(report_model(manifest, summary, [verdict], {}, f"about {hostile}"), {})
     assert "<script>" not in page
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
     assert page.count("<tr class=fail>") == 1
+
+
+@pytest.mark.quick
+def test_markdown_and_html_say_the_same_from_one_model(tmp_path: Path) -> None:
+    """One report model, two templates: a notice the HTML page used to drop is on both,
+    the details are real tables on the page, and a ``|`` in a value stays in its cell."""
+    from p2plab.analysis.expectations import Verdict
+    from p2plab.analysis.report import render_html, render_markdown
+    from p2plab.analysis.report_model import report_model
+
+    events_dir = _write(tmp_path, [_started("a"), _started("b"),
+                                   _msg("message_published", "a", "a", 1, 10.0),
+                                   _msg("message_received", "b", "a", 1, 10.2)])
+    summary = summarize(events_dir)
+    summary.update(status="FAIL", wall_time_s=1.0, passed=False,
+                   not_checked=["link_rtt_tolerance_pct: no packets"])
+    verdict = Verdict(name="punch a|b", expected="direct", observed="relayed | failed",
+                      passed=False)
+    manifest = {"scenario": "s", "backend": "sim", "kernel": "k", "seed": 1,
+                "p2plab_version": "0", "sim_warnings": ["quic: simulated as TCP"]}
+    report = report_model(manifest, summary, [verdict], {}, "two nodes")
+    markdown, page = render_markdown(report), render_html(report, {})
+    assert "| punch a\\|b | direct | relayed \\| failed | **FAIL** |" in markdown
+    for text in ("Not checked on this backend: link_rtt_tolerance_pct: no packets.",
+                 "The simulator ignored: quic: simulated as TCP.", "two nodes"):
+        assert text in markdown and text in page, text
+    assert "<pre>" not in page and "<h3>Connections at the end of the timeline</h3>" in page
+    assert markdown.count("\n## ") == 1 + len(report.sections)  # Expectations, then each

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from p2plab.topology.loading import ScenarioError, load_scenario, parse_scenario
 
 pytestmark = pytest.mark.quick

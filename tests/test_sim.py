@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from p2plab.orchestrate.session import run_scenario
-from tests.conftest import P2PLAB, ROOT
-from p2plab.topology.matrix import is_matrix_file
 from p2plab.topology.loading import load_scenario
+from p2plab.topology.matrix import is_matrix_file
+
+from tests.conftest import P2PLAB, ROOT
 
 SCENARIOS = ROOT / "scenarios"
 SIMULATED = sorted(p for p in SCENARIOS.glob("*.yaml")
@@ -122,3 +122,41 @@ def test_crosscheck_against_emulation(tmp_path: Path) -> None:
     assert network_ms <= emu * 1.2 and network_ms < sim, (network_ms, emu, sim)
     assert (out / "crosscheck.png").stat().st_size > 10_000
     assert "| delivery ratio |" in (out / "crosscheck.md").read_text()
+
+
+@pytest.mark.quick
+def test_a_simulated_run_killed_while_writing_leaves_no_half_file(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    """Results files are whole or absent for the simulator too: a write that dies half
+    way (disk full, a kill) leaves no half event log or manifest behind."""
+    import os
+
+    from p2plab.compose.run_folder import new_run_dir
+    from p2plab.compose.sim.run import simulate
+
+    def half_then_fail(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        with open(self, "w") as fh:
+            fh.write(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    def fail(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    path = SCENARIOS / "lan.yaml"
+    scenario = load_scenario(path)
+    run_dir = new_run_dir(tmp_path, scenario, "abcdef")
+    monkeypatch.setattr(Path, "write_text", half_then_fail)
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        simulate(path, scenario, "abcdef", run_dir, quiet)
+    monkeypatch.undo()
+    half = []
+    for p in run_dir.rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".jsonl"):
+            text = p.read_text()
+            try:
+                [json.loads(line) for line in text.splitlines()] if p.suffix == ".jsonl" \
+                    else json.loads(text)
+            except ValueError:
+                half.append(p.name)
+    assert not half, half

@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from p2plab.compose.backends.swarm import cluster as local_cluster
+from p2plab.compose.lab.kept import kept_labs
 
-from p2plab.compose.kept import kept_labs
-from p2plab.compose.swarm import cluster as local_cluster
 from p2plab.resources import cache_dir
 
 pytestmark = pytest.mark.swarm
@@ -109,7 +110,7 @@ def check_placement(manifest: dict) -> None:
         lan_engines = {n["engine"] for n in manifest["nodes"].values()
                        if n["segment"] == router["lan"]}
         assert lan_engines - {router["engine"]}, (name, router["engine"], lan_engines)
-    swarm = manifest["swarm"]
+    swarm = manifest["cluster"]
     assert set(swarm["clock_offsets"]) == {e["hostname"] for e in swarm["engines"]}
     for offset in [*swarm["clock_offsets"].values(), *swarm["clock_offsets_end"].values()]:
         # One kernel, one clock: the offset is within what the measurement can tell.
@@ -147,7 +148,7 @@ def test_gossip_50_passes_across_engines(cluster: local_cluster.Cluster,
                                          tmp_path: Path) -> None:
     run_dir, manifest = run_on_swarm("gossip-50", tmp_path, timeout=600)
     check_placement(manifest)
-    per_engine = manifest["swarm"]["hosts_per_engine"]
+    per_engine = manifest["cluster"]["hosts_per_engine"]
     assert len(per_engine) == 2 and min(per_engine.values()) >= 25, per_engine
     # The link stages ran inside the containers, on both engines, and were measured.
     rtt = json.loads((run_dir / "link_rtt.json").read_text())
@@ -300,7 +301,7 @@ def test_faults_work_on_any_engine(cluster: local_cluster.Cluster, tmp_path: Pat
     assert len(set(engines.values())) == 2, engines
     assert engines["h"] == cluster.engines[-1].name
     assert manifest["routers"]["home-gw"]["engine"] == cluster.engines[0].name
-    groups = manifest["swarm"]["placement"]["groups"]
+    groups = manifest["cluster"]["placement"]["groups"]
     assert groups["nodes group 'h'"]["engines"] == [cluster.engines[-1].name]
     assert groups["routers of lans 'home'"]["constraints"] == ["node.role==manager"]
     faults = [r["action"] for r in summary["recovery"]]

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from p2plab.compose.backend import BackendError
-from p2plab.compose.swarm import clocks, placement, settings
-from p2plab.compose.swarm.tls import issue
+from p2plab.compose.backends.base import BackendError
+from p2plab.compose.backends.swarm import clocks, placement, settings
+from p2plab.compose.backends.swarm.tls import issue
 from p2plab.topology.loading import ScenarioError, load_scenario, parse_scenario
 from p2plab.topology.placement import engine_attributes, parse_constraint
 from p2plab.topology.plan import build_plan
@@ -175,7 +174,7 @@ def test_agent_ports_are_a_pair_in_range() -> None:
 
 def test_settings_need_a_swarm_and_a_registry(monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
-    from p2plab.compose.swarm import cluster
+    from p2plab.compose.backends.swarm import cluster
 
     monkeypatch.setattr(cluster, "STATE_FILE", tmp_path / "none.json")
     monkeypatch.delenv("DOCKER_HOST", raising=False)
@@ -194,7 +193,7 @@ def test_settings_need_a_swarm_and_a_registry(monkeypatch: pytest.MonkeyPatch,
 def test_agent_accepts_only_the_runs_certificates(tmp_path: Path) -> None:
     """The agent's TLS server: the run's runner certificate passes, another run's is
     refused."""
-    from p2plab.compose.swarm import agent
+    from p2plab.compose.backends.swarm import agent
 
     ours = issue(tmp_path / "ours", "aaaaaa", ["127.0.0.1"])
     theirs = issue(tmp_path / "theirs", "bbbbbb", ["127.0.0.1"])
@@ -231,18 +230,21 @@ def test_agent_accepts_only_the_runs_certificates(tmp_path: Path) -> None:
 
 
 def test_report_lists_engines_and_clock_offsets() -> None:
-    from p2plab.analysis.report import cluster_lines
+    from p2plab.analysis.report_model import cluster_section
 
-    assert cluster_lines({"backend": "docker"}) == []
+    assert cluster_section({"backend": "docker"}) is None
     offset = {"offset_ms": 0.5, "uncertainty_ms": 0.02, "samples": 15, "measured_at": 1.0}
-    lines = "\n".join(cluster_lines({"swarm": {
+    section = cluster_section({"cluster": {
         "manager": "unix:///m.sock", "registry": "r:5000",
         "engines": [{"hostname": "e1", "address": "10.0.0.2"},
                     {"hostname": "e2", "address": "10.0.0.3"}],
         "hosts_per_engine": {"e1": 3, "e2": 2},
-        "clock_offsets": {"e1": offset, "e2": offset}, "clock_offsets_end": {"e1": offset}}}))
-    assert "| e1 | 10.0.0.2 | 3 | +0.500 ± 0.020 | +0.500 ± 0.020 |" in lines
-    assert "| e2 | 10.0.0.3 | 2 | +0.500 ± 0.020 | not measured |" in lines
+        "clock_offsets": {"e1": offset, "e2": offset}, "clock_offsets_end": {"e1": offset}}})
+    assert section is not None and "best of 15 round trips" in section.blocks[0].text
+    table = section.blocks[1].table
+    assert table is not None
+    assert ["e1", "10.0.0.2", 3, "+0.500 ± 0.020", "+0.500 ± 0.020"] in table.rows
+    assert ["e2", "10.0.0.3", 2, "+0.500 ± 0.020", "not measured"] in table.rows
 
 
 def test_the_mirror_writes_events_on_the_runners_clock_and_captures_byte_for_byte(
@@ -288,8 +290,8 @@ def test_a_kept_labs_down_replaces_what_the_runner_mirrored_with_the_engines_fil
     """`p2plab down` of a kept swarm lab syncs from the real agent code over the run's
     TLS: files the runner had mirrored in part are replaced whole (not appended to),
     events moved by the engine's offset, captures byte for byte."""
-    from p2plab.compose.swarm import agent
-    from p2plab.compose.swarm import kept as swarm_kept
+    from p2plab.compose.backends.swarm import agent
+    from p2plab.compose.backends.swarm import kept as swarm_kept
 
     lab = tmp_path / "lab"
     for folder in agent.MIRRORED:

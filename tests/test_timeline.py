@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from p2plab.topology.loading import parse_scenario
 from p2plab.topology.schema import Publish
-from p2plab.topology.timeline import (At, Connected, MeshAtLeast, Pause, Reserved, Started,
-                                      Timeline, Until)
+from p2plab.topology.timeline import (
+    At,
+    Connected,
+    MeshAtLeast,
+    Pause,
+    Reserved,
+    Started,
+    Timeline,
+    Until,
+)
 
 pytestmark = pytest.mark.quick
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from p2plab.topology import groups
@@ -53,7 +54,8 @@ def outside_lab(multiaddr: str, public_subnet: str, lans: list[Lan]) -> str | No
         return (f"{multiaddr!r} is not a multiaddr like /ip4/10.1.0.2/tcp/4001; "
                 "name the node instead")
     if parts[1] != "ip4":
-        return f"{multiaddr!r}: the lab is IPv4 with no names; dial /ip4/ADDRESS/... or the node's name"
+        return (f"{multiaddr!r}: the lab is IPv4 with no names; "
+                "dial /ip4/ADDRESS/... or the node's name")
     try:
         address = ipaddress.IPv4Address(parts[2])
     except ValueError:
@@ -69,8 +71,13 @@ def cross_check(s: Scenario) -> list[Problem]:
     """Every problem of the expanded scenario, each at the file location it came from."""
     errors: list[Problem] = []
     lan_names = [lan.name for lan in s.lans]
-    node_loc = lambda name: ("nodes", s.origin[name])  # noqa: E731
-    lan_loc = lambda name: ("lans", s.lan_origin[name])  # noqa: E731
+
+    def node_loc(name: str) -> tuple[str, int]:
+        return ("nodes", s.origin[name])
+
+    def lan_loc(name: str) -> tuple[str, int]:
+        return ("lans", s.lan_origin[name])
+
     if PUBLIC in lan_names:
         errors.append((("lans",), f"{PUBLIC!r} is reserved for the public segment"))
     if LAB_EVENTS in [n.name for n in s.nodes]:
@@ -82,15 +89,16 @@ def cross_check(s: Scenario) -> list[Problem]:
                                     ("carrier", "carrier segment"))}
     for node in s.nodes:
         if node.name in derived:
-            lan, what = derived[node.name]
+            owner, what = derived[node.name]
             errors.append(((*node_loc(node.name), "name"), f"{node.name!r} is the name of "
-                           f"LAN {lan!r}'s {what}: rename the node"))
+                           f"LAN {owner!r}'s {what}: rename the node"))
     for lan in s.lans:
         if lan.name in derived:
             other, what = derived[lan.name]
             errors.append(((*lan_loc(lan.name), "name"), f"{lan.name!r} is the name of "
                            f"LAN {other!r}'s {what}: rename the LAN"))
-    subnets = [(("public", "subnet"), ipaddress.IPv4Network(s.public.subnet), None)]
+    subnets: list[tuple[tuple[Any, ...], ipaddress.IPv4Network, Lan | None]] = [
+        (("public", "subnet"), ipaddress.IPv4Network(s.public.subnet), None)]
     subnets += [((*lan_loc(lan.name), "subnet"), ipaddress.IPv4Network(lan.subnet), lan)
                 for lan in s.lans]
     carriers = s.carrier_subnets()
@@ -137,7 +145,7 @@ def cross_check(s: Scenario) -> list[Problem]:
                            f"the timeline has no {item.after} step"))
     return errors
 
-def _timeline_errors(s: Scenario, roles: dict[str, str]) -> list[Problem]:
+def _timeline_errors(s: Scenario, roles: Mapping[str, str]) -> list[Problem]:
     errors: list[Problem] = []
     names = list(roles)
     flows: list[str] = []
@@ -150,14 +158,16 @@ def _timeline_errors(s: Scenario, roles: dict[str, str]) -> list[Problem]:
                                f"step's at: {last_at:g}: keep the timeline in order"))
             last_at = step.at
         if isinstance(step, SetNat):
-            lan = next((l for l in s.lans if l.name == step.set_nat), None)
-            if lan is None or lan.nat is None:
+            lan = next((spec for spec in s.lans if spec.name == step.set_nat), None)
+            lan_nat = lan.nat_spec if lan is not None else None  # None: no NAT router
+            if lan_nat is None:
                 errors.append(((*loc, "set-nat"), f"{step.set_nat!r} is not a LAN "
                                "with a NAT router"))
-            elif (lan.nat_spec.preset == "double-nat") != (nat_spec(step.nat).preset == "double-nat"):  # type: ignore[union-attr]
+            elif ((lan_nat.preset == "double-nat")
+                  != (nat_spec(step.nat).preset == "double-nat")):
                 errors.append(((*loc, "nat"), "double-nat changes the topology "
                                "(a carrier router): it cannot be switched on or off mid-run"))
-            elif nat_spec(step.nat).preset == "public" or lan.nat_spec.preset == "public":  # type: ignore[union-attr]
+            elif nat_spec(step.nat).preset == "public" or lan_nat.preset == "public":
                 errors.append(((*loc, "nat"), "public changes routing: it cannot "
                                "be switched on or off mid-run"))
             continue
@@ -210,7 +220,8 @@ def _partition_errors(s: Scenario, step: Partition, loc: tuple[Any, ...]) -> lis
                     errors.append(((*loc, "partition", g), f"node {m!r} is in two groups"))
     rest = len(step.partition)
     for lan in s.lans:
-        if lan.nat is None or lan.nat_spec.preset == "public":  # type: ignore[union-attr]
+        spec = lan.nat_spec  # None exactly when lan.nat is None
+        if spec is None or spec.preset == "public":
             continue  # no shared NAT address
         on_lan = {group_of.get(n.name, rest) for n in s.nodes if n.lan == lan.name}
         if len(on_lan) > 1:
@@ -227,7 +238,7 @@ def _capacity_errors(s: Scenario, subnets: list[tuple[tuple[Any, ...], ipaddress
     on_lan = Counter(n.lan for n in s.nodes)
     for (loc, net, lan) in subnets:
         if lan is None:
-            demand = on_lan[PUBLIC] + sum(1 for l in s.lans if l.nat is not None) + 2
+            demand = on_lan[PUBLIC] + sum(1 for lan in s.lans if lan.nat is not None) + 2
             supply = net.num_addresses - 4
             what = f"{demand} routers, public nodes and NAT probe reflectors"
         else:

@@ -9,7 +9,6 @@ from p2plab.topology.schema import PUBLIC, DialTarget, LinkSpec, step_kind
 
 if TYPE_CHECKING:  # a report reads pictures without building (or importing) a plan
     import networkx as nx
-
     from p2plab.topology.plan import LabPlan
 
 
@@ -47,7 +46,8 @@ def describe(plan: LabPlan) -> str:
     for name, seg in plan.segments.items():
         on = [n for n in s.nodes if n.lan == name]
         roles = Counter(n.role for n in on)
-        who = ", ".join(f"{c} {r}{'s' if c > 1 else ''}" for r, c in sorted(roles.items())) or "no nodes"
+        who = ", ".join(f"{c} {r}{'s' if c > 1 else ''}"
+                        for r, c in sorted(roles.items())) or "no nodes"
         if name == PUBLIC:
             nat = "public segment"
         elif any(r.lan == name for r in plan.routers.values()):
@@ -55,17 +55,20 @@ def describe(plan: LabPlan) -> str:
             nat = (f"behind {router.name}: {router.nat} "
                    f"({router.behaviour.short() if router.behaviour else 'no NAT'})")
         else:
-            nat = "routed, no NAT"
+            nat = "isolated (nat: null): only its own hosts reach it"
         links = Counter(link_text(s.link_of(n)) for n in on)
         link = "; ".join(f"{k}" + (f" ({v})" if len(links) > 1 else "") for k, v in links.items())
-        lines.append(f"  {name:<18} {str(seg.subnet):<16} {nat}; {who}"
+        lines.append(f"  {name:<18} {seg.subnet!s:<16} {nat}; {who}"
                      + (f"; links {link}" if on else ""))
     planned = dials(plan)
     relayed = sum(1 for *_, r in planned if r)
-    lines += ["", f"Nodes: {len(s.nodes)} ({', '.join(f'{c} {r}' for r, c in sorted(Counter(n.role for n in s.nodes).items()))}); "
+    lines += ["", f"Nodes: {len(s.nodes)} ("
+              + ", ".join(f"{c} {r}" for r, c in sorted(Counter(n.role for n in s.nodes).items()))
+              + "); "
               f"planned dials: {len(planned)} ({relayed} through a relay)"]
     for node in s.nodes[:12]:
-        targets = ", ".join(f"{d.node}{' via ' + d.via if d.via else ''}" if isinstance(d, DialTarget)
+        targets = ", ".join(f"{d.node}{' via ' + d.via if d.via else ''}"
+                            if isinstance(d, DialTarget)
                             else str(d) for d in node.dial) or "-"
         lines.append(f"  {node.name:<12} {node.lan:<14} {node.role:<9} dials {targets}")
     if len(s.nodes) > 12:
@@ -93,7 +96,7 @@ def describe(plan: LabPlan) -> str:
 DETAILED_PICTURE_MAX = 300
 
 
-def condensed_graph(plan: LabPlan) -> "nx.Graph":
+def condensed_graph(plan: LabPlan) -> nx.Graph:
     """One vertex per LAN group and per node group (with counts), for big scenarios."""
     import networkx as nx
 
@@ -111,7 +114,7 @@ def condensed_graph(plan: LabPlan) -> "nx.Graph":
     counts: Counter[tuple[str, str]] = Counter()
     for node in s.nodes:
         group = s.node_specs[s.node_origin(node.name)].name
-        lan = node.lan if node.lan == PUBLIC else lan_group[node.lan].name
+        lan = node.lan_name if node.lan_name == PUBLIC else lan_group[node.lan_name].name
         counts[(group, lan)] += 1
     for (group, lan), n in counts.items():
         lan_label = lan if lan == PUBLIC else next(
@@ -122,7 +125,7 @@ def condensed_graph(plan: LabPlan) -> "nx.Graph":
     return graph
 
 
-def picture_graph(plan: LabPlan) -> "nx.Graph":
+def picture_graph(plan: LabPlan) -> nx.Graph:
     return plan.graph if plan.graph.number_of_nodes() <= DETAILED_PICTURE_MAX \
         else condensed_graph(plan)
 
@@ -140,7 +143,7 @@ def picture_json(plan: LabPlan) -> str:
     return json.dumps(nx.node_link_data(picture_graph(plan), edges="edges"), indent=1) + "\n"
 
 
-def picture_from_json(text: str) -> "nx.Graph":
+def picture_from_json(text: str) -> nx.Graph:
     import json
 
     import networkx as nx

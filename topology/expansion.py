@@ -120,7 +120,7 @@ def expand(file: ScenarioFile) -> Scenario:
             except groups.ExpansionError as exc:
                 errors += exc.errors
     pools: dict[tuple[str, ...], list[str]] = {}
-    for n, (k, c) in ((n, kc) for n in plain for kc in enumerate(n.connect)):
+    for n, (k, c) in ((spec, kc) for spec in plain for kc in enumerate(spec.connect)):
         loc = ("nodes", node_origin[n.name], "connect", k)
         if c.to == "bootstrap":
             targets = [m for m in all_names if roles[m] == "bootstrap"]
@@ -137,15 +137,15 @@ def expand(file: ScenarioFile) -> Scenario:
         else:
             edges += groups.random_edges(n.name, pool, c.k, rng, loc)
 
-    lan_of = {n.name: n.lan for n in plain}
+    lan_of = {n.name: n.lan_name for n in plain}
     dials: dict[str, list[DialTarget]] = {n.name: [] for n in plain}
     for edge in groups.dedupe(edges):
         oriented = groups.orient(edge, lan_of, routed, relays_of, isolated)
         if isinstance(oriented, str):
             errors.append((edge.loc, oriented))
             continue
-        dialer, target, via = oriented
-        dials[dialer].append(DialTarget(node=target, via=via))
+        dialer, dialled, via = oriented
+        dials[dialer].append(DialTarget(node=dialled, via=via))
 
     for n in plain:
         i = node_origin[n.name]

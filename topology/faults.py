@@ -32,7 +32,7 @@ def partition_blocks(plan: LabPlan, groups: list[list[str]]) -> dict[str, list[s
 
 def fault_ruleset(link_down: bool, blocked: list[str]) -> str:
     """The node's fault table: drop everything but loopback, or traffic with ``blocked``."""
-    rules = []
+    rules: tuple[list[str], list[str]]  # (inbound, outbound)
     if link_down:
         rules = ['iifname != "lo" drop'], ['oifname != "lo" drop']
     elif blocked:

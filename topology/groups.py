@@ -13,8 +13,10 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import random
+from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import networkx as nx
 
@@ -75,7 +77,8 @@ GRAPHS: dict[str, Callable[[int, Any, random.Random], nx.Graph]] = {
     "star": lambda n, s, r: nx.star_graph(n - 1),
     "random-regular": lambda n, s, r: nx.random_regular_graph(s.degree, n, seed=r.randrange(2**32)),
     "erdos-renyi": lambda n, s, r: nx.erdos_renyi_graph(n, s.p, seed=r.randrange(2**32)),
-    "barabasi-albert": lambda n, s, r: nx.barabasi_albert_graph(n, s.degree, seed=r.randrange(2**32)),
+    "barabasi-albert": lambda n, s, r: nx.barabasi_albert_graph(
+        n, s.degree, seed=r.randrange(2**32)),
     "watts-strogatz": lambda n, s, r: nx.connected_watts_strogatz_graph(
         n, s.degree, s.p, seed=r.randrange(2**32)),
 }
@@ -117,7 +120,7 @@ def dedupe(edges: list[Edge]) -> list[Edge]:
 
 
 def orient(edge: Edge, lan_of: dict[str, str], routed: set[str],
-           relays_of: dict[str, list[str]], isolated: set[str] = frozenset()  # type: ignore[assignment]
+           relays_of: dict[str, list[str]], isolated: AbstractSet[str] = frozenset()
            ) -> tuple[str, str, str | None] | str:
     """(dialer, target, relay or None) for an edge, or the reason it cannot be dialled.
 

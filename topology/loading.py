@@ -8,14 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from p2plab.topology.checks import CrossReferenceErrors, cross_check
 from p2plab.topology.expansion import expand
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import STEP_TAGS, ScenarioFile
-from p2plab.topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
-                                         parse_yaml, read_text)
+from p2plab.topology.yaml_source import (
+    YamlSourceError,
+    field_path,
+    line_for,
+    line_index,
+    parse_yaml,
+    read_text,
+)
+from pydantic import ValidationError
 
 
 class ScenarioError(Exception):

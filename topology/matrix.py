@@ -12,13 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from p2plab.topology.nat import PRESETS, resolve
 from p2plab.topology.loading import ScenarioError, scenario_from_data
+from p2plab.topology.nat import PRESETS, preset_chain, punch_works
 from p2plab.topology.scenario import Scenario
-from p2plab.topology.yaml_source import (YamlSourceError, field_path, line_for, line_index,
-                                  parse_yaml, read_text)
+from p2plab.topology.yaml_source import (
+    YamlSourceError,
+    field_path,
+    line_for,
+    line_index,
+    parse_yaml,
+    read_text,
+)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Transport = Literal["tcp", "quic"]
 # Implementation pairs, dialled side first: "py-rust" is a py node dialled by a rust one.
@@ -29,8 +34,8 @@ class MatrixSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     presets: list[str] = Field(default_factory=lambda: list(PRESETS))
-    transports: list[Transport] = Field(default_factory=lambda: ["tcp", "quic"])
-    impls: list[ImplPair] = Field(default_factory=lambda: ["py-py"],
+    transports: list[Transport] = Field(default_factory=lambda: list[Transport](["tcp", "quic"]))
+    impls: list[ImplPair] = Field(default_factory=lambda: list[ImplPair](["py-py"]),
                                   description="node implementations per cell, dialled side "
                                   "first (py-rust: a py node dialled by a rust node)")
     relay: Literal["py", "rust"] = Field(default="py", description="the relay's implementation")
@@ -104,31 +109,23 @@ def load_matrix(path: Path) -> MatrixFile:
 def theory(a: str, b: str, transport: Transport) -> str:
     """What the NAT literature predicts for a cell: direct, relayed or failed.
 
-    A public side is dialled directly. Otherwise a punch works unless a side with an
-    address-and-port-dependent (unpredictable) mapping meets a side whose filtering
-    only admits the exact address:port it sent to, or two such mappings meet. UDP
-    blocked stops QUIC altogether (no relay, no punch) and is a home router for TCP.
+    A public side is dialled directly; otherwise the punch is judged over both sides'
+    chains of NATs (``nat.punch_works``, the simulator's rule too), and a failed punch
+    leaves the relayed connection. UDP blocked stops QUIC altogether (no relay, no
+    punch) and is a home router for TCP.
     """
-    if transport == "quic" and "udp-blocked" in (a, b):
+    chains = [preset_chain(p) for p in (a, b)]
+    if transport == "quic" and any(n.udp_blocked for c in chains for n in c):
         return "failed"
-    behaviours = [resolve(p) for p in (a, b)]
-    if any(own is None for own, _ in behaviours):
+    if not all(chains):
         return "direct"
-    mapping = [cg.mapping if cg else own.mapping for own, cg in behaviours]  # type: ignore[union-attr]
-    filtering = [cg.filtering if cg else own.filtering for own, cg in behaviours]  # type: ignore[union-attr]
-    hard = [m == "address-and-port-dependent" for m in mapping]
-    if all(hard):
-        return "relayed"
-    for i in (0, 1):
-        if hard[i] and filtering[1 - i] == "address-and-port-dependent":
-            return "relayed"
-    return "direct"
+    return "direct" if punch_works(*chains) else "relayed"
 
 
 def cells(spec: MatrixSpec) -> list[Cell]:
     """Unordered preset pairs (each with itself too) for every implementation pair and
     transport. Cells of one lab share a relay, so a lab holds one transport's cells."""
-    out = []
+    out: list[Cell] = []
     pairs = list(itertools.combinations_with_replacement(spec.presets, 2))
     for impls in spec.impls:
         for transport in spec.transports:
@@ -151,7 +148,8 @@ def lab_scenarios(matrix: MatrixFile) -> list[tuple[Scenario, list[Cell]]]:
         for c in mine:
             n = int(c.node_a[1:])
             for side, preset in (("a", c.a), ("b", c.b)):
-                lans.append({"name": f"{side}{n}-lan", "subnet": f"10.{n + 1}.{ord(side) - 96}.0/24",
+                lans.append({"name": f"{side}{n}-lan",
+                             "subnet": f"10.{n + 1}.{ord(side) - 96}.0/24",
                              "nat": preset})
             q = c.transport == "quic"
             nodes.append({"name": c.node_a, "lan": f"a{n}-lan", "relay": ["relay"],
@@ -166,7 +164,8 @@ def lab_scenarios(matrix: MatrixFile) -> list[tuple[Scenario, list[Cell]]]:
                      "timeout": matrix.matrix.direct_timeout, "required": False}]
         scenario = scenario_from_data({
             "name": f"{matrix.name}-{lab}", "seed": matrix.seed + lab,
-            "description": f"{matrix.name} lab {lab}: cells {mine[0].node_a[1:]}-{mine[-1].node_a[1:]}",
+            "description": f"{matrix.name} lab {lab}: cells "
+                           f"{mine[0].node_a[1:]}-{mine[-1].node_a[1:]}",
             # A node that also listens on TCP would punch over TCP: QUIC cells are QUIC-only.
             "public": {"subnet": "203.0.113.0/24"}, "lans": lans, "nodes": nodes,
             "timeline": timeline, "settle": 0,

@@ -5,8 +5,9 @@ hairpinning, port preservation, timeouts). What a NAT does, not how a router doe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 Mapping = Literal["endpoint-independent", "address-dependent", "address-and-port-dependent"]
 Filtering = Literal["endpoint-independent", "address-dependent", "address-and-port-dependent"]
@@ -68,8 +69,10 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def resolve(preset: str, **overrides: object) -> tuple[NatBehaviour | None, NatBehaviour | None]:
-    """(this router's behaviour, the carrier NAT's behaviour or None) for a preset + parts."""
+def resolve(preset: str, **overrides: Any) -> tuple[NatBehaviour | None, NatBehaviour | None]:
+    """(this router's behaviour, the carrier NAT's behaviour or None) for a preset + parts.
+
+    ``overrides`` are NatBehaviour fields; NatSpec has checked their values."""
     if preset not in PRESETS:
         raise ValueError(f"unknown NAT preset {preset!r}; known: {', '.join(PRESETS)}")
     entry = PRESETS[preset]
@@ -77,4 +80,70 @@ def resolve(preset: str, **overrides: object) -> tuple[NatBehaviour | None, NatB
         if overrides:
             raise ValueError(f"preset {preset!r} does no NAT: it takes no {sorted(overrides)}")
         return None, None
-    return replace(entry.behaviour, **overrides), entry.cgnat  # type: ignore[arg-type]
+    return replace(entry.behaviour, **overrides), entry.cgnat
+
+
+# How much a NAT's choice depends on the remote endpoint, least first.
+DEPENDENCE: tuple[Mapping, ...] = ("endpoint-independent", "address-dependent",
+                                   "address-and-port-dependent")
+
+
+def chain_behaviour(chain: Sequence[NatBehaviour]) -> NatBehaviour | None:
+    """What a host behind a chain of NATs (innermost first) sees of them all, as one
+    NAT: the most destination-dependent mapping (exact: an inner NAT that maps per
+    destination hands the outer one a new source per destination), the most restrictive
+    filtering (never predicts a packet that would be dropped; a hole punch is judged
+    hop by hop, ``punch_works``), the shortest timeouts, port preservation only if every
+    NAT preserves, UDP blocked if any NAT blocks it. Hairpinning back to the outermost
+    address is the outermost NAT's, and only through inner NATs that filter nothing
+    (its hairpin rewrites the source to its own LAN address)."""
+    if not chain:
+        return None
+    return NatBehaviour(
+        mapping=max((b.mapping for b in chain), key=DEPENDENCE.index),
+        filtering=max((b.filtering for b in chain), key=DEPENDENCE.index),
+        hairpin=chain[-1].hairpin and all(b.filtering == "endpoint-independent"
+                                          for b in chain[:-1]),
+        udp_timeout=min(b.udp_timeout for b in chain),
+        tcp_timeout=min(b.tcp_timeout for b in chain),
+        port_preservation=all(b.port_preservation for b in chain),
+        udp_blocked=any(b.udp_blocked for b in chain),
+    )
+
+
+def _mapping_upto(chain: Sequence[NatBehaviour], hop: int) -> Mapping:
+    return max((b.mapping for b in chain[:hop + 1]), key=DEPENDENCE.index)
+
+
+def admits_punch(receiver: Sequence[NatBehaviour], sender: Sequence[NatBehaviour]) -> bool:
+    """Whether the sender's punch packet, sent to the receiver's address as the relay
+    observed it while the receiver sends towards the sender's, passes every NAT of the
+    receiver (innermost first). At each NAT the packet arrives at the relay
+    connection's mapping; that mapping also carried the receiver's own punch only if
+    every NAT up to this one maps independently of the destination. It admits the
+    packet if it filters nothing; or if that mapping did carry the punch and it filters
+    on the address only, or the sender's packet comes from the address the relay saw
+    (the sender's NATs map independently of the destination)."""
+    sender_mapping = (max((b.mapping for b in sender), key=DEPENDENCE.index)
+                      if sender else "endpoint-independent")
+    for hop, nat in enumerate(receiver):
+        if nat.filtering == "endpoint-independent":
+            continue
+        shared = _mapping_upto(receiver, hop) == "endpoint-independent"
+        if not (shared and (nat.filtering == "address-dependent"
+                            or sender_mapping == "endpoint-independent")):
+            return False
+    return True
+
+
+def punch_works(a: Sequence[NatBehaviour], b: Sequence[NatBehaviour]) -> bool:
+    """DCUtR between hosts behind the NAT chains ``a`` and ``b`` (innermost first; empty
+    for a public host): both send at once, and the punch works if either packet gets
+    in (the answer then goes back through the mappings it opened)."""
+    return admits_punch(a, b) or admits_punch(b, a)
+
+
+def preset_chain(preset: str) -> list[NatBehaviour]:
+    """A preset's NATs, innermost first (its own, then the carrier's)."""
+    own, carrier = resolve(preset)
+    return [x for x in (own, carrier) if x is not None]

@@ -100,7 +100,8 @@ table ip {TABLE} {{
     }}
     chain mark_inbound {{
         type filter hook prerouting priority dstnat - 10; policy accept;
-        iifname "{wan_if}" ip daddr {wan_ip} ip saddr . meta l4proto . th dport @contacted meta mark set 0x1
+        iifname "{wan_if}" ip daddr {wan_ip} ip saddr . meta l4proto . th dport @contacted \
+meta mark set 0x1
     }}
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
@@ -112,14 +113,18 @@ table ip {TABLE} {{
     }}
     chain record {{
         type filter hook postrouting priority srcnat + 10; policy accept;
-        oifname "{wan_if}" meta l4proto {{ tcp, udp }} update @mapping {{ meta l4proto . th sport : ct original ip saddr . ct original proto-src }}
-        oifname "{wan_if}" meta l4proto {{ tcp, udp }} update @contacted {{ ip daddr . meta l4proto . th sport }}
+        oifname "{wan_if}" meta l4proto {{ tcp, udp }} update @mapping {{ meta l4proto . th sport \
+: ct original ip saddr . ct original proto-src }}
+        oifname "{wan_if}" meta l4proto {{ tcp, udp }} update @contacted \
+{{ ip daddr . meta l4proto . th sport }}
     }}
     chain forward {{
         type filter hook forward priority filter; policy drop;
-{'        iifname "' + lan_if + '" meta l4proto udp drop' + chr(10) if b.udp_blocked else ''}        ct state established,related accept
+{'        iifname "' + lan_if + '" meta l4proto udp drop' + chr(10) if b.udp_blocked else ''}\
+        ct state established,related accept
         iifname "{lan_if}" oifname "{wan_if}" ip saddr {lan_subnet} accept
-{admit}{'        iifname "' + lan_if + '" oifname "' + lan_if + '" ct status dnat accept' + chr(10) if b.hairpin else ''}    }}
+{admit}{'        iifname "' + lan_if + '" oifname "' + lan_if + '" ct status dnat accept' + chr(10)
+         if b.hairpin else ''}    }}
     chain input {{
         type filter hook input priority filter; policy drop;
         iifname "lo" accept

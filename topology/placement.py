@@ -7,8 +7,8 @@ machine have a single engine and leave it unused.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 # What Docker Swarm lets a service constrain on (docs: "docker service create
 # --constraint"); labels take a key after the prefix.

@@ -8,14 +8,13 @@ and each host's command line (chat nodes, and the NAT probe's reflectors and cli
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Iterator, Mapping, Sequence
 
 import networkx as nx
-
 from p2plab.node.identity import peer_id_for_seed
-from p2plab.topology.nat import NatBehaviour
+from p2plab.topology.nat import NatBehaviour, chain_behaviour
 from p2plab.topology.nat_rules import conntrack_sysctls, nat_ruleset
 from p2plab.topology.placement import PlacementRule, rule_for
 from p2plab.topology.scenario import Scenario
@@ -79,7 +78,7 @@ class NodePlan:
     args: tuple[str, ...]  # program flags except the run-directory paths
     routes: tuple[Route, ...] = ()
     link: LinkSpec | None = None  # access-link impairment, both directions
-    impl: str = "py"  # which node implementation runs it (docs/node-contract.md)
+    impl: str = "py"  # which node implementation runs it (docs/reference/node-contract.md)
     placement: PlacementRule | None = None  # where it may run on a cluster
 
     def argv(self, run_dir: PurePosixPath) -> list[str]:
@@ -150,10 +149,17 @@ class LabPlan:
     def router_for(self, lan: str) -> RouterPlan:
         return next(r for r in self.routers.values() if r.lan == lan)
 
-    def ruleset_for(self, router: str, nat: str | NatSpec) -> tuple[NatBehaviour | None, str, dict[str, str]]:
+    @property
+    def routed(self) -> set[str]:
+        """The segments every host reaches as they are: the public one and LANs routed
+        without NAT (``routed_lans``). A LAN with no router (nat: null) is isolated."""
+        return {PUBLIC} | routed_lans(self.routers.values())
+
+    def ruleset_for(self, router: str,
+                    nat: str | NatSpec) -> tuple[NatBehaviour | None, str, dict[str, str]]:
         """A router's behaviour, ruleset and sysctls under another NAT (for set-nat steps)."""
         r = self.routers[router]
-        behaviour, _ = nat_spec(nat).behaviour()  # type: ignore[union-attr]
+        behaviour, _ = nat_spec(nat).behaviour()
         return behaviour, _ruleset(r.name, behaviour, self.segments[r.lan].subnet, r.wan_ip), \
             conntrack_sysctls(behaviour)
 
@@ -233,13 +239,14 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
                        placement)
 
     # A LAN without NAT ("public") is routed: everything on the public segment learns it.
+    routed = routed_lans(routers.values())
     public_routes = tuple((str(segments[r.lan].subnet), str(r.wan_ip)) for r in routers.values()
-                          if r.behaviour is None and r.upstream == PUBLIC)
+                          if r.lan in routed)
     routers = {name: _with_routes(r, public_routes) for name, r in routers.items()}
 
     addresses = {}
     for spec_node in scenario.nodes:
-        addresses[spec_node.name] = next(free[spec_node.lan])
+        addresses[spec_node.name] = next(free[spec_node.lan_name])
     peer_ids = {n.name: peer_id_for_seed(_seed(scenario, n.name)) for n in scenario.nodes}
 
     specs = {n.name: n for n in scenario.nodes}
@@ -289,10 +296,10 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
                 args += ["--dial", f"{node_addr(target.via, spec_node.name)}/p2p-circuit/p2p/"
                          f"{peer_ids[target.node]}"]
         nodes[spec_node.name] = NodePlan(
-            name=spec_node.name, segment=spec_node.lan, ip=addresses[spec_node.name],
-            gateway=segments[spec_node.lan].gateway, role=spec_node.role,
+            name=spec_node.name, segment=spec_node.lan_name, ip=addresses[spec_node.name],
+            gateway=segments[spec_node.lan_name].gateway, role=spec_node.role,
             peer_id=peer_ids[spec_node.name], key_seed=_seed(scenario, spec_node.name),
-            args=tuple(args), routes=host_routes(spec_node.lan),
+            args=tuple(args), routes=host_routes(spec_node.lan_name),
             link=_impairment(scenario.link_of(spec_node)),
             impl=scenario.impl_of(spec_node),
             placement=_node_placement(scenario, spec_node.name),
@@ -305,7 +312,7 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
     # The NAT probe's hosts take the next free addresses, so nodes keep theirs.
     probes: dict[str, NodePlan] = {}
     reflector_ips = [next(free[PUBLIC]) for _ in REFLECTORS]
-    for name, ip, other in zip(REFLECTORS, reflector_ips, reversed(reflector_ips)):
+    for name, ip, other in zip(REFLECTORS, reflector_ips, reversed(reflector_ips), strict=True):
         probes[name] = NodePlan(
             name=name, segment=PUBLIC, ip=ip, gateway=None, role="reflector", peer_id="",
             key_seed="", routes=public_routes,
@@ -356,10 +363,14 @@ def _seed(scenario: Scenario, node: str) -> str:
     return f"{scenario.name}:{scenario.seed}:{node}"
 
 
-def combined_behaviour(plan: LabPlan, lan: str) -> NatBehaviour | None:
-    """What a host on ``lan`` sees of all the NATs between it and the public segment:
-    the most restrictive mapping and filtering of the chain."""
-    order = ["endpoint-independent", "address-dependent", "address-and-port-dependent"]
+def routed_lans(routers: Iterable[RouterPlan]) -> set[str]:
+    """The one rule for which LANs are routed: a router that translates nothing, on the
+    public segment, makes its LAN part of the public address space."""
+    return {r.lan for r in routers if r.behaviour is None and r.upstream == PUBLIC}
+
+
+def nat_chain(plan: LabPlan, lan: str) -> list[NatBehaviour]:
+    """The NATs between a host on ``lan`` and the public segment, innermost first."""
     chain = []
     segment = lan
     while segment != PUBLIC:
@@ -367,15 +378,13 @@ def combined_behaviour(plan: LabPlan, lan: str) -> NatBehaviour | None:
         if router.behaviour is not None:
             chain.append(router.behaviour)
         segment = router.upstream
-    if not chain:
-        return None
-    first = chain[0]
-    return NatBehaviour(
-        mapping=max((b.mapping for b in chain), key=order.index),  # type: ignore[arg-type]
-        filtering=max((b.filtering for b in chain), key=order.index),  # type: ignore[arg-type]
-        hairpin=first.hairpin,
-        udp_blocked=any(b.udp_blocked for b in chain),
-    )
+    return chain
+
+
+def combined_behaviour(plan: LabPlan, lan: str) -> NatBehaviour | None:
+    """What a host on ``lan`` sees of all the NATs between it and the public segment,
+    as one NAT (``nat.chain_behaviour``); None if nothing translates."""
+    return chain_behaviour(nat_chain(plan, lan))
 
 
 
@@ -395,9 +404,8 @@ def link_checks(plan: LabPlan) -> list[LinkCheck]:
     Configured round trip: 2 x (latency of both access links)."""
     checks: list[LinkCheck] = []
     seen: set[tuple[str, str]] = set()
-    public = [n for n in plan.nodes.values()
-              if n.segment == PUBLIC or (plan.segments[n.segment].gateway is not None
-                                         and plan.router_for(n.segment).behaviour is None)]
+    routed = plan.routed
+    public = [n for n in plan.nodes.values() if n.segment in routed]
     public.sort(key=lambda n: n.link is not None)
     for node in plan.nodes.values():
         if node.link is None:

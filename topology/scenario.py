@@ -80,8 +80,8 @@ class Scenario:
         if node.link is not None:
             return node.link
         if len(self._lan_by_name) != len(self.expanded_lans):
-            self._lan_by_name = {l.name: l for l in self.expanded_lans}
-        lan = self._lan_by_name.get(node.lan)
+            self._lan_by_name = {lan.name: lan for lan in self.expanded_lans}
+        lan = self._lan_by_name.get(node.lan_name)
         return lan.link if lan is not None else None
 
     def node_origin(self, name: str) -> int:
@@ -93,7 +93,7 @@ class Scenario:
 
     def carrier_subnets(self) -> dict[str, ipaddress.IPv4Network]:
         """The 100.64.0.0/10 segment between each double-NAT LAN's two routers."""
-        out = {}
+        out: dict[str, ipaddress.IPv4Network] = {}
         for lan in self.lans:
             spec = lan.nat_spec
             if spec is not None and spec.preset == "double-nat":

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, Union
-
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from typing import Annotated, Any, Literal, overload
 
 from p2plab.topology.nat import PRESETS, NatBehaviour, resolve
 from p2plab.topology.placement import parse_constraint
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,19}")  # fullmatch: "$" would let "a\n" through
 PUBLIC = "public"
@@ -107,7 +114,7 @@ class NatSpec(_Strict):
     udp_blocked: bool | None = None
 
     @model_validator(mode="after")
-    def _resolvable(self) -> "NatSpec":
+    def _resolvable(self) -> NatSpec:
         resolve(self.preset, **self.overrides())
         return self
 
@@ -119,6 +126,10 @@ class NatSpec(_Strict):
         return resolve(self.preset, **self.overrides())
 
 
+@overload
+def nat_spec(value: str | NatSpec) -> NatSpec: ...
+@overload
+def nat_spec(value: str | NatSpec | None) -> NatSpec | None: ...
 def nat_spec(value: str | NatSpec | None) -> NatSpec | None:
     if value is None or isinstance(value, NatSpec):
         return value
@@ -144,7 +155,7 @@ class LinkSpec(_Strict):
     bandwidth_kbit: int | None = Field(default=None, ge=8, le=10_000_000)
 
     @model_validator(mode="after")
-    def _jitter(self) -> "LinkSpec":
+    def _jitter(self) -> LinkSpec:
         if self.jitter_ms > self.latency_ms:
             raise ValueError("jitter_ms cannot exceed latency_ms (a packet cannot arrive "
                              "before it was sent)")
@@ -211,7 +222,7 @@ class Lan(_Strict):
         return _check_ordinary(net, value)
 
     @model_validator(mode="after")
-    def _size(self) -> "Lan":
+    def _size(self) -> Lan:
         if self.count is None:
             _check_subnet(self.subnet)
         return self
@@ -265,7 +276,7 @@ class NodeSpec(_Strict):
     mdns: bool = False
     holepunch: bool = Field(default=True, description="run DCUtR on relayed connections")
     relay: list[str] = Field(default_factory=list, description="relay nodes to reserve on")
-    dial: list[Union[str, DialTarget]] = Field(
+    dial: list[str | DialTarget] = Field(
         default_factory=list,
         description="node names or patterns, {node, via} for a relayed dial, or multiaddrs",
     )
@@ -289,9 +300,16 @@ class NodeSpec(_Strict):
     def chats(self) -> bool:
         return self.role != "relay"
 
+    @property
+    def lan_name(self) -> str:
+        """The node's one LAN: after expansion ``lan`` is always a single name."""
+        assert isinstance(self.lan, str), f"{self.name}: lan {self.lan!r} is not expanded"
+        return self.lan
+
 
 class _Step(_Strict):
-    at: float | None = Field(default=None, ge=0, le=MAX_SECONDS, description="seconds after the timeline "
+    at: float | None = Field(default=None, ge=0, le=MAX_SECONDS,
+                             description="seconds after the timeline "
                              "starts: the step waits until then")
 
 
@@ -315,7 +333,7 @@ class _WaitPairs(_Step):
     required: bool = Field(default=True, description="false: on timeout, just go on")
 
     @model_validator(mode="after")
-    def _one_of(self) -> "_WaitPairs":
+    def _one_of(self) -> _WaitPairs:
         if (self.between is None) == (not self.pairs):
             raise ValueError("give either between: [a, b] or pairs: [[a, b], ...]")
         return self
@@ -433,22 +451,20 @@ def step_kind(step: BaseModel) -> str:
 
 
 Step = Annotated[
-    Union[
-        Annotated[WaitReservation, Tag("wait-reservation")],
-        Annotated[WaitTopicPeers, Tag("wait-topic-peers")],
-        Annotated[WaitConnection, Tag("wait-connection")],
-        Annotated[WaitHolePunch, Tag("wait-hole-punch")],
-        Annotated[Publish, Tag("publish")],
-        Annotated[StopTraffic, Tag("stop-traffic")],
-        Annotated[Sleep, Tag("sleep")],
-        Annotated[SetNat, Tag("set-nat")],
-        Annotated[Kill, Tag("kill")],
-        Annotated[Restart, Tag("restart")],
-        Annotated[LinkDown, Tag("link-down")],
-        Annotated[LinkUp, Tag("link-up")],
-        Annotated[Partition, Tag("partition")],
-        Annotated[Heal, Tag("heal")],
-    ],
+    Annotated[WaitReservation, Tag("wait-reservation")]
+    | Annotated[WaitTopicPeers, Tag("wait-topic-peers")]
+    | Annotated[WaitConnection, Tag("wait-connection")]
+    | Annotated[WaitHolePunch, Tag("wait-hole-punch")]
+    | Annotated[Publish, Tag("publish")]
+    | Annotated[StopTraffic, Tag("stop-traffic")]
+    | Annotated[Sleep, Tag("sleep")]
+    | Annotated[SetNat, Tag("set-nat")]
+    | Annotated[Kill, Tag("kill")]
+    | Annotated[Restart, Tag("restart")]
+    | Annotated[LinkDown, Tag("link-down")]
+    | Annotated[LinkUp, Tag("link-up")]
+    | Annotated[Partition, Tag("partition")]
+    | Annotated[Heal, Tag("heal")],
     Discriminator(
         _step_kind,
         custom_error_type="timeline_step",

@@ -11,8 +11,9 @@ step kind touches this module and each executor's primitive, nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from p2plab.topology import traffic
 from p2plab.topology.scenario import Scenario
@@ -213,7 +214,7 @@ class Timeline:
                         f"{names(nodes)} to start again")
         elif isinstance(step, (LinkDown, LinkUp)):
             up = isinstance(step, LinkUp)
-            named = step.link_up if up else step.link_down
+            named = step.link_up if isinstance(step, LinkUp) else step.link_down
             nodes = s.match_link_targets(named)
             ex.set_links(nodes, up)
             ex.lab_event("fault", action=step_kind(step), targets=nodes, named=named)

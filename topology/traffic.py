@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 
 from p2plab.topology.scenario import Scenario
-
 from p2plab.topology.schema import Publish
 
 

@@ -1,24 +1,43 @@
-"""A discrete-event simulation of a scenario: gossipsub over the lab's network model.
+"""A discrete-event simulation of a scenario: the executor that runs the timeline over
+the lab's network model, with gossipsub as a model of its own (``gossipsub.py``) and
+time from one queue of events (``events_queue.py``).
 
-One heap of timed events, processed in (time, sequence) order, so the same seed gives
-the same run, event for event. What it models, following the gossipsub v1.1 spec with
-the parameters the real node uses (D, D_lo, D_hi, heartbeat): subscriptions, mesh
-maintenance with GRAFT and PRUNE (and prune backoff), eager push to mesh peers, fanout
-for publishers outside a topic, IHAVE/IWANT gossip from a sliding message cache, the
-seen cache; connections from the dial plan (direct where reachable, relayed through a
-reservation otherwise, upgraded by DCUtR when the NAT pair allows it); link latency,
-jitter, loss (as TCP retransmission delay) and bandwidth per message size; the
-timeline's faults. What it leaves out is listed in docs/simulation.md.
+The engine owns what is not gossipsub: node starts and crashes, connections from the
+dial plan (direct where reachable, relayed through a reservation otherwise, upgraded by
+DCUtR when the NAT pair allows it), link latency, jitter, loss (as TCP retransmission
+delay) and bandwidth per message size, the timeline's faults and its wait conditions.
+What the model leaves out is listed in docs/reference/simulation.md.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import random
-from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from p2plab.compose.sim.events_queue import (
+    CONNECT,
+    DELIVER,
+    END,
+    GRAFT,
+    HEARTBEAT,
+    IHAVE,
+    IWANT,
+    PROCESSED,
+    PRUNE,
+    PUBLISH,
+    PUNCH,
+    REDIAL,
+    RESERVE,
+    RETRANSMIT,
+    START,
+    STEP,
+    SUBSCRIBE,
+    WAIT,
+    EventQueue,
+)
+from p2plab.compose.sim.gossipsub import CONTROL_BYTES, EPOCH, Gossipsub, Message
 from p2plab.compose.sim.network import (
     CONNECT_RTTS,
     HOLE_PUNCH_DELAY_S,
@@ -27,34 +46,24 @@ from p2plab.compose.sim.network import (
     SimNetwork,
     SimNode,
 )
-from p2plab.events import SCHEMA_VERSION
 from p2plab.topology.schema import LAB_EVENTS, Publish
-from p2plab.topology.timeline import (At, Condition, Connected, MeshAtLeast, Pause, Reserved,
-                                      Started, Timeline, Until, flows_of)
+from p2plab.topology.timeline import (
+    At,
+    Condition,
+    Connected,
+    MeshAtLeast,
+    Pause,
+    Reserved,
+    Started,
+    Timeline,
+    Until,
+    flows_of,
+)
 
-EPOCH = 1_700_000_000.0  # simulated runs start here: logs do not depend on the host clock
-HISTORY_LENGTH = 5  # mcache windows kept
-HISTORY_GOSSIP = 3  # windows advertised in IHAVE
-D_LAZY = 6
-GOSSIP_FACTOR = 0.25
-PRUNE_BACKOFF_S = 60.0
+from p2plab.events import SCHEMA_VERSION
+
 WAIT_TICK_S = 0.1
-CONTROL_BYTES = 64
-
-# event kinds
-(START, CONNECT, RESERVE, HEARTBEAT, DELIVER, GRAFT, PRUNE, IHAVE, IWANT, PUBLISH,
- STEP, WAIT, PUNCH, SUBSCRIBE, REDIAL, END, PROCESSED, RETRANSMIT) = range(18)
-
-
-@dataclass
-class Message:
-    number: int
-    origin: int
-    seq: int
-    topic: str
-    size: int
-    flow: str
-    msg_id: str
+__all__ = ["EPOCH", "Message", "Simulation"]
 
 
 class Simulation:
@@ -63,17 +72,12 @@ class Simulation:
         self.plan = net.plan
         self.scenario = net.plan.scenario
         self.rng = random.Random(f"{self.scenario.seed}:sim")
-        self.heap: list[tuple[float, int, int, Any]] = []
-        self.order = 0
-        self.now = 0.0
+        self.queue = EventQueue()
         self.progress = progress
         self.lines: list[str] = []  # node events, in time order
         self.lab_lines: list[str] = []
-        self.messages: list[Message] = []
-        self.seq: dict[int, int] = {}
         self.cut: set[int] = set()
         self.group_of: dict[int, int] = {}
-        self.flows_stopped: set[str] = set()
         self.flow_of_publish: dict[int, str] = {}
         self.timeline = Timeline(self.scenario, self)
         self.actions = self.timeline.run()
@@ -86,16 +90,19 @@ class Simulation:
         self.punched: set[frozenset[int]] = set()
         self.holepunch = [spec.holepunch for spec in self.scenario.nodes]
         self._publish_end = 0.0
-        g = net.gossip
-        self.D, self.D_lo, self.D_hi = g.degree, g.degree_low, g.degree_high
-        self.heartbeat = g.heartbeat_interval
-        self.cpu_receive = self.scenario.sim.receive_ms / 1000
-        self.cpu_send = self.scenario.sim.send_ms / 1000
+        self.gossip = Gossipsub(self)
+
+    @property
+    def now(self) -> float:
+        return self.queue.now
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.gossip.messages
 
     # -- plumbing -------------------------------------------------------------------
     def at(self, t: float, kind: int, data: Any) -> None:
-        self.order += 1
-        heapq.heappush(self.heap, (t, self.order, kind, data))
+        self.queue.at(t, kind, data)
 
     def emit(self, node: SimNode | None, type_: str, **fields: Any) -> None:
         event = {"v": SCHEMA_VERSION, "t": round(EPOCH + self.now, 6),
@@ -132,16 +139,6 @@ class Simulation:
             return
         self.at(self.send_time(src, dst, size, depart), kind, data)
 
-    def send_copies(self, node: SimNode, targets: list[int], size: int,
-                    payload: Callable[[int], Any], ready: float) -> None:
-        """One copy of a message to each target, one after another on the node's CPU."""
-        depart = ready
-        for p in targets:
-            if self.cpu_send:
-                depart = max(depart, node.cpu_free) + self.cpu_send
-                node.cpu_free = depart
-            self.transmit(DELIVER, node, self.net.nodes[p], size, payload(p), depart)
-
     # -- run ------------------------------------------------------------------------
     def run(self) -> None:
         net = self.net
@@ -151,11 +148,11 @@ class Simulation:
         self.timeline_start = 2.0
         self.at(self.timeline_start, STEP, None)
         limit = 3600.0
-        while self.heap:
-            t, _, kind, data = heapq.heappop(self.heap)
+        while (event := self.queue.pop()) is not None:
+            t, kind, data = event
             if t > limit:
                 break
-            self.now = t
+            self.queue.now = t
             self.events_processed += 1
             if kind == END:
                 break
@@ -163,40 +160,35 @@ class Simulation:
 
     def dispatch(self, kind: int, data: Any) -> None:
         nodes = self.net.nodes
+        gossip = self.gossip
         if kind == DELIVER:
             number, src, dst = data
-            self.on_message(nodes[dst], number, src)
+            gossip.on_message(nodes[dst], number, src)
         elif kind == PROCESSED:
             number, node_index, src = data
-            self.on_processed(nodes[node_index], number, src)
+            gossip.on_processed(nodes[node_index], number, src)
         elif kind == HEARTBEAT:
             node = nodes[data[0]]
             if node.alive and node.generation == data[1]:
-                self.on_heartbeat(node)
-                self.at(self.now + self.heartbeat, HEARTBEAT, data)
+                gossip.on_heartbeat(node)
+                self.at(self.now + gossip.heartbeat, HEARTBEAT, data)
         elif kind == IHAVE:
             src, dst, numbers = data
-            self.on_ihave(nodes[dst], nodes[src], numbers)
+            gossip.on_ihave(nodes[dst], nodes[src], numbers)
         elif kind == IWANT:
             src, dst, numbers = data
-            self.on_iwant(nodes[dst], nodes[src], numbers)
+            gossip.on_iwant(nodes[dst], nodes[src], numbers)
         elif kind == GRAFT:
             src, dst, topic = data
-            self.on_graft(nodes[dst], nodes[src], topic)
+            gossip.on_graft(nodes[dst], nodes[src], topic)
         elif kind == PRUNE:
             src, dst, topic = data
-            node, peer = nodes[dst], nodes[src]
-            if node.alive:
-                node.mesh.get(topic, set()).discard(peer.index)
-                node.backoff[peer.index] = self.now + PRUNE_BACKOFF_S
+            gossip.on_prune(nodes[dst], nodes[src], topic)
         elif kind == SUBSCRIBE:
             src, dst = data
-            node, peer = nodes[dst], nodes[src]
-            if node.alive and peer.index in node.peers:
-                for topic in peer.topics:
-                    node.topic_peers.setdefault(topic, set()).add(peer.index)
+            gossip.on_subscribe(nodes[dst], nodes[src])
         elif kind == PUBLISH:
-            self.on_publish(*data)
+            gossip.on_publish(*data)
         elif kind == CONNECT:
             self.on_connect(*data)
         elif kind == PUNCH:
@@ -227,12 +219,12 @@ class Simulation:
         node.alive = True
         node.generation += 1
         node.up_free = node.down_free = node.cpu_free = self.now
-        node.mcache = [[] for _ in range(HISTORY_LENGTH)]
+        self.gossip.on_start(node)
         self.emit(node, "node_started", peer_id=node.peer_id, listen_addrs=[],
                   announced_addrs=[], role="relay" if node.role == "relay" else "peer",
                   topic=node.topics[0], topics=list(node.topics))
         if node.role != "relay":
-            phase = self.rng.uniform(0, self.heartbeat)
+            phase = self.rng.uniform(0, self.gossip.heartbeat)
             self.at(self.now + phase, HEARTBEAT, (node.index, node.generation))
         net = self.net
         for relay in net.relays_of.get(node.index, []):
@@ -271,7 +263,8 @@ class Simulation:
         a, b = net.nodes[dialer], net.nodes[target]
         if not (a.alive and b.alive):
             if why == "dial":
-                self.at(self.now + REDIAL_PAUSE_S, REDIAL, (dialer, target, via if via >= 0 else None))
+                self.at(self.now + REDIAL_PAUSE_S, REDIAL,
+                        (dialer, target, via if via >= 0 else None))
             return
         if why == "reserve":
             a.relay_ok = True
@@ -328,7 +321,8 @@ class Simulation:
                         other.peers.pop(peer_index)
                         for group in (*other.mesh.values(), *other.topic_peers.values()):
                             group.discard(peer_index)
-                        self.emit(other, "connection_closed", peer=self.net.nodes[peer_index].peer_id,
+                        self.emit(other, "connection_closed",
+                                  peer=self.net.nodes[peer_index].peer_id,
                                   remote_addr="", kind="relayed", transport="tcp",
                                   direction="unknown")
                 if node.index in self.net.relays_of.get(other.index, []):
@@ -359,117 +353,6 @@ class Simulation:
                     (node_index, relay_index, -1, "reserve"))
         else:
             self.at(self.now + REDIAL_PAUSE_S, RESERVE, (node_index, relay_index))
-
-    # -- gossipsub ----------------------------------------------------------------------
-    def on_heartbeat(self, node: SimNode) -> None:
-        rng = self.rng
-        for topic in node.topics:
-            mesh = node.mesh.setdefault(topic, set())
-            known = node.topic_peers.get(topic, set())
-            if len(mesh) < self.D_lo:
-                candidates = [p for p in known if p not in mesh
-                              and node.backoff.get(p, 0.0) <= self.now]
-                candidates.sort()
-                for p in rng.sample(candidates, min(len(candidates), self.D - len(mesh))):
-                    mesh.add(p)
-                    self.transmit(GRAFT, node, self.net.nodes[p], CONTROL_BYTES,
-                                  (node.index, p, topic))
-            elif len(mesh) > self.D_hi:
-                members = sorted(mesh)
-                for p in rng.sample(members, len(mesh) - self.D):
-                    mesh.discard(p)
-                    node.backoff[p] = self.now + PRUNE_BACKOFF_S
-                    self.transmit(PRUNE, node, self.net.nodes[p], CONTROL_BYTES,
-                                  (node.index, p, topic))
-            advertised = [n for window in node.mcache[:HISTORY_GOSSIP] for n in window
-                          if self.messages[n].topic == topic]
-            if advertised:
-                others = sorted(p for p in known if p not in mesh)
-                count = max(D_LAZY, int(GOSSIP_FACTOR * len(others)))
-                for p in rng.sample(others, min(count, len(others))):
-                    self.transmit(IHAVE, node, self.net.nodes[p],
-                                  CONTROL_BYTES + 8 * len(advertised),
-                                  (node.index, p, advertised))
-        node.mcache.insert(0, [])
-        del node.mcache[HISTORY_LENGTH:]
-
-    def on_graft(self, node: SimNode, peer: SimNode, topic: str) -> None:
-        if not node.alive or peer.index not in node.peers:
-            return
-        if topic not in node.topics or node.backoff.get(peer.index, 0.0) > self.now:
-            self.transmit(PRUNE, node, peer, CONTROL_BYTES, (node.index, peer.index, topic))
-            return
-        node.mesh.setdefault(topic, set()).add(peer.index)
-
-    def on_ihave(self, node: SimNode, peer: SimNode, numbers: list[int]) -> None:
-        if not node.alive or peer.index not in node.peers:
-            return
-        wanted = [n for n in numbers if n not in node.seen and n not in node.requested]
-        if wanted:
-            node.requested.update(wanted)
-            self.transmit(IWANT, node, peer, CONTROL_BYTES + 8 * len(wanted),
-                          (node.index, peer.index, wanted))
-
-    def on_iwant(self, node: SimNode, peer: SimNode, numbers: list[int]) -> None:
-        if not node.alive or peer.index not in node.peers:
-            return
-        cached = {n for window in node.mcache for n in window}
-        for n in numbers:
-            if n in cached:
-                self.transmit(DELIVER, node, peer, self.messages[n].size, (n, node.index, peer.index))
-
-    def on_publish(self, origin: int, topic: str, size: int, flow: str) -> None:
-        node = self.net.nodes[origin]
-        if not node.alive or flow in self.flows_stopped:
-            return
-        seq = self.seq.get(origin, 0) + 1
-        self.seq[origin] = seq
-        msg = Message(len(self.messages), origin, seq, topic, size, flow,
-                      f"{node.peer_id}/{seq}")
-        self.messages.append(msg)
-        self.emit(node, "message_published", msg_id=msg.msg_id, origin=node.peer_id, seq=seq,
-                  size=size, topic=topic, flow=flow)
-        node.seen.add(msg.number)
-        node.mcache[0].append(msg.number)
-        if topic in node.topics:
-            targets = node.mesh.get(topic, set())
-        else:
-            fanout = node.fanout.setdefault(topic, set())
-            if len(fanout) < self.D:
-                known = sorted(p for p in node.topic_peers.get(topic, set()) if p not in fanout)
-                fanout.update(self.rng.sample(known, min(len(known), self.D - len(fanout))))
-            targets = fanout
-        self.send_copies(node, sorted(targets), size, lambda p: (msg.number, origin, p), self.now)
-
-    def on_message(self, node: SimNode, number: int, src: int) -> None:
-        if not node.alive or number in node.seen or src not in node.peers:
-            return
-        node.seen.add(number)
-        msg = self.messages[number]
-        if msg.topic not in node.topics:
-            return
-        if self.cpu_receive:
-            done = max(self.now, node.cpu_free) + self.cpu_receive
-            node.cpu_free = done
-            self.at(done, PROCESSED, (number, node.index, src))
-            return
-        self.on_processed(node, number, src)
-
-    def on_processed(self, node: SimNode, number: int, src: int) -> None:
-        """The node has the message: the application sees it, mesh peers get copies."""
-        if not node.alive:
-            return
-        msg = self.messages[number]
-        node.mcache[0].append(number)
-        # The commonest event by far: formatted directly (the same JSON json.dumps
-        # would write for these plain fields), in the schema's field order.
-        self.lines.append(
-            f'{{"v":{SCHEMA_VERSION},"t":{round(EPOCH + self.now, 6)!r},"node":"{node.name}",'
-            f'"type":"message_received","msg_id":"{msg.msg_id}","origin":'
-            f'"{self.net.nodes[msg.origin].peer_id}","seq":{msg.seq},"size":{msg.size},'
-            f'"topic":{json.dumps(msg.topic)}}}')
-        targets = [p for p in sorted(node.mesh.get(msg.topic, ())) if p != src and p != msg.origin]
-        self.send_copies(node, targets, msg.size, lambda p: (number, node.index, p), self.now)
 
     # -- the timeline (topology/timeline.py says what each step means) ------------------
     def advance(self) -> None:
@@ -526,9 +409,9 @@ class Simulation:
         self._publish_end = max(self._publish_end, self.now + offsets[-1])
 
     def stop_traffic(self, flow: str, nodes: list[str]) -> None:
-        self.flows_stopped.add(flow)
+        self.gossip.flows_stopped.add(flow)
         if flow == "all":
-            self.flows_stopped.update(flows_of(self.scenario))
+            self.gossip.flows_stopped.update(flows_of(self.scenario))
 
     def kill(self, nodes: list[str]) -> None:
         for name in nodes:
@@ -576,7 +459,8 @@ class Simulation:
                 via = a.peers.get(b.index)
                 if via is None:
                     return False
-                if condition.kind == "direct" and via >= 0 or condition.kind == "relayed" and via < 0:
+                if ((condition.kind == "direct" and via >= 0)
+                        or (condition.kind == "relayed" and via < 0)):
                     return False
             return True
         return all(frozenset((a.index, b.index)) in self.punched for a, b in pairs)

@@ -12,10 +12,11 @@ import random
 from dataclasses import dataclass, field
 
 from p2plab.node.config import GossipParams
-from p2plab.topology.plan import LabPlan, combined_behaviour
+from p2plab.topology.nat import punch_works
+from p2plab.topology.plan import LabPlan, nat_chain
 from p2plab.topology.schema import PUBLIC, DialTarget
 
-# Seconds. Measured on this project's labs (see docs/simulation.md): a TCP connection
+# Seconds. Measured on this project's labs (see docs/reference/simulation.md): a TCP connection
 # with noise and yamux takes about four round trips to become usable; DCUtR in
 # py-libp2p 0.8.1 first waits out a 10 s dial to private addresses.
 CONNECT_RTTS = 4
@@ -44,7 +45,7 @@ class SimNode:
     cpu_free: float = 0.0  # when the node's (modelled) CPU is next free
     up_free: float = 0.0  # when the uplink is next free
     down_free: float = 0.0
-    peers: dict[int, str] = field(default_factory=dict)  # peer -> "direct" | "relayed"
+    peers: dict[int, int] = field(default_factory=dict)  # peer -> relay index, -1: direct
     topic_peers: dict[str, set[int]] = field(default_factory=dict)
     mesh: dict[str, set[int]] = field(default_factory=dict)
     fanout: dict[str, set[int]] = field(default_factory=dict)
@@ -76,11 +77,12 @@ class SimNetwork:
             self.index[spec.name] = len(self.nodes)
             self.nodes.append(SimNode(
                 index=len(self.nodes), name=spec.name, peer_id=node_plan.peer_id,
-                segment=spec.lan, role=spec.role, topics=tuple(scenario.topics_of(spec)),
+                segment=spec.lan_name, role=spec.role, topics=tuple(scenario.topics_of(spec)),
                 latency=(link.latency_ms / 1000) if link else 0.0,
                 jitter=(link.jitter_ms / 1000) if link else 0.0,
                 loss=(link.loss_pct / 100) if link else 0.0,
-                byte_time=(8.0 / (link.bandwidth_kbit * 1000)) if link and link.bandwidth_kbit else 0.0,
+                byte_time=(8.0 / (link.bandwidth_kbit * 1000)) if link and link.bandwidth_kbit
+                else 0.0,
                 nat_key=nat_key))
         self.dials: list[PlannedDial] = []
         for spec in scenario.nodes:
@@ -97,35 +99,25 @@ class SimNetwork:
         self.mdns_groups: dict[str, list[int]] = {}
         for spec in scenario.nodes:
             if spec.mdns:
-                self.mdns_groups.setdefault(spec.lan, []).append(self.index[spec.name])
+                self.mdns_groups.setdefault(spec.lan_name, []).append(self.index[spec.name])
         self.mdns_of = {i: members for members in self.mdns_groups.values() for i in members}
-        self._behaviour = {seg: combined_behaviour(plan, seg)
-                           if seg != PUBLIC and plan.segments[seg].gateway is not None else None
-                           for seg in {n.segment for n in self.nodes}}
-        self.routed = {PUBLIC} | {r.lan for r in plan.routers.values()
-                                  if r.behaviour is None and r.upstream == PUBLIC}
+        self._chain = {seg: nat_chain(plan, seg)
+                       if seg != PUBLIC and plan.segments[seg].gateway is not None else []
+                       for seg in {n.segment for n in self.nodes}}
+        self.routed = plan.routed
 
     # -- reachability -------------------------------------------------------------
     def reachable_directly(self, dialer: SimNode, target: SimNode) -> bool:
         """Can ``dialer`` open a connection to ``target`` without help?"""
         if dialer.segment == target.segment:
             return True
-        isolated = dialer.segment not in self.routed and self._behaviour.get(dialer.segment) is None
+        isolated = dialer.segment not in self.routed and not self._chain.get(dialer.segment)
         return target.segment in self.routed and not isolated
 
     def punch_works(self, a: SimNode, b: SimNode) -> bool:
-        """DCUtR outcome from the NAT literature for the two sides' combined NATs."""
-        ba, bb = self._behaviour.get(a.segment), self._behaviour.get(b.segment)
-        if ba is None or bb is None:
-            return True
-        hard = [x.mapping == "address-and-port-dependent" for x in (ba, bb)]
-        if all(hard):
-            return False
-        if hard[0] and bb.filtering == "address-and-port-dependent":
-            return False
-        if hard[1] and ba.filtering == "address-and-port-dependent":
-            return False
-        return True
+        """DCUtR outcome from the NAT literature for the two sides' chains of NATs
+        (``nat.punch_works``, the hole-punch grid's rule too)."""
+        return punch_works(self._chain.get(a.segment, []), self._chain.get(b.segment, []))
 
     # -- delays -------------------------------------------------------------------
     def one_way(self, src: SimNode, dst: SimNode, size: int, now: float,

@@ -4,20 +4,22 @@ there and never knows which backend ran."""
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from p2plab.compose.run_folder import provenance
+from p2plab.compose.backends.registry import SIMULATOR
+from p2plab.compose.run_folder import provenance, write_inputs, write_manifest
 from p2plab.compose.sim.engine import EPOCH, Simulation
 from p2plab.compose.sim.network import SimNetwork
-from p2plab.topology.describe import TOPOLOGY_FILE, picture_json
 from p2plab.topology.plan import build_plan
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import LAB_EVENTS
+
+from p2plab.files import write_atomic
 
 
 def ignored_features(scenario: Scenario) -> list[str]:
@@ -57,19 +59,18 @@ def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path
     t_run = time.perf_counter()
     events = run_dir / "events"
     events.mkdir(parents=True, exist_ok=True)
-    (events / "nodes.jsonl").write_text("".join(line + "\n" for line in sim.lines))
-    (events / f"{LAB_EVENTS}.jsonl").write_text("".join(line + "\n" for line in sim.lab_lines))
+    write_atomic(events / "nodes.jsonl", "".join(line + "\n" for line in sim.lines))
+    write_atomic(events / f"{LAB_EVENTS}.jsonl", "".join(line + "\n" for line in sim.lab_lines))
     t_written = time.perf_counter()
-    (run_dir / "scenario.yaml").write_text(scenario_path.read_text())
-    (run_dir / TOPOLOGY_FILE).write_text(picture_json(plan))
+    write_inputs(run_dir, scenario_path.read_text(), plan)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     manifest = {
         **provenance(scenario, run_id),
-        "backend": "sim", "kernel": platform.release(),
+        "backend": SIMULATOR, "kernel": platform.release(), "packets": False,
         "nat_mechanism": "model (NAT presets, hole-punch outcome from theory)",
         "link_shaping": {"mechanism": "model", "why": "simulated",
-                         "links": {n: plan.nodes[n].link.model_dump()  # type: ignore[union-attr]
-                                   for n in plan.nodes if plan.nodes[n].link is not None}},
+                         "links": {n: node.link.model_dump()
+                                   for n, node in plan.nodes.items() if node.link is not None}},
         "sim_warnings": warnings,
         "sim": {"events_processed": sim.events_processed, "messages": len(sim.messages),
                 "simulated_s": round(sim.now, 3), "build_s": round(t_built - t0, 3),
@@ -82,7 +83,7 @@ def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path
         "timeline_error": sim.timeline_error, "steps": sim.timeline.steps,
         "scenario_file": str(scenario_path),
     }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(run_dir, manifest)
     progress(f"simulated {sim.now:.1f} s: {sim.events_processed} events in "
              f"{t_run - t_built:.1f} s, {len(sim.lines)} node events")
     return manifest

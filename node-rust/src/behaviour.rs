@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use libp2p::{
-    dcutr, gossipsub, identify, identity::Keypair, mdns, ping, relay,
+    dcutr, gossipsub, identify,
+    identity::Keypair,
+    mdns, ping, relay,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     PeerId,
 };
@@ -42,7 +44,11 @@ pub fn message_id(kind: MsgIdFn, message: &gossipsub::Message) -> gossipsub::Mes
     }
 }
 
-fn gossipsub(key: &Keypair, flags: &Flags, last_own: LastOwnSeq) -> Result<gossipsub::Behaviour, String> {
+fn gossipsub(
+    key: &Keypair,
+    flags: &Flags,
+    last_own: LastOwnSeq,
+) -> Result<gossipsub::Behaviour, String> {
     let local = key.public().to_peer_id();
     let kind = flags.msg_id;
     let id_fn = move |message: &gossipsub::Message| {
@@ -57,7 +63,11 @@ fn gossipsub(key: &Keypair, flags: &Flags, last_own: LastOwnSeq) -> Result<gossi
         .mesh_n_low(flags.degree_low)
         .mesh_n_high(flags.degree_high)
         // mesh_outbound_min must stay below D_lo and at most D/2.
-        .mesh_outbound_min((flags.degree / 2).min(flags.degree_low.saturating_sub(1)).min(2))
+        .mesh_outbound_min(
+            (flags.degree / 2)
+                .min(flags.degree_low.saturating_sub(1))
+                .min(2),
+        )
         .validation_mode(gossipsub::ValidationMode::Strict)
         .message_id_fn(id_fn)
         .build()
@@ -90,21 +100,39 @@ pub fn build(
 ) -> Result<ChatBehaviour, String> {
     let local: PeerId = key.public().to_peer_id();
     let chats = flags.role == Role::Peer;
-    let ping_every = if flags.ping_interval > 0.0 { flags.ping_interval } else { 24.0 * 3600.0 };
+    let ping_every = if flags.ping_interval > 0.0 {
+        flags.ping_interval
+    } else {
+        24.0 * 3600.0
+    };
     let mdns = if flags.mdns {
-        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local).map_err(|e| format!("mdns: {e}"))?)
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), local)
+                .map_err(|e| format!("mdns: {e}"))?,
+        )
     } else {
         None
     };
     Ok(ChatBehaviour {
         relay_client,
-        relay: Toggle::from((flags.role == Role::Relay).then(|| relay::Behaviour::new(local, relay_config()))),
+        relay: Toggle::from(
+            (flags.role == Role::Relay).then(|| relay::Behaviour::new(local, relay_config())),
+        ),
         dcutr: Toggle::from((chats && !flags.no_holepunch).then(|| dcutr::Behaviour::new(local))),
-        gossipsub: Toggle::from(if chats { Some(gossipsub(key, flags, last_own)?) } else { None }),
+        gossipsub: Toggle::from(if chats {
+            Some(gossipsub(key, flags, last_own)?)
+        } else {
+            None
+        }),
         mdns: Toggle::from(mdns),
         identify: identify::Behaviour::new(
-            identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
-                .with_agent_version(format!("p2plab-node-rs/{} (rust-libp2p {})", crate::VERSION, crate::LIBP2P_VERSION)),
+            identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public()).with_agent_version(
+                format!(
+                    "p2plab-node-rs/{} (rust-libp2p {})",
+                    crate::VERSION,
+                    crate::LIBP2P_VERSION
+                ),
+            ),
         ),
         ping: ping::Behaviour::new(
             ping::Config::new()

@@ -1,4 +1,4 @@
-//! Command-line flags of the node contract (docs/node-contract.md), checked up front.
+//! Command-line flags of the node contract (docs/reference/node-contract.md), checked up front.
 //!
 //! A bad flag is one line on stderr and exit code 2, as for every implementation.
 
@@ -102,7 +102,10 @@ pub struct Flags {
 impl Flags {
     /// Checks that span several flags; the message is the whole one-line error.
     pub fn check(&self) -> Result<(), String> {
-        if !(0 < self.degree_low && self.degree_low <= self.degree && self.degree <= self.degree_high) {
+        if !(0 < self.degree_low
+            && self.degree_low <= self.degree
+            && self.degree <= self.degree_high)
+        {
             return Err("gossipsub degrees must satisfy 0 < D_lo <= D <= D_hi".into());
         }
         if self.no_tcp && !self.quic {
@@ -121,7 +124,10 @@ impl Flags {
     }
 
     pub fn name(&self) -> String {
-        self.name.clone().or_else(|| self.nick.clone()).unwrap_or_else(|| "node".into())
+        self.name
+            .clone()
+            .or_else(|| self.nick.clone())
+            .unwrap_or_else(|| "node".into())
     }
 
     pub fn topics(&self) -> Vec<String> {
@@ -145,18 +151,26 @@ fn names(addr: &Multiaddr) -> Vec<&'static str> {
 /// A dialable multiaddr: /ip4|/ip6|/dns|/dns4|/dns6 (or /p2p), tcp or udp/quic-v1, or a
 /// circuit address through a relay named by its /p2p/ID.
 pub fn parse_dial(text: &str) -> Result<Multiaddr, String> {
-    let addr: Multiaddr = text.parse().map_err(|e| format!("{text:?}: not a multiaddr ({e})"))?;
+    let addr: Multiaddr = text
+        .parse()
+        .map_err(|e| format!("{text:?}: not a multiaddr ({e})"))?;
     let n = names(&addr);
     let first = n.first().copied().unwrap_or("");
     if !["ip4", "ip6", "dns", "dns4", "dns6", "p2p"].contains(&first) {
-        return Err(format!("{text:?}: must start with /ip4, /ip6, /dns4, /dns6 or /p2p"));
+        return Err(format!(
+            "{text:?}: must start with /ip4, /ip6, /dns4, /dns6 or /p2p"
+        ));
     }
     if let Some(i) = n.iter().position(|p| *p == "p2p-circuit") {
         if !n[..i].contains(&"p2p") {
-            return Err(format!("{text:?}: a circuit address needs the relay's /p2p/ID"));
+            return Err(format!(
+                "{text:?}: a circuit address needs the relay's /p2p/ID"
+            ));
         }
         if n.last() != Some(&"p2p") {
-            return Err(format!("{text:?}: a circuit address must end in /p2p/TARGET_ID"));
+            return Err(format!(
+                "{text:?}: a circuit address must end in /p2p/TARGET_ID"
+            ));
         }
         return Ok(addr);
     }
@@ -164,7 +178,9 @@ pub fn parse_dial(text: &str) -> Result<Multiaddr, String> {
         return Err(format!("{text:?}: needs /tcp/PORT or /udp/PORT/quic-v1"));
     }
     if n.contains(&"udp") && !n.contains(&"quic-v1") {
-        return Err(format!("{text:?}: UDP is only supported as /udp/PORT/quic-v1"));
+        return Err(format!(
+            "{text:?}: UDP is only supported as /udp/PORT/quic-v1"
+        ));
     }
     Ok(addr)
 }

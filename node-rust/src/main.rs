@@ -1,4 +1,4 @@
-//! p2plab chat node on rust-libp2p: the node contract (docs/node-contract.md) in Rust.
+//! p2plab chat node on rust-libp2p: the node contract (docs/reference/node-contract.md) in Rust.
 //!
 //! The proof of concept's chat (mDNS, gossipsub with signed messages, --dial, --quic,
 //! circuit relay v2 client and hop, DCUtR, identify, ping) plus the contract's event log
@@ -53,7 +53,10 @@ fn main() -> ExitCode {
         (None, None) => libp2p::identity::Keypair::generate_ed25519(),
     };
     // One thread: a lab runs many nodes on few cores, and a node's work is sequential.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let code = match runtime.block_on(node::run(flags, key)) {
         Ok(()) => 0,
         Err(message) => {

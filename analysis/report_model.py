@@ -1,0 +1,330 @@
+"""What a run's report says, as data: a header, headline figures, the verdicts and
+sections of paragraphs, bullets and tables. ``report.md.j2`` and ``report.html.j2``
+render the same model, so the Markdown and the HTML page never say different things."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from p2plab.analysis.expectations import Verdict
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class Block:
+    """One piece of a section, in order: a paragraph, a bullet list or a table."""
+
+    text: str = ""
+    bullets: list[str] = field(default_factory=list)
+    table: Table | None = None
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def paragraph(self, text: str) -> Section:
+        self.blocks.append(Block(text=text))
+        return self
+
+    def bullets(self, items: list[str]) -> Section:
+        if items:
+            self.blocks.append(Block(bullets=items))
+        return self
+
+    def table(self, columns: list[str], rows: list[list[Any]]) -> Section:
+        self.blocks.append(Block(table=Table(columns, rows)))
+        return self
+
+
+@dataclass
+class VerdictRow:
+    name: str
+    expected: str
+    observed: str
+    caveat: str | None
+    passed: bool
+
+
+@dataclass
+class Report:
+    scenario: str
+    status: str
+    meta: list[tuple[str, Any]]  # backend, kernel, seed, version, wall time
+    implementations: str
+    description: str
+    link_mechanism: str
+    headline: list[tuple[str, str]]
+    verdicts: list[VerdictRow]
+    notes: list[str]  # under the verdicts: what was not checked, what the model ignored
+    sections: list[Section]
+    plots: list[tuple[str, str]]  # (name, file under plots/) for the Markdown page
+
+
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def implementations_line(manifest: dict[str, Any]) -> str:
+    """Which node implementation each node ran, with versions as the nodes reported."""
+    impls = manifest.get("implementations") or {}
+    if not impls:
+        return "nodes: " + ", ".join(f"{k}: {v}" for k, v in
+                                     (manifest.get("node_implementations") or {}).items())
+    parts = []
+    for impl, info in impls.items():
+        nodes = info.get("nodes") or []
+        limit = 8
+        shown = ", ".join(nodes[:limit]) + (f" and {len(nodes) - limit} more"
+                                             if len(nodes) > limit else "")
+        parts.append(f"{impl} node {info.get('version')} on {info.get('libp2p')} "
+                     f"({len(nodes)}: {shown})")
+    return "nodes: " + "; ".join(parts)
+
+
+def delivery_section(summary: dict[str, Any]) -> Section:
+    d = summary["delivery"]
+    lat = d["latency_ms"]
+    section = Section("Delivery").bullets([
+        f"messages published: {d['messages_published']}, fully delivered: "
+        f"{d['messages_fully_delivered']}",
+        f"deliveries: {d['deliveries']}/{d['deliveries_expected']} (ratio "
+        f"{_ratio(d['delivery_ratio'])}), duplicate receptions: {d['duplicate_receptions']}",
+        f"latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}, max {lat['max']}",
+        f"receivers that could reach the publisher (no cut link, same partition): "
+        f"{d['reachable_deliveries']}/{d['reachable_expected']}",
+        *arrival_lines(summary.get("arrivals") or {}),
+    ])
+    torn = summary.get("torn_lines")
+    return section.paragraph(
+        "Eligible receivers are the topic's subscribers alive when a message went out."
+        + (f" Event logs had {len(torn)} torn line(s) (a process killed mid-write), read "
+           f"past: {', '.join(torn[:5])}." if torn else ""))
+
+
+def arrival_lines(arrivals: dict[str, Any]) -> list[str]:
+    """How first copies arrived (nodes that report ``via_mesh``)."""
+    known = [(label, arrivals.get(key) or {}) for key, label in
+             (("mesh", "pushed by a mesh peer"),
+              ("outside_mesh", "from outside the mesh (IWANT answer or flood publish)"))]
+    if not any(a.get("count") for _, a in known):
+        return []
+    out = []
+    for label, a in known:
+        if a.get("count"):
+            out.append(f"{label}: {a['count']} ({a['share'] * 100:.1f} %), latency p50 "
+                       f"{a['latency_ms_p50']} ms, p90 {a['latency_ms_p90']} ms")
+    unknown = (arrivals.get("unknown") or {}).get("count")
+    if unknown:
+        out.append(f"arrival path not reported: {unknown}")
+    return out
+
+
+def connection_sections(summary: dict[str, Any]) -> list[Section]:
+    out = [Section("Connections at the end of the timeline").table(
+        ["pair", "final", "ever opened"],
+        [[k, v["final"], ", ".join(v["ever"])] for k, v in summary["connections"].items()])]
+    if summary["hole_punch"]:
+        rows = [[k, v["outcome"], v["attempts"], v["successes"], v["time_to_direct_ms"],
+                 "; ".join(f"#{f['attempt']} {f['reason']}" for f in v["failures"]) or "-"]
+                for k, v in summary["hole_punch"].items()]
+        out.append(Section("Hole punching").table(
+            ["pair", "outcome", "attempts", "successes", "time to direct (ms)",
+             "failure reasons"], rows))
+    if summary.get("nat_probe"):
+        rows = [[lan, r["router"], r["nat"], _probe_cell(r["observed"], "udp"),
+                 _probe_cell(r["observed"], "tcp"),
+                 "yes" if r["matches"] else "**no**: " + "; ".join(r["mismatches"])]
+                for lan, r in summary["nat_probe"].items()]
+        out.append(Section("NAT probe (declared vs observed)").table(
+            ["LAN", "router", "preset", "UDP observed", "TCP observed", "matches"], rows))
+    return out
+
+
+def _probe_cell(observed: dict[str, Any], proto: str) -> str:
+    seen = observed.get(proto, {})
+    if "error" in observed:
+        return "probe failed"
+    if seen.get("blocked"):
+        return "blocked"
+    if not seen.get("translated"):
+        return "not translated"
+    short = {"endpoint-independent": "EI", "address-dependent": "AD",
+             "address-and-port-dependent": "APD"}
+    return (f"{short.get(seen.get('mapping'), '?')}M+{short.get(seen.get('filtering'), '?')}F"
+            + (", hairpin" if seen.get("hairpin") else ""))
+
+
+def traffic_sections(summary: dict[str, Any]) -> list[Section]:
+    out = []
+    prop = summary.get("propagation", {})
+    if prop.get("messages"):
+        out.append(Section("Propagation").table(
+            ["share of subscribers", "median time (ms)", "messages that got there"],
+            [[f"{level} %", prop.get(f"t{level}_ms_median"),
+              f"{prop.get(f't{level}_ms_reached')}/{prop['messages']}"]
+             for level in (50, 90, 99, 100)]))
+    flows = summary["delivery"].get("per_flow", {})
+    if len(flows) > 1 or any(k != "(unnamed)" for k in flows):
+        out.append(Section("Traffic flows").table(
+            ["flow", "messages", "delivered", "ratio", "reachable ratio",
+             "latency p50 / p99 (ms)"],
+            [[name, f["messages_published"], f"{f['deliveries']}/{f['deliveries_expected']}",
+              _ratio(f["delivery_ratio"]), _ratio(f["reachable_delivery_ratio"]),
+              f"{f['latency_ms']['p50']} / {f['latency_ms']['p99']}"]
+             for name, f in flows.items()]))
+    if summary.get("recovery"):
+        out.append(Section("Faults and recovery").paragraph(
+            "Recovery: from the fault until a message published after it reached every "
+            "live, reachable subscriber.").table(
+            ["fault", "recovery (ms)", "messages after it", "short before recovery"],
+            [[r["fault"], r["recovery_ms"], r["messages_after"], r["short_before_recovery"]]
+             for r in summary["recovery"]]))
+    return out
+
+
+def links_section(manifest: dict[str, Any], summary: dict[str, Any]) -> Section | None:
+    shaping = manifest.get("link_shaping") or {}
+    if not shaping.get("links"):
+        return None
+    same: dict[tuple[Any, ...], list[str]] = {}
+    for node, link in shaping["links"].items():
+        key = (link["latency_ms"], link["jitter_ms"], link["loss_pct"], link["bandwidth_kbit"])
+        same.setdefault(key, []).append(node)
+    rows = [[", ".join(nodes[:6]) + (f" and {len(nodes) - 6} more" if len(nodes) > 6 else ""),
+             lat, jit, loss, bw or "-"] for (lat, jit, loss, bw), nodes in same.items()]
+    section = Section("Links").paragraph(
+        f"Impairment applied by **{shaping.get('mechanism')}** ({shaping.get('why')}).").table(
+        ["nodes", "latency ms", "jitter ms", "loss %", "bandwidth kbit/s"], rows)
+    rtt = summary.get("link_rtt", {})
+    if rtt.get("pairs"):
+        section.paragraph("Round trips measured with UDP echoes before the timeline (median "
+                          "of 20), against the configured 2 x (latency of both access "
+                          "links):").table(
+            ["path", "configured ms", "measured ms (min / median / max)", "error %",
+             "echoes back"],
+            [[r["pair"], r["configured_ms"],
+              f"{r.get('min_ms')} / {r['measured_ms']} / {r.get('max_ms')}", r["error_pct"],
+              f"{r.get('received', 0)}/{r.get('sent', 0)}"] for r in rtt["pairs"]])
+    return section
+
+
+def machine_load_section(cpu: dict[str, Any]) -> Section | None:
+    """Who used the CPU, per message, and when the machine was saturated."""
+    if not cpu:
+        return None
+    sat = cpu["saturated"]
+    per_msg = cpu.get("cpu_ms_per_message") or {}
+    items = [
+        f"host CPU busy: mean {cpu['host_busy_pct_mean']} %, max {cpu['host_busy_pct_max']} % "
+        f"of {cpu['cores']} cores over {cpu['sampled_s']} s (kernel softirq, where NAT and "
+        f"bridging run: {cpu['host_softirq_pct_mean']} %)",
+        f"saturated (>= {sat['threshold_pct']:g} % busy): {sat['seconds']} s "
+        f"({100 * sat['fraction_of_run']:.0f} % of the run); messages in flight then: "
+        f"{sat.get('messages_in_flight', 0)} of {sat.get('messages', 0)}"
+        + (" — their latency and propagation are partly the machine's CPU queue"
+           if sat.get("messages_in_flight") else "")]
+    items += [f"{group}: {v['cpu_s']} CPU-s, {v['share_pct']} % of the machine"
+              for group, v in sorted(cpu["groups"].items(), key=lambda kv: -kv[1]["share_pct"])]
+    if per_msg.get("p50") is not None:
+        items.append(f"CPU per message per node: median {per_msg['p50']} ms, max "
+                     f"{per_msg['max']} ms, all nodes together {per_msg['all_nodes']} ms "
+                     f"({per_msg['messages']} messages over {per_msg['window_s']} s"
+                     + (", idle CPU subtracted)" if per_msg["idle_subtracted"] else ")"))
+    top = sorted(cpu["share_pct"].items(), key=lambda kv: -kv[1])[:5]
+    items.append("busiest: " + ", ".join(f"{k} {v} %" for k, v in top))
+    return Section("Machine load").bullets(items)
+
+
+def _offset(measured: dict[str, float] | None) -> str:
+    if not measured:
+        return "not measured"
+    return f"{measured['offset_ms']:+.3f} ± {measured['uncertainty_ms']:.3f}"
+
+
+def cluster_section(manifest: dict[str, Any]) -> Section | None:
+    """Where hosts ran and how far each engine's clock was from the runner's (a lab
+    over several engines: event times were corrected by the offsets at the start)."""
+    cluster: dict[str, Any] = manifest.get("cluster") or {}
+    if not cluster.get("engines"):
+        return None
+    per_engine = cluster.get("hosts_per_engine") or {}
+    start: dict[str, Any] = cluster.get("clock_offsets") or {}
+    end: dict[str, Any] = cluster.get("clock_offsets_end") or {}
+    samples = next((o.get("samples", "?") for o in start.values()), "?")
+    return Section("Engines and clocks").paragraph(
+        f"{len(cluster['engines'])} engines of the cluster at `{cluster.get('manager')}`, "
+        f"image from `{cluster.get('registry')}`. Event times are on the runner's clock: "
+        f"each engine's offset, measured at the start (best of {samples} round trips), was "
+        "subtracted; the end measurement shows the drift over the run.").table(
+        ["engine", "address", "hosts", "clock offset at start (ms)", "at end (ms)"],
+        [[e["hostname"], e["address"], per_engine.get(e["hostname"], 0),
+          _offset(start.get(e["hostname"])), _offset(end.get(e["hostname"]))]
+         for e in cluster["engines"]])
+
+
+def node_sections(summary: dict[str, Any]) -> list[Section]:
+    out = []
+    mesh = summary.get("mesh") or {}
+    if mesh.get("at_first_publish"):
+        out.append(Section("Gossipsub mesh").bullets([
+            f"mesh size at the first publish: median {mesh['at_first_publish_median']}, "
+            f"min {mesh['at_first_publish_min']} (a node below D_lo gets messages late, "
+            "by gossip at heartbeat pace)",
+            "nodes without a mesh then: "
+            + (", ".join(mesh["nodes_without_mesh_at_first_publish"]) or "none")]))
+    p = summary["ping"]
+    nodes = Section("Ping, start-up and memory").bullets([
+        f"{p['count']} pings, {p['failed']} failed, RTT p50 {p['rtt_ms_p50']} ms, max "
+        f"{p['rtt_ms_max']} ms"])
+    if summary.get("startup"):
+        st = summary["startup"]
+        nodes.paragraph(f"All nodes ready {st['all_ready_s']} s after the run started; "
+                        f"slowest node start-up {st.get('node_startup_s_max')} s.")
+    rss = {k: v for k, v in summary.get("node_rss_mb", {}).items() if v is not None}
+    if rss:
+        nodes.paragraph("Resident memory per node at the end of the timeline (MB): "
+                        + ", ".join(f"{k} {v}" for k, v in rss.items()))
+    out.append(nodes)
+    return out
+
+
+def report_model(manifest: dict[str, Any], summary: dict[str, Any], verdicts: list[Verdict],
+                 figures: dict[str, Path], description: str) -> Report:
+    d = summary["delivery"]
+    lat, prop = d["latency_ms"], summary.get("propagation", {})
+    notes = []
+    if summary.get("not_checked"):
+        notes.append("Not checked on this backend: " + "; ".join(summary["not_checked"]) + ".")
+    if manifest.get("sim_warnings"):
+        notes.append("The simulator ignored: " + "; ".join(manifest["sim_warnings"]) + ".")
+    sections: list[Section | None] = [
+        delivery_section(summary), *connection_sections(summary), *traffic_sections(summary),
+        links_section(manifest, summary), machine_load_section(summary.get("cpu") or {}),
+        cluster_section(manifest), *node_sections(summary)]
+    return Report(
+        scenario=manifest["scenario"], status=summary["status"],
+        meta=[("backend", f"`{manifest['backend']}`"), ("kernel", f"`{manifest['kernel']}`"),
+              ("seed", manifest["seed"]), ("p2plab", manifest["p2plab_version"]),
+              ("wall time", f"{summary['wall_time_s']} s")],
+        implementations=implementations_line(manifest), description=description.strip(),
+        link_mechanism=(manifest.get("link_shaping") or {}).get("mechanism") or "none",
+        headline=[
+            ("verdict", summary["status"]),
+            ("delivery ratio", f"{_ratio(d['delivery_ratio'])} "
+                               f"({d['deliveries']}/{d['deliveries_expected']})"),
+            ("latency p50 / p99", f"{lat['p50']} / {lat['p99']} ms"),
+            ("time to 90 % of subscribers (median)", f"{prop.get('t90_ms_median')} ms"),
+            ("wall time", f"{summary['wall_time_s']} s")],
+        verdicts=[VerdictRow(v.name, str(v.expected), str(v.observed), v.caveat, v.passed)
+                  for v in verdicts],
+        notes=notes, sections=[s for s in sections if s is not None],
+        plots=[(k, v.name) for k, v in figures.items()])
