@@ -80,7 +80,7 @@ def implementations_line(manifest: dict[str, Any]) -> str:
         return "nodes: " + ", ".join(f"{k}: {v}" for k, v in
                                      (manifest.get("node_implementations") or {}).items())
     parts = []
-    for impl, info in impls.items():
+    for impl, info in sorted(impls.items()):
         nodes = info.get("nodes") or []
         limit = 8
         shown = ", ".join(nodes[:limit]) + (f" and {len(nodes) - limit} more"
@@ -253,7 +253,8 @@ def _offset(measured: dict[str, float] | None) -> str:
 def cluster_section(manifest: dict[str, Any]) -> Section | None:
     """Where hosts ran and how far each engine's clock was from the runner's (a lab
     over several engines: event times were corrected by the offsets at the start)."""
-    cluster: dict[str, Any] = manifest.get("cluster") or {}
+    # "swarm": what results folders made before the key was named for what it holds say.
+    cluster: dict[str, Any] = manifest.get("cluster") or manifest.get("swarm") or {}
     if not cluster.get("engines"):
         return None
     per_engine = cluster.get("hosts_per_engine") or {}

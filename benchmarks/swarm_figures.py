@@ -48,7 +48,7 @@ def run(scenario: str, backend: str, results: Path) -> dict[str, Any]:
         "ready_s": round(ready - started, 2),
         "wall_s": round(manifest["ended"] - started, 1),
     }
-    swarm = manifest.get("cluster")
+    swarm = (manifest.get("cluster") or manifest.get("swarm"))
     if swarm:
         figures["per_engine"] = swarm["hosts_per_engine"]
         figures["image_publish_s"] = swarm["timings_s"].get("image_s")

@@ -31,8 +31,10 @@ SCENARIOS_DIR = scenarios_dir()
 
 def start_lab(scenario: str, backend: str, results: Path, probe: bool = False) -> Lab:
     """A lab opened and started (the CLI's own lifecycle, checks included), its
-    timeline not run: ``lab.play()`` runs it, or drive it step by step."""
-    lab = Lab(find_scenario(scenario, SCENARIOS_DIR), backend, results, probe=probe or None)
+    timeline not run: ``lab.play()`` runs it (a step that fails raises StepFailed, so
+    the test fails), or drive it step by step."""
+    lab = Lab(find_scenario(scenario, SCENARIOS_DIR), backend, results, probe=probe or None,
+              raise_step_failures=True)
     lab.open()
     try:
         lab.start()
@@ -52,5 +54,14 @@ def p2plab_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
         return lab
 
     yield start
-    for lab in labs:
-        lab.close()
+    _close_all(list(reversed(labs)))  # last opened, first closed: each restores its own
+
+
+def _close_all(labs: list[Lab]) -> None:
+    """Close every lab even if one fails (the first failure is raised after)."""
+    if not labs:
+        return
+    try:
+        labs[0].close()
+    finally:
+        _close_all(labs[1:])

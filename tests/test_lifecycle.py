@@ -283,3 +283,43 @@ def test_a_backend_is_an_object_chosen_by_name_in_one_place() -> None:
             assert issubclass(kind, Backend) and kind.name == name
     with pytest.raises(BackendError, match="available: docker, netns, swarm"):
         registry.make_backend("vm", "abcdef")
+
+
+def test_a_tests_labs_close_last_first_and_leave_the_process_as_it_was(
+        scenario: Path, tmp_path: Path) -> None:
+    import os
+
+    from p2plab.compose.lab.ownership import RUN_ENV
+
+    from p2plab.testing import _close_all
+
+    env, handler = os.environ.get(RUN_ENV), signal.getsignal(signal.SIGINT)
+    labs = [Lab(scenario, FakeBackend, tmp_path / f"r{i}") for i in range(2)]
+    for lab in labs:
+        lab.open()
+        lab.start()
+    assert os.environ.get(RUN_ENV) == labs[1].run_id
+    _close_all(list(reversed(labs)))
+    assert os.environ.get(RUN_ENV) == env and signal.getsignal(signal.SIGINT) == handler
+    assert FakeBackend.calls.count("destroy") == 2
+
+
+def test_a_tests_lab_raises_a_failed_step(scenario: Path, tmp_path: Path) -> None:
+    """In a user's test a step that times out fails the test; in a run it is reported."""
+    from p2plab.compose.lab.runner import StepFailed
+
+    never = [{"wait": "connection", "between": ["n1", "n2"], "kind": "relayed", "timeout": 1}]
+    from p2plab.topology.schema import Step
+    from pydantic import TypeAdapter
+
+    steps = [TypeAdapter(Step).validate_python(s) for s in never]
+    with Lab(scenario, FakeBackend, tmp_path / "a", raise_step_failures=True) as lab:
+        lab.start()
+        with pytest.raises(StepFailed, match="timed out"):
+            lab.play(steps)
+    with Lab(scenario, FakeBackend, tmp_path / "b") as lab:
+        lab.start()
+        lab.play(steps)
+        assert lab.timeline_error is not None and "timed out" in lab.timeline_error
+    assert lab.run_dir is not None
+    assert "timed out" in manifest_of(lab.run_dir)["timeline_error"]

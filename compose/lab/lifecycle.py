@@ -17,6 +17,7 @@ run once and is then ignored, so a second Ctrl-C cannot cut teardown short.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -43,7 +44,13 @@ from p2plab.topology.loading import load_scenario
 from p2plab.topology.plan import LabPlan, build_plan
 from p2plab.topology.scenario import Scenario
 
-from p2plab.interrupts import restore, signal_name, signals_ignored, stop_on_signals
+from p2plab.interrupts import (
+    STOP_SIGNALS,
+    restore,
+    signal_name,
+    signals_ignored,
+    stop_on_signals,
+)
 
 # About 87 MB and 1 s of CPU per py-libp2p node: beyond this an emulated lab does not
 # fit a workstation, and the simulator is the tool.
@@ -67,7 +74,8 @@ class Lab:
     def __init__(self, scenario_path: Path, backend: type[Backend] | str, results: Path, *,
                  progress: Callable[[str], None] = lambda message: None,
                  scenario: Scenario | None = None, probe: bool | None = None,
-                 keep: bool = False, capture: bool = False) -> None:
+                 keep: bool = False, capture: bool = False,
+                 raise_step_failures: bool = False) -> None:
         self.scenario_path = scenario_path
         self.scenario = scenario if scenario is not None else load_scenario(scenario_path)
         self.backend_class = backend_class(backend) if isinstance(backend, str) else backend
@@ -76,6 +84,9 @@ class Lab:
         self.probe = probe
         self.keep = keep
         self.capture = capture
+        # A failed step is recorded and the run goes on to its report; a test's lab
+        # (p2plab.testing) raises it instead, so the test fails.
+        self.raise_step_failures = raise_step_failures
         self.run_id = new_run_id()
         self.backend: Backend | None = None
         self.plan: LabPlan | None = None
@@ -88,7 +99,7 @@ class Lab:
         self._previous_run_env: str | None = None
         self._previous_signals: Mapping[int, Any] | None = None
         self._limits: NeighbourLimits | None = None
-        self._started = time.time()
+        self._started = 0.0  # when the lab is made (after the environment's checks)
         self._kept_record: KeptLab | None = None
 
     # -- the lifecycle -------------------------------------------------------------------
@@ -138,6 +149,7 @@ class Lab:
             self.runner = Runner(plan, backend, run_dir, self.progress, capture=self.capture)
             # The host's ARP table is shared by every namespace: a big lab needs it bigger.
             self._limits = NeighbourLimits(plan.neighbour_entries())
+            self._started = self.timeline_end = time.time()
             self._limits.apply()
             self.progress(f"creating the lab on {name}; results in {run_dir}")
             backend.create(plan, run_dir)
@@ -161,8 +173,11 @@ class Lab:
         except StepFailed as exc:
             self.timeline_error = str(exc)
             self.progress(f"timeline failed: {exc}")
-        self.timeline_end = time.time()
-        runner.cpu.stop()
+            if self.raise_step_failures:
+                raise
+        finally:
+            self.timeline_end = time.time()
+            runner.cpu.stop()
 
     def run(self) -> None:
         """``start`` and ``play``; with ``keep``, the lab is then left up (``keep_up``)."""
@@ -172,6 +187,7 @@ class Lab:
             self.timeline_error = str(exc)
             self.timeline_end = time.time()
             self.progress(f"timeline failed: {exc}")
+            self._running().read_memory()
         else:
             self.play()
         if self.keep:
@@ -199,18 +215,16 @@ class Lab:
         if self._previous_signals is None and self._record is None:
             return
         interrupted = signal_name(exc) if isinstance(exc, KeyboardInterrupt) else None
+        ignored: dict[int, Any] = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
         try:
-            with signals_ignored():
-                try:
-                    self._teardown(interrupted)
-                finally:
-                    if self._record is not None:
-                        ownership.leave_run(self._record, self._previous_run_env)
-                        self._record = None
-        finally:  # after signals_ignored has put back what it found: the run's own
-            if self._previous_signals is not None:
-                restore(self._previous_signals)
-                self._previous_signals = None
+            self._teardown(interrupted)
+        finally:
+            if self._record is not None:
+                ownership.leave_run(self._record, self._previous_run_env)
+                self._record = None
+            # Straight back to what the caller had (no moment with the run's handlers).
+            restore(self._previous_signals if self._previous_signals is not None else ignored)
+            self._previous_signals = None
         if isinstance(exc, BackendError) and self.run_dir is not None and not any(
                 p.is_file() for sub in ("events", "logs") for p in (self.run_dir / sub).glob("*")):
             # The lab could not be built: with no event and no log there is nothing to
@@ -285,6 +299,9 @@ class Lab:
         lab.run_dir = Path(record.run_dir)
         lab.backend = kind.reattach(record.run_id, lab.run_dir, record.details)
         lab.runner = None
+        lab.plan = None
+        lab._record = None
+        lab._previous_signals = None
         lab._kept_record = record
         return lab
 

@@ -285,8 +285,18 @@ class Runner:
             self.run_timeline(steps)
             self.finish_publishing()
             time.sleep(self.plan.scenario.settle)
-        finally:
-            self.rss_mb = {name: self.backend.node_rss_mb(name) for name in self.plan.nodes}
+        except StepFailed:
+            self.read_memory()
+            raise
+        self.read_memory()
+
+    def read_memory(self) -> None:
+        """Each node's resident memory, for the manifest (a courtesy: never fails a run)."""
+        for name in self.plan.nodes:
+            try:
+                self.rss_mb[name] = self.backend.node_rss_mb(name)
+            except Exception:  # an engine gone: no figure for that node
+                self.rss_mb[name] = None
 
     def probe_nats(self) -> dict[str, Any]:
         """Classify every LAN's NAT with the probe and compare with what was declared."""

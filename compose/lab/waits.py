@@ -12,6 +12,8 @@ from p2plab.compose.lab.events_tail import EventTail
 from p2plab.topology.plan import LabPlan
 from p2plab.topology.timeline import Condition, Connected, MeshAtLeast, Punched, Reserved
 
+from p2plab.events import EventFormatError
+
 POLL_S = 0.1
 
 
@@ -36,7 +38,10 @@ class Waits:
     def wait_until(self, what: str, condition: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
-            self.tail.poll()
+            try:
+                self.tail.poll()
+            except EventFormatError as exc:  # a node broke the event schema: its bug
+                raise StepFailed(f"a node wrote an event the schema rejects: {exc}") from None
             if condition():
                 return
             for name in self.plan.nodes:  # probe hosts may come and go

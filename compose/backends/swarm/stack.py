@@ -18,6 +18,10 @@ from p2plab.compose.backends.swarm import settings
 from p2plab.compose.images import IMAGE_REPO
 
 SWEEP_TIMEOUT_S = 60.0
+# The agent's sweep, in the run's own image: images made before the backends moved into
+# compose/backends/ have the agent at its old path.
+SWEEP = ("python -m p2plab.compose.backends.swarm.agent --sweep {run} "
+         "|| python -m p2plab.compose.swarm.agent --sweep {run}")
 
 
 def remove_stack(manager: Any, run_id: str | None, image: str | None,
@@ -51,8 +55,7 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
         for run in sorted(runs):
             name = f"{PREFIX}{run}-sweep"
             sweep = manager.services.create(
-                image, name=name, command=["python", "-m", "p2plab.compose.backends.swarm.agent",
-                                           "--sweep", run],
+                image, name=name, command=["sh", "-c", SWEEP.format(run=run)],
                 mode=ServiceMode("global"), networks=["host"],
                 labels={LABEL: "1", "p2plab.sweep": run},
                 mounts=[Mount("/var/run/docker.sock", config.engine_socket, type="bind")],
