@@ -72,33 +72,38 @@ scenario: setup
 validate: setup
 	$(BIN)/p2plab validate scenarios/*.yaml
 
-# The linters, then two stages of two lanes each, so the two cores stay busy and every
-# verdict is reached on a loaded machine. Stage 1: the shipped suite on Docker (JUnit XML
+# The linters (beside the image build, which mostly waits on the mirror), then two stages
+# of two lanes each, so the two cores stay busy and every verdict is reached on a loaded
+# machine. Stage 1: the Rust node's unit tests and the shipped suite on Docker (JUnit XML
 # in build/suite), then the tests that need no lab (unit, node processes, the simulator;
 # output in build/unit-tests.log), beside the tests that build network namespaces.
 # Stage 2: the Docker tests (their labs share the host's address space with the suite's)
-# beside the swarm tests (a cluster of engines of their own; build/swarm-tests.log). The
-# image is built first, once. Every stage runs whatever the others said; the exit status
-# is a failure if any failed.
-test: setup compose-v2 images lint-tools
+# beside the swarm tests (a cluster of engines of their own; build/swarm-tests.log).
+# Every stage runs whatever the others said; the exit status is a failure if any failed.
+test: setup compose-v2 lint-tools
 	@mkdir -p build; rm -f build/lane1.status; \
-	lint=0; $(MAKE) --no-print-directory lint > build/lint.log 2>&1 || lint=$$?; \
-	( suite=0; $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 || suite=$$?; \
+	$(MAKE) --no-print-directory lint > build/lint.log 2>&1 & lint_pid=$$!; \
+	images=0; $(MAKE) --no-print-directory images || images=$$?; \
+	lint=0; wait $$lint_pid || lint=$$?; \
+	( rust=0; ( cd node-rust && CARGO_TARGET_DIR=$${P2PLAB_CARGO_TARGET:-$$HOME/.cache/p2plab/cargo-target} \
+	    cargo test --release --locked --quiet ) > build/rust-tests.log 2>&1 || rust=$$?; \
+	  suite=0; $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 || suite=$$?; \
 	  unit=0; $(BIN)/pytest -q --durations=10 -m "not docker and not swarm and not netns" \
 	    > build/unit-tests.log 2>&1 || unit=$$?; \
-	  echo "$$suite $$unit" > build/lane1.status ) & lane1_pid=$$!; \
+	  echo "$$rust $$suite $$unit" > build/lane1.status ) & lane1_pid=$$!; \
 	netns_tests=0; $(BIN)/pytest -q --durations=10 -m "netns and not docker and not swarm" \
 	  || netns_tests=$$?; \
-	wait $$lane1_pid; suite=1; unit=1; read suite unit < build/lane1.status; \
+	wait $$lane1_pid; rust=1; suite=1; unit=1; read rust suite unit < build/lane1.status; \
 	echo "== the linters (build/lint.log):"; tail -n 30 build/lint.log; \
+	echo "== the Rust node's unit tests (build/rust-tests.log):"; tail -n 5 build/rust-tests.log; \
 	echo "== the shipped suite (build/suite.log):"; tail -n 40 build/suite.log; \
 	echo "== the tests without a lab (build/unit-tests.log):"; tail -n 40 build/unit-tests.log; \
 	$(BIN)/pytest -q --durations=10 -m swarm > build/swarm-tests.log 2>&1 & swarm_pid=$$!; \
 	docker_tests=0; $(BIN)/pytest -q --durations=10 -m docker || docker_tests=$$?; \
 	swarm_tests=0; wait $$swarm_pid || swarm_tests=$$?; \
 	echo "== the swarm tests (build/swarm-tests.log):"; tail -n 60 build/swarm-tests.log; \
-	echo "== results: lint exit $$lint, suite exit $$suite, tests without a lab exit $$unit, netns tests exit $$netns_tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
-	[ $$lint -eq 0 ] && [ $$suite -eq 0 ] && [ $$unit -eq 0 ] && [ $$netns_tests -eq 0 ] && [ $$docker_tests -eq 0 ] && [ $$swarm_tests -eq 0 ]
+	echo "== results: image build exit $$images, lint exit $$lint, Rust unit tests exit $$rust, suite exit $$suite, tests without a lab exit $$unit, netns tests exit $$netns_tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
+	[ $$images -eq 0 ] && [ $$lint -eq 0 ] && [ $$rust -eq 0 ] && [ $$suite -eq 0 ] && [ $$unit -eq 0 ] && [ $$netns_tests -eq 0 ] && [ $$docker_tests -eq 0 ] && [ $$swarm_tests -eq 0 ]
 
 suite: setup
 	$(BIN)/p2plab suite --backend $(BACKEND) --results $(RESULTS)/suite
