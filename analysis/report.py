@@ -14,7 +14,7 @@ from p2plab.analysis.event_log import EventLog, read_event_log
 from p2plab.analysis.expectations import Verdict, check
 from p2plab.analysis.metrics import summarize
 from p2plab.analysis.pages import render_page
-from p2plab.analysis.report_model import Report, report_model
+from p2plab.analysis.report_model import Report, Summary, report_model
 from p2plab.analysis.tables import save_tables
 from p2plab.topology.describe import TOPOLOGY_FILE, picture_from_json
 from p2plab.topology.loading import load_scenario_file
@@ -53,6 +53,7 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     # Indented for reading, unless big: Python's indenting encoder is pure Python
     # (1.4 s for gossip-10k's 13 MB), the compact one is C.
     big = summary["delivery"]["deliveries_expected"] > BIG_SUMMARY_DELIVERIES
+    Summary.model_validate(summary)  # the file's promise to its readers, checked
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=None if big else 2) + "\n")
     topology = run_dir / TOPOLOGY_FILE  # written by the executor; older folders lack it
     graph = picture_from_json(topology.read_text()) if topology.exists() else None

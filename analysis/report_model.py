@@ -6,9 +6,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from p2plab.analysis.expectations import Verdict
+from pydantic import BaseModel, ConfigDict
+
+
+class Summary(BaseModel):
+    """What summary.json holds at its top, whoever reads it (compare, crosscheck, a
+    notebook): checked before it is written; the figures' own sections stay open."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["PASS", "FAIL", "INTERRUPTED"]
+    passed: bool
+    interrupted: str | None
+    wall_time_s: float | None
+    backend: str | None
+    delivery: dict[str, Any]
+    connections: dict[str, Any]
+    hole_punch: dict[str, Any]
+    propagation: dict[str, Any]
+    ping: dict[str, Any]
+    verdicts: list[dict[str, Any]]
 
 
 @dataclass

@@ -46,10 +46,11 @@ def expand(file: ScenarioFile) -> Scenario:
                                                      "count": None}))
             lan_origin[name] = i
     lan_names = [PUBLIC] + [lan.name for lan in lans]
-    # Reachable from everywhere: the public segment and LANs routed without NAT.
+    # Reachable from everywhere: the public segment and LANs routed without NAT (the
+    # plan's rule, ``plan.routed_lans``, read from the NAT spec before there is a plan).
     # A LAN with nat: null has no router at all: only its own nodes reach it.
     routed = {PUBLIC} | {lan.name for lan in lans
-                         if lan.nat_spec is not None and lan.nat_spec.preset == "public"}
+                         if lan.nat_spec is not None and lan.nat_spec.behaviour() == (None, None)}
     isolated = {lan.name for lan in lans if lan.nat is None}
 
     plain: list[NodeSpec] = []
