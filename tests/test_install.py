@@ -48,8 +48,15 @@ def test_a_wheel_install_runs_a_shipped_scenario_from_elsewhere(tmp_path: Path) 
     package = purelib / "p2plab"
     for data in ("scenarios/nat-relay.yaml", "compose/image/Dockerfile",
                  "compose/image/router.sh", "node_rust/Cargo.toml", "node_rust/Cargo.lock",
-                 "node_rust/src/main.rs", "analysis/templates/report.html.j2"):
+                 "node_rust/src/main.rs", "analysis/templates/report.html.j2",
+                 "analysis/templates/report.md.j2"):
         assert (package / data).is_file(), data
+    # Every file the Rust node is built from, sub-folders too (cargo builds from these).
+    from p2plab.compose.rustnode import CRATE, source_files
+
+    missing = [str(f.relative_to(CRATE)) for f in source_files()
+               if not (package / "node_rust" / f.relative_to(CRATE)).is_file()]
+    assert not missing, missing
     assert sysconfig.get_paths()["purelib"] != str(purelib)
 
     elsewhere = tmp_path / "elsewhere"

@@ -323,3 +323,20 @@ def test_a_tests_lab_raises_a_failed_step(scenario: Path, tmp_path: Path) -> Non
         assert lab.timeline_error is not None and "timed out" in lab.timeline_error
     assert lab.run_dir is not None
     assert "timed out" in manifest_of(lab.run_dir)["timeline_error"]
+
+
+def test_a_wait_before_the_nodes_start_is_not_failed_by_nodes_not_yet_started(
+        scenario: Path, tmp_path: Path) -> None:
+    """The NAT probe waits for its reflectors before any node starts (a test's lab with
+    probe=True); a node that was started and exits fails a wait at once."""
+    from p2plab.compose.lab.runner import StepFailed
+
+    with Lab(scenario, FakeBackend, tmp_path / "r") as lab:
+        assert lab.runner is not None
+        polls = iter([False, False, True])
+        lab.runner.waits.wait_until("something", lambda: next(polls), 5)
+        lab.start()
+        assert isinstance(lab.backend, FakeBackend)
+        lab.backend.running.discard("n2")  # it crashed
+        with pytest.raises(StepFailed, match="node n2 exited"):
+            lab.wait_for("n2's messages", lambda: False, timeout=5)

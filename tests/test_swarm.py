@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from p2plab.compose.backends.swarm import cluster as local_cluster
 from p2plab.compose.lab.kept import kept_labs
+from p2plab.compose.lab.lifecycle import Lab
 
 from p2plab.resources import cache_dir
 
@@ -205,7 +206,7 @@ def test_keep_exec_command_and_down(cluster: local_cluster.Cluster, tmp_path: Pa
         assert rules.returncode == 0 and "203.0.113." in rules.stdout, rules.stderr
         published = count_events(run_dir / "events" / "alice.jsonl", "message_published")
         received = count_events(run_dir / "events" / "bob.jsonl", "message_received")
-        lab["alice"].send({"cmd": "say", "text": "after the runner left"})
+        Lab.reattach(lab.run_id)["alice"].send({"cmd": "say", "text": "after the runner left"})
         time.sleep(3)
     finally:
         down = subprocess.run([*P2PLAB, "down", *run], capture_output=True, text=True,

@@ -61,7 +61,7 @@ class Runner:
         # (publisher, flow) -> messages still to be seen published
         self.expected_flows: dict[tuple[str, str], int] = {}
         self.down: set[str] = set()  # killed and not restarted
-        self.waits = Waits(plan, backend, self.tail, self.down)
+        self.waits = Waits(plan, backend, self.tail, self.down, self.spawned)
         self.captures = Captures(backend, run_dir, capture)
         self.links = LinkShaper(plan, backend, run_dir, progress)
         self.faults = FaultFilters(plan, backend)

@@ -27,11 +27,12 @@ class StepTimeout(StepFailed):
 
 class Waits:
     def __init__(self, plan: LabPlan, backend: Backend, tail: EventTail,
-                 down: set[str]) -> None:
+                 down: set[str], started: dict[str, float]) -> None:
         self.plan = plan
         self.backend = backend
         self.tail = tail
         self.down = down  # killed and not restarted: not expected to run
+        self.started = started  # nodes started so far (the NAT probe runs before any)
         self.starts_before: dict[str, int] = {}  # node_started events before a restart
         self.first_topic = {n.name: plan.scenario.topics_of(n)[0] for n in plan.scenario.nodes}
 
@@ -44,7 +45,7 @@ class Waits:
                 raise StepFailed(f"a node wrote an event the schema rejects: {exc}") from None
             if condition():
                 return
-            for name in self.plan.nodes:  # probe hosts may come and go
+            for name in list(self.started):  # probe hosts may come and go
                 if name not in self.down and not self.backend.node_running(name):
                     raise StepFailed(f"node {name} exited while waiting for {what}; "
                                      f"see logs/{name}.log")
