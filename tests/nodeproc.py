@@ -89,3 +89,16 @@ class NodeProcess:
                 self.proc.wait()
                 raise AssertionError(f"{self.name} ignored SIGTERM for {timeout} s") from None
         return time.monotonic() - start
+
+
+def stop_all(nodes: list[NodeProcess]) -> None:
+    """Stop every node, even when one of them ignores SIGTERM (that one is killed and
+    the failure raised after the others are stopped: no node outlives its test)."""
+    failures = []
+    for node in nodes:
+        try:
+            node.stop()
+        except AssertionError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]

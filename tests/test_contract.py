@@ -13,7 +13,7 @@ from p2plab.compose.rustnode import CRATE
 from p2plab.node.identity import peer_id_for_seed
 
 from p2plab.events import read_events
-from tests.nodeproc import NodeProcess, free_port, node_program
+from tests.nodeproc import NodeProcess, free_port, node_program, stop_all
 
 IMPLS = ["py", "rust"]
 PAIRS = [(a, b) for a in IMPLS for b in IMPLS]
@@ -203,5 +203,4 @@ def test_gossip_recovers_what_eager_push_missed(tmp_path: Path, publisher: str, 
         assert all(ids["c"] not in e["mesh"] for e in b.of("topic_peers"))
         assert all(not e["mesh"] for e in c.of("topic_peers"))
     finally:
-        for node in nodes:
-            node.stop()
+        stop_all(nodes)
