@@ -305,7 +305,8 @@ def node_sections(summary: dict[str, Any]) -> list[Section]:
     p = summary["ping"]
     nodes = Section("Ping, start-up and memory").bullets([
         f"{p['count']} pings, {p['failed']} failed, RTT p50 {p['rtt_ms_p50']} ms, max "
-        f"{p['rtt_ms_max']} ms"])
+        f"{p['rtt_ms_max']} ms" if p["count"] else
+        "no pings (the scenario's ping_interval is 0)"])
     if summary.get("startup"):
         st = summary["startup"]
         nodes.paragraph(f"All nodes ready {st['all_ready_s']} s after the run started; "
