@@ -9,16 +9,19 @@ RESULTS  ?= results
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.p2plab-installed
 
-# Debian packages: ip, nft, iptables, conntrack and nsenter build the lab; mmdebstrap
-# builds the image's base; gcc and libgmp-dev build fastecdsa, which libp2p 0.8.1 pins
-# and which has no wheel; libnetfilter-queue-dev builds NetfilterQueue (the userspace
-# link stage); chromium renders reports in the tests;
-# stress-ng keeps a core busy in benchmarks/suite_under_load.py; docker-registry serves
-# the local cluster's image (make cluster).
+# Debian packages for a lab: ip, nft, iptables, conntrack and nsenter build it; tcpdump
+# captures; mmdebstrap builds the image's base; gcc and libgmp-dev build fastecdsa, which
+# libp2p 0.8.1 pins and which has no wheel; libnetfilter-queue-dev builds NetfilterQueue
+# (the userspace link stage).
 SYSTEM_PACKAGES := iproute2 nftables iptables conntrack tcpdump util-linux mmdebstrap gcc libgmp-dev \
-                   libnetfilter-queue-dev procps chromium stress-ng docker-registry
+                   libnetfilter-queue-dev procps
+# Only for the tests, benchmarks and the local cluster (installed by those targets):
+# chromium renders reports in the tests; stress-ng keeps a core busy in
+# benchmarks/suite_under_load.py; docker-registry serves the local cluster's image.
+TEST_PACKAGES := chromium stress-ng docker-registry
+PROGRESS := $(PYTHON) p2plab/progress.py
 
-.PHONY: setup system scenario test quick chat clean validate images compose-v2 suite rust-node \
+.PHONY: setup system system-test apt-packages scenario test quick chat clean validate images compose-v2 suite rust-node \
         cluster cluster-down lint lint-tools
 
 setup: $(STAMP) rust-node
@@ -28,20 +31,29 @@ setup: $(STAMP) rust-node
 rust-node: $(STAMP)
 	@$(BIN)/python -c "from p2plab.compose.rustnode import ensure_binary; ensure_binary()"
 
+# Installs the Debian packages of $(PACKAGES) that are missing, with a progress line.
 system:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(SYSTEM_PACKAGES)"
+
+system-test:
+	@$(MAKE) --no-print-directory apt-packages PACKAGES="$(SYSTEM_PACKAGES) $(TEST_PACKAGES)"
+
+apt-packages:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  $(PROGRESS) "apt-get update" build/logs/apt-update.log -- apt-get update -qq && \
+	  $(PROGRESS) "installing$$missing" build/logs/apt-install.log -- \
+	    env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 $(STAMP): pyproject.toml | system
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+	@$(PROGRESS) "making the venv $(VENV)" build/logs/venv.log -- $(PYTHON) -m venv $(VENV)
+	@$(PROGRESS) "upgrading pip" build/logs/pip.log -- $(BIN)/pip install -q --upgrade pip
+	@$(PROGRESS) "installing p2plab and its pinned Python packages" build/logs/pip-install.log -- \
+	  $(BIN)/pip install -q -e '.[test]'
+	@touch $@
 
 # The linters: ruff and mypy over the Python (mypy reads the installed layout, so the
 # checkout's folders are linked into build/typecheck/p2plab), clippy and rustfmt over the
@@ -66,10 +78,12 @@ lint: $(LINT_STAMP)
 	  cargo clippy --locked --quiet --all-targets -- -D warnings ) || status=1; \
 	exit $$status
 
-scenario: setup
+# Builds only what the scenario needs: the Rust node (and the image with it) only when
+# one of its nodes runs it.
+scenario: $(STAMP)
 	$(BIN)/p2plab run $(NAME) --backend $(BACKEND) --results $(RESULTS)
 
-validate: setup
+validate: $(STAMP)
 	$(BIN)/p2plab validate scenarios/*.yaml
 
 # The linters and the Rust node's unit tests beside the image build (which mostly waits
@@ -81,7 +95,7 @@ validate: setup
 # tests (a cluster of engines of their own; build/swarm-tests.log). Every stage runs
 # whatever the others said; the exit status is a failure if any failed.
 CARGO_TARGET := $${P2PLAB_CARGO_TARGET:-$$HOME/.cache/p2plab/cargo-target}
-test: setup compose-v2 lint-tools
+test: system-test setup compose-v2 lint-tools
 	@mkdir -p build; rm -f build/checks.status; \
 	( lint=0; $(MAKE) --no-print-directory lint > build/lint.log 2>&1 || lint=$$?; \
 	  rust=0; ( cd node-rust && CARGO_TARGET_DIR=$(CARGO_TARGET) cargo test --release --locked --quiet ) \
@@ -106,38 +120,40 @@ test: setup compose-v2 lint-tools
 	echo "== results: image build exit $$images, lint exit $$lint, Rust unit tests exit $$rust, suite exit $$suite, tests without a lab exit $$unit, netns tests exit $$netns_tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
 	[ $$images -eq 0 ] && [ $$lint -eq 0 ] && [ $$rust -eq 0 ] && [ $$suite -eq 0 ] && [ $$unit -eq 0 ] && [ $$netns_tests -eq 0 ] && [ $$docker_tests -eq 0 ] && [ $$swarm_tests -eq 0 ]
 
-suite: setup
+suite: $(STAMP)
 	$(BIN)/p2plab suite --backend $(BACKEND) --results $(RESULTS)/suite
 
-quick: setup
+quick: $(STAMP)
 	$(BIN)/pytest -q -m quick
 
-chat: setup
+chat: $(STAMP)
 	$(BIN)/p2plab-node --mdns $(ARGS)
 
-clean: setup
+clean: $(STAMP)
 	$(BIN)/p2plab clean
 
 # A Docker Swarm of ENGINES local engines (each dockerd in its own network namespace)
 # and a registry, for --backend swarm: make cluster; make scenario BACKEND=swarm.
 ENGINES ?= 2
-cluster: setup
+cluster: system-test setup
 	$(BIN)/python -m p2plab.compose.backends.swarm.cluster up --engines $(ENGINES)
 
 cluster-down: setup
 	$(BIN)/python -m p2plab.compose.backends.swarm.cluster down
 
-# The node/router image, built without a registry (base from the Debian mirror).
+# The node/router image, built without a registry (base from the machine's Debian archive).
 images: setup
 	$(BIN)/python -m p2plab.compose.images
 
 # A compose v2 binary for the export test: Debian trixie's docker-compose package,
-# unpacked into build/tools (nothing is installed on the host).
+# unpacked into build/tools (nothing is installed on the host), fetched from the Debian
+# archive this machine's own apt sources name (compose/apt_sources.py).
 COMPOSE_V2 := build/tools/docker-compose
 compose-v2: $(COMPOSE_V2)
-$(COMPOSE_V2):
+$(COMPOSE_V2): | $(STAMP)
 	@mkdir -p build/apt/lists/partial build/apt/cache/archives/partial build/tools
-	@printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > build/apt/trixie.sources
+	@archive=$$($(BIN)/python -m p2plab.compose.apt_sources) || exit 1; \
+	  printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$$archive" > build/apt/trixie.sources
 	@APT="-o Dir::Etc::sourcelist=$(CURDIR)/build/apt/trixie.sources -o Dir::Etc::sourceparts=- -o Dir::State::Lists=$(CURDIR)/build/apt/lists -o Dir::Cache=$(CURDIR)/build/apt/cache"; \
 	  apt-get -qq $$APT update && cd build/apt && apt-get -qq $$APT download docker-compose
 	dpkg-deb -x build/apt/docker-compose_*.deb build/apt/x

@@ -18,13 +18,18 @@ import tempfile
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p2plab.compose import rustnode
+from p2plab.compose.apt_sources import AptSourcesError, debian_archive
 from p2plab.compose.backends.base import BackendError
 
 import p2plab
+from p2plab.progress import Heartbeat
 from p2plab.resources import cache_dir, image_dir, package_dir
+
+if TYPE_CHECKING:
+    from p2plab.topology.plan import LabPlan
 
 IMAGE_DIR = image_dir()
 IMAGE_REPO = "p2plab-node"
@@ -33,7 +38,6 @@ BASE_PACKAGES = ("python3,python3-venv,iproute2,nftables,iptables,conntrack,libg
                  "procps,libnetfilter-queue1,tcpdump")
 # The tag names the package list, so a changed list never reuses an old base.
 LOCAL_BASE = f"p2plab-base:bookworm-{hashlib.sha256(BASE_PACKAGES.encode()).hexdigest()[:8]}"
-DEBIAN_MIRROR = os.environ.get("P2PLAB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # The node's runtime dependencies, pinned to what this checkout runs with.
 # NetfilterQueue: the userspace link stage, run inside node containers on swarm engines.
 NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr", "NetfilterQueue")
@@ -72,8 +76,14 @@ def _code_files() -> dict[str, Path]:
     return files
 
 
-def image_tag() -> str:
-    """``p2plab-node:VERSION-HASH``; the hash covers Dockerfile, requirements, base, code."""
+def needs_rust(plan: LabPlan) -> bool:
+    return any(node.impl == "rust" for node in plan.nodes.values())
+
+
+def image_tag(rust: bool = True) -> str:
+    """``p2plab-node:VERSION-HASH`` (with the Rust node) or ``...-HASH-py`` (without: a
+    lab of py nodes never waits on cargo); the hash covers Dockerfile, requirements,
+    base and code (and the Rust node's sources, when it is in)."""
     digest = hashlib.sha256()
     inputs = {"Dockerfile": IMAGE_DIR / "Dockerfile", "router.sh": IMAGE_DIR / "router.sh",
               **_code_files()}
@@ -82,8 +92,9 @@ def image_tag() -> str:
         digest.update(path.read_bytes())
     digest.update(requirements().encode())
     digest.update(base_image().encode())
-    digest.update(rustnode.source_hash().encode())
-    return f"{IMAGE_REPO}:{p2plab.__version__}-{digest.hexdigest()[:12]}"
+    if rust:
+        digest.update(rustnode.source_hash().encode())
+    return f"{IMAGE_REPO}:{p2plab.__version__}-{digest.hexdigest()[:12]}{'' if rust else '-py'}"
 
 
 def _docker() -> Any:
@@ -122,12 +133,17 @@ def ensure_base(client: Any, log: Callable[[str], None] = print) -> str:
         )
     if shutil.which("mmdebstrap") is None:
         raise BackendError("building the base image needs mmdebstrap: apt-get install mmdebstrap")
-    log(f"building {LOCAL_BASE} from {DEBIAN_MIRROR} (about a minute, once)")
+    try:
+        archive = debian_archive()
+    except AptSourcesError as exc:
+        raise BackendError(str(exc)) from None
+    log(f"building {LOCAL_BASE} from {archive} (this machine's apt sources; about a minute, once)")
     with tempfile.TemporaryDirectory(prefix="p2plab-base-") as tmp:
         tar = Path(tmp) / "rootfs.tar"
-        result = subprocess.run(
-            ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={BASE_PACKAGES}",
-             "bookworm", str(tar), DEBIAN_MIRROR], capture_output=True, text=True)
+        with Heartbeat(f"building {LOCAL_BASE}", log):
+            result = subprocess.run(
+                ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={BASE_PACKAGES}",
+                 "bookworm", str(tar), archive], capture_output=True, text=True)
         if result.returncode != 0:
             raise BackendError(f"mmdebstrap failed: {result.stderr.strip()[-500:]}")
         repository, tag = LOCAL_BASE.split(":")
@@ -144,17 +160,19 @@ def ensure_wheels(log: Callable[[str], None] = print) -> Path:
     log("building wheels for the image's Python dependencies")
     wheel_dir.mkdir(parents=True, exist_ok=True)
     (wheel_dir / "requirements.in").write_text(reqs)
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheel_dir),
-         "-r", str(wheel_dir / "requirements.in")], capture_output=True, text=True)
+    with Heartbeat("building wheels", log):
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheel_dir),
+             "-r", str(wheel_dir / "requirements.in")], capture_output=True, text=True)
     if result.returncode != 0:
         raise BackendError(f"pip wheel failed: {result.stderr.strip()[-800:]}")
     (wheel_dir / "requirements.txt").write_text(reqs)
     return wheel_dir
 
 
-def write_build_context(ctx: Path, wheels: Path, rust_binary: Path) -> None:
-    """Dockerfile, wheels/ and app/ (our code, the Rust node, the router script) in ``ctx``."""
+def write_build_context(ctx: Path, wheels: Path, rust_binary: Path | None) -> None:
+    """Dockerfile, wheels/ and app/ (our code, the Rust node if given, the router script)
+    in ``ctx``."""
     shutil.copy(IMAGE_DIR / "Dockerfile", ctx / "Dockerfile")
     shutil.copytree(wheels, ctx / "wheels")
     app = ctx / "app"
@@ -165,26 +183,32 @@ def write_build_context(ctx: Path, wheels: Path, rust_binary: Path) -> None:
     (app / "bin").mkdir()
     shutil.copy(IMAGE_DIR / "router.sh", app / "bin" / "p2plab-router")
     # Built on the host (Debian bookworm, as the image's base), so its libc matches.
-    shutil.copy(rust_binary, app / "bin" / rustnode.BINARY_NAME)
+    if rust_binary is not None:
+        shutil.copy(rust_binary, app / "bin" / rustnode.BINARY_NAME)
 
 
-def ensure_image(log: Callable[[str], None] = print, client: Any = None) -> str:
+def ensure_image(log: Callable[[str], None] = print, client: Any = None,
+                 rust: bool = True) -> str:
     """Build the image on ``client``'s engine (DOCKER_HOST's by default) if this exact
-    tag does not exist there yet; return the tag."""
+    tag does not exist there yet; return the tag. Without ``rust`` the image with the
+    Rust node serves too, when it is there already."""
     client = client or _docker()
-    tag = image_tag()
+    tag = image_tag(rust)
     if _image_exists(client, tag):
         return tag
+    if not rust and _image_exists(client, image_tag(rust=True)):
+        return image_tag(rust=True)
     base = ensure_base(client, log)
     wheels = ensure_wheels(log)
-    rust_binary = rustnode.ensure_binary(log)
+    rust_binary = rustnode.ensure_binary(log) if rust else None
     log(f"building {tag}")
     with tempfile.TemporaryDirectory(prefix="p2plab-image-") as tmp:
         ctx = Path(tmp)
         write_build_context(ctx, wheels, rust_binary)
         try:
-            client.images.build(path=str(ctx), tag=tag, buildargs={"BASE_IMAGE": base},
-                                pull=False, rm=True, forcerm=True)
+            with Heartbeat(f"building {tag}", log):
+                client.images.build(path=str(ctx), tag=tag, buildargs={"BASE_IMAGE": base},
+                                    pull=False, rm=True, forcerm=True)
         except Exception as exc:
             log_lines = getattr(exc, "build_log", None) or []
             tail = "".join(str(entry.get("stream", entry.get("error", "")))
@@ -194,9 +218,11 @@ def ensure_image(log: Callable[[str], None] = print, client: Any = None) -> str:
 
 
 def main() -> int:
-    """``python -m p2plab.compose.images``: build (or confirm) the image and print its tag."""
+    """``python -m p2plab.compose.images [--py]``: build (or confirm) the image (``--py``:
+    the one without the Rust node) and print its tag."""
     try:
-        print(ensure_image(lambda m: print(m, file=sys.stderr)))
+        print(ensure_image(lambda m: print(m, file=sys.stderr),
+                           rust="--py" not in sys.argv[1:]))
     except BackendError as exc:
         print(f"p2plab: {exc}", file=sys.stderr)
         return 2

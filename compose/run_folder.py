@@ -66,6 +66,8 @@ class Manifest(BaseModel):
     nodes: dict[str, dict[str, Any]]
     # Whether real packets crossed the lab (link checks, captures): not in a model.
     packets: bool = True
+    # --set / --seed overrides the scenario ran with (scenario.yaml is the result).
+    overrides: list[str] = []
 
 
 def provenance(scenario: Scenario, run_id: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from p2plab.compose.backends.base import BackendError
 
+from p2plab.progress import Heartbeat
 from p2plab.resources import cache_dir, rust_crate_dir
 
 CRATE = rust_crate_dir()
@@ -51,12 +52,14 @@ def ensure_binary(log: Callable[[str], None] = print) -> Path:
     stamp = binary.with_name(f".{BINARY_NAME}.source")
     if binary.exists() and stamp.exists() and stamp.read_text() == source_hash():
         return binary
-    log(f"building the Rust node with cargo (node-rust/, target {target_dir()})")
-    result = subprocess.run(
-        [cargo, "build", "--release", "--locked", "--quiet",
-         "--manifest-path", str(CRATE / "Cargo.toml")],
-        env={**os.environ, "CARGO_TARGET_DIR": str(target_dir())},
-        capture_output=True, text=True)
+    log(f"building the Rust node with cargo (node-rust/, target {target_dir()}; about 3 "
+        "minutes cold on two cores, then seconds)")
+    with Heartbeat("building the Rust node", log):
+        result = subprocess.run(
+            [cargo, "build", "--release", "--locked", "--quiet",
+             "--manifest-path", str(CRATE / "Cargo.toml")],
+            env={**os.environ, "CARGO_TARGET_DIR": str(target_dir())},
+            capture_output=True, text=True)
     if result.returncode != 0:
         raise BackendError(f"cargo build of the Rust node failed:\n{result.stderr[-2000:]}")
     stamp.write_text(source_hash())

@@ -3,7 +3,7 @@ crosscheck (a lab through ``Lab``, or the simulator), then the report."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from p2plab.compose.backends.registry import is_simulator
 from p2plab.compose.lab.lifecycle import Lab
 from p2plab.compose.run_folder import new_run_dir, new_run_id
 from p2plab.topology.loading import load_scenario
+from p2plab.topology.overrides import Override
 
 from p2plab.interrupts import signals_ignored
 
@@ -32,10 +33,12 @@ class RunResult:
 
 def run_scenario(path: Path, backend_name: str, results: Path,
                  progress: Callable[[str], None], probe: bool | None = None,
-                 keep: bool = False, capture: bool = False) -> RunResult:
-    """Validate, check the environment, run, report. Raises ScenarioError (bad input),
-    BackendError (unusable environment) or KeyboardInterrupt, after tearing down."""
-    scenario = load_scenario(path)
+                 keep: bool = False, capture: bool = False,
+                 overrides: Sequence[Override] = ()) -> RunResult:
+    """Validate (the file with ``overrides`` applied), check the environment, run, report.
+    Raises ScenarioError (bad input), BackendError (unusable environment) or
+    KeyboardInterrupt, after tearing down."""
+    scenario = load_scenario(path, overrides)
     if is_simulator(backend_name):
         return _simulate(path, scenario, results, progress)
     lab = Lab(path, backend_name, results, progress=progress, scenario=scenario,

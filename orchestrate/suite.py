@@ -2,6 +2,13 @@
 
 Its last line is ``suite: N passed, N failed`` (expectations), and it exits non-zero if
 any expectation failed or any scenario could not run.
+
+A scenario whose only failed expectations are timing figures measured while the host was
+saturated (each such verdict carries a caveat, ``analysis/cpu.py``) is run once more: on
+a shared CI machine such a figure is the machine's as much as the network's. The second
+attempt's verdicts count; both attempts are in the results, the table and the JUnit XML
+say so. A failure that is not timing, or timing on a host that was not saturated, is
+never retried.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +26,7 @@ from p2plab.compose.run_folder import ResultsFolderError
 from p2plab.orchestrate.session import run_scenario
 from p2plab.topology.loading import ScenarioError, find_scenario
 from p2plab.topology.matrix import is_matrix_file
+from p2plab.topology.overrides import Override
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -50,7 +59,40 @@ def _note(progress: Progress, scenario: str, message: str) -> None:
     progress.console.print(f"[dim]{scenario}: {message}")
 
 
-def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None) -> int:
+def _attempt(path: Path, backend: str, results: Path, note: Any,
+             overrides: Sequence[Override]) -> dict[str, Any]:
+    """One run of one scenario as a suite entry; errors become the entry's ``error``."""
+    entry: dict[str, Any] = {"scenario": path.stem, "file": str(path)}
+    try:
+        result = run_scenario(path, backend, results, note, overrides=overrides)
+        entry.update(run_dir=str(result.run_dir), passed=result.passed,
+                     wall_time_s=result.summary["wall_time_s"],
+                     verdicts=[v.as_dict() for v in result.verdicts], error=None)
+    except (ScenarioError, BackendError, ValueError) as exc:
+        entry.update(passed=False, verdicts=[], error=str(exc), wall_time_s=0)
+    except KeyboardInterrupt:  # the scenario tore its lab down; stop the suite
+        entry.update(passed=False, verdicts=[], wall_time_s=0, interrupted=True,
+                     error="interrupted (SIGINT, SIGTERM or SIGHUP)")
+    except Exception as exc:  # a bug in p2plab: report it and go on with the suite
+        entry.update(passed=False, verdicts=[], wall_time_s=0,
+                     error=f"internal error: {type(exc).__name__}: {exc}")
+    return entry
+
+
+def failed_names(entry: dict[str, Any]) -> list[str]:
+    return [v["name"] for v in entry.get("verdicts", []) if not v["passed"]]
+
+
+def saturated_timing_only(entry: dict[str, Any]) -> bool:
+    """True for a failed run whose every failed verdict is a timing figure measured while
+    the host was saturated (it carries a caveat); never for an error or an interruption."""
+    failed = [v for v in entry.get("verdicts", []) if not v["passed"]]
+    return (not entry["passed"] and not entry.get("error") and bool(failed)
+            and all(v.get("caveat") for v in failed))
+
+
+def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None,
+              overrides: Sequence[Override] = ()) -> int:
     console = Console(stderr=True)
     try:
         results.mkdir(parents=True, exist_ok=True)
@@ -65,25 +107,19 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
         for path in paths:
             progress.update(task, description=f"{path.stem} on {backend}")
             note = functools.partial(_note, progress, path.stem)
-            entry: dict[str, Any] = {"scenario": path.stem, "file": str(path)}
-            interrupted = False
-            try:
-                result = run_scenario(path, backend, results, note)
-                entry.update(run_dir=str(result.run_dir), passed=result.passed,
-                             wall_time_s=result.summary["wall_time_s"],
-                             verdicts=[v.as_dict() for v in result.verdicts], error=None)
-            except (ScenarioError, BackendError, ValueError) as exc:
-                entry.update(passed=False, verdicts=[], error=str(exc), wall_time_s=0)
-            except KeyboardInterrupt:  # the scenario tore its lab down; stop the suite
-                entry.update(passed=False, verdicts=[], wall_time_s=0,
-                             error="interrupted (SIGINT, SIGTERM or SIGHUP)")
-                interrupted = True
-            except Exception as exc:  # a bug in p2plab: report it and go on with the suite
-                entry.update(passed=False, verdicts=[], wall_time_s=0,
-                             error=f"internal error: {type(exc).__name__}: {exc}")
+            entry = _attempt(path, backend, results, note, overrides)
+            if saturated_timing_only(entry):
+                first = entry
+                note(f"only timing figures measured on a saturated host failed "
+                     f"({'; '.join(failed_names(first))}): once more")
+                entry = _attempt(path, backend, results, note, overrides)
+                entry["first_attempt"] = {k: first[k] for k in ("run_dir", "verdicts")
+                                          if k in first}
+            interrupted = entry.pop("interrupted", False)
             runs.append(entry)
             mark = "[green]PASS" if entry["passed"] else "[red]FAIL"
-            progress.console.print(f"{mark}[/] {path.stem} ({entry['wall_time_s']} s)"
+            again = " on a second attempt" if "first_attempt" in entry else ""
+            progress.console.print(f"{mark}[/] {path.stem} ({entry['wall_time_s']} s{again})"
                                    + (f": {entry['error']}" if entry["error"] else ""))
             progress.advance(task)
             if interrupted:
@@ -92,13 +128,18 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
     failed = sum(not v["passed"] for r in runs for v in r["verdicts"]) + sum(
         1 for r in runs if r["error"])
     write_junit(junit or results / "junit.xml", runs)
-    summary = {"backend": backend, "wall_time_s": round(time.time() - started, 1),
+    summary = {"backend": backend, "overrides": [o.text for o in overrides],
+               "wall_time_s": round(time.time() - started, 1),
                "scenarios": len(runs), "expectations_passed": passed,
                "expectations_failed": failed, "runs": runs}
     write_atomic(results / "suite.json", json.dumps(summary, indent=2) + "\n")
     lines = ["| scenario | verdict | wall time (s) | failed expectations |", "|---|---|---|---|"]
     for r in runs:
-        bad = "; ".join(v["name"] for v in r["verdicts"] if not v["passed"]) or r["error"] or "-"
+        bad = "; ".join(failed_names(r)) or r["error"] or ("none" if "first_attempt" in r else "-")
+        if "first_attempt" in r:
+            bad += (" (second attempt; the first failed "
+                    f"{'; '.join(failed_names(r['first_attempt']))} on a saturated host: "
+                    f"{r['first_attempt'].get('run_dir')})")
         lines.append(f"| {r['scenario']} | {'PASS' if r['passed'] else 'FAIL'} | "
                      f"{r['wall_time_s']} | {bad} |")
     write_atomic(results / "suite.md", "\n".join(lines) + "\n")

@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 from p2plab.compose.backends.base import BackendError
 from p2plab.compose.backends.registry import DEFAULT, EXECUTORS, ONE_MACHINE, SIMULATOR
@@ -34,6 +35,29 @@ EXIT_CODES = {"PASS": 0, "FAIL": 1, "INTERRUPTED": 130}
 def _fail(message: str, code: int = 2) -> int:
     print(f"p2plab: {message}", file=sys.stderr)
     return code
+
+
+def _overrides(args: argparse.Namespace) -> list[Any]:
+    """``--set PATH=VALUE`` (each) then ``--seed N``, in the order they apply."""
+    from p2plab.topology.overrides import parse_override, seed_override
+
+    found = [parse_override(text) for text in args.set or []]
+    if args.seed is not None:
+        found.append(seed_override(args.seed))
+    return found
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", metavar="PATH=VALUE",
+                        help="override a scenario field (YAML value), e.g. "
+                             "nodes.peer.count=20 or lans.home.nat=symmetric; repeatable")
+    parser.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+
+
+def _refuse_matrix_overrides(path: Path, overrides: list[Any]) -> None:
+    if overrides:
+        raise ValueError(f"{path} is a matrix: --set and --seed apply to scenarios; edit "
+                         "the matrix file (its cells are generated from it)")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -71,7 +95,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
-        plan = build_plan(load_scenario(path))
+        plan = build_plan(load_scenario(path, _overrides(args)))
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
     print(describe(plan))
@@ -112,7 +136,11 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     from p2plab.topology.loading import ScenarioError, find_scenario
 
     try:
+        overrides = _overrides(args)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        if args.run and overrides:
+            return _fail("--set and --seed would simulate another scenario than the one "
+                         f"{args.run} ran (its scenario.yaml has its overrides already)")
         if args.run:  # an emulated run already made: simulate what it ran
             emulated_dir = Path(args.run)
             if not (emulated_dir / "summary.json").exists():
@@ -123,10 +151,12 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
         else:
             path = find_scenario(args.scenario, SCENARIOS_DIR)
             out = Path(args.results) / f"crosscheck-{path.stem}-{stamp}"
-            emulated_dir = run_scenario(path, args.backend, out / "emulated", _progress).run_dir
+            emulated_dir = run_scenario(path, args.backend, out / "emulated", _progress,
+                                        overrides=overrides).run_dir
         if args.network_only:
             path = network_only_variant(path, out)
-        simulated = run_scenario(path, SIMULATOR, out / "simulated", _progress)
+        simulated = run_scenario(path, SIMULATOR, out / "simulated", _progress,
+                                 overrides=overrides)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
     except BackendError as exc:
@@ -152,12 +182,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.registry:
         os.environ["P2PLAB_REGISTRY"] = args.registry  # read by the swarm backend
     try:
+        overrides = _overrides(args)
         path = find_scenario(args.scenario, SCENARIOS_DIR)
         if is_matrix_file(path):
+            _refuse_matrix_overrides(path, overrides)
             return _run_matrix(path, args)
         result = run_scenario(path, args.backend, Path(args.results), _progress,
                               probe=True if args.probe else None, keep=args.keep,
-                              capture=args.capture)
+                              capture=args.capture, overrides=overrides)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
     except BackendError as exc:
@@ -194,6 +226,25 @@ def _run_matrix(path: Path, args: argparse.Namespace) -> int:
     print(f"{matrix.name}: {'PASS' if summary['passed'] else 'FAIL'} "
           f"({summary['wall_time_s']} s) -> {out}/matrix.html")
     return 0 if summary["passed"] else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """The shipped scenarios, one line each."""
+    from p2plab.compose.lab.lifecycle import MAX_EMULATED_NODES
+    from p2plab.topology.catalogue import catalogue
+    from p2plab.topology.loading import ScenarioError
+
+    try:
+        entries = catalogue(SCENARIOS_DIR, MAX_EMULATED_NODES)
+    except (ScenarioError, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"{'name':<15} {'kind':<8} {'size':>12}  {'runs on':<20} {'duration':>8}  about")
+    for entry in entries:
+        print(entry.line())
+    print(f"\n{SCENARIOS_DIR}: durations are rough estimates from each timeline (for a "
+          "sim-only scenario, the simulated time); run one with p2plab run NAME "
+          "(--backend sim for the simulator)")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -242,9 +293,15 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from p2plab.topology.loading import ScenarioError
 
     try:
+        overrides = _overrides(args)
         paths = default_suite(SCENARIOS_DIR, args.scenarios)
+        if overrides:  # every scenario must take them before the first one runs
+            from p2plab.topology.loading import load_scenario
+
+            for path in paths:
+                load_scenario(path, overrides)
         return run_suite(paths, args.backend, Path(args.results),
-                         Path(args.junit) if args.junit else None)
+                         Path(args.junit) if args.junit else None, overrides)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
 
@@ -289,9 +346,23 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version_text() -> str:
+    """p2plab's version and the libp2p each built-in node is pinned to."""
+    from importlib.metadata import version
+
+    import p2plab
+    from p2plab.compose.rustnode import pinned_libp2p
+
+    return (f"p2plab {p2plab.__version__} (py node: py-libp2p {version('libp2p')}, "
+            f"rust node: rust-libp2p {pinned_libp2p()})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="p2plab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version_text())
     sub = parser.add_subparsers(dest="command", required=True)
+    listing = sub.add_parser("list", help="the shipped scenarios, one line each")
+    listing.set_defaults(func=cmd_list)
     run = sub.add_parser("run", help="run a scenario and write a results folder")
     run.add_argument("scenario", help="a scenario file, or the name of a shipped one")
     run.add_argument("--backend", default=DEFAULT, choices=EXECUTORS,
@@ -308,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--probe", action="store_true",
                      help="classify every NAT with the built-in probe before the timeline "
                           "(also: probe_nat: true in the scenario); a mismatch fails the run")
+    _add_overrides(run)
     run.set_defaults(func=cmd_run)
     validate = sub.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("scenarios", nargs="+")
@@ -324,11 +396,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="simulate without the CPU model: the gap is processing, and "
                        "crosscheck.md says how much of each timing figure it is")
     cross.add_argument("--results", default="results")
+    _add_overrides(cross)
     cross.set_defaults(func=cmd_crosscheck)
     show = sub.add_parser("show", help="summarise a scenario and draw its topology (PNG)")
     show.add_argument("scenario", help="a shipped scenario name or a YAML path")
     show.add_argument("--png", default=None, help="where to write the picture "
                       "(default: NAME-topology.png here)")
+    _add_overrides(show)
     show.set_defaults(func=cmd_show)
     report = sub.add_parser("report", help="rebuild summary.json and report.md from events")
     report.add_argument("run_dir")
@@ -359,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument("--backend", default=DEFAULT, choices=EXECUTORS)
     suite.add_argument("--results", default="results/suite")
     suite.add_argument("--junit", default=None, help="JUnit XML path (default: RESULTS/junit.xml)")
+    _add_overrides(suite)
     suite.set_defaults(func=cmd_suite)
     clean = sub.add_parser("clean", help="remove what interrupted or killed runs left "
                            "behind (never a run in progress, nor a kept lab)")

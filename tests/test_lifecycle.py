@@ -62,7 +62,7 @@ class FakeBackend(LocalHosts):
     def programs(self) -> Programs:
         return {"py": ["python"], "rust": ["p2plab-node-rs"]}
 
-    def check_environment(self) -> None:
+    def check_environment(self, plan: Any) -> None:
         self._call("check_environment")
 
     def check_address_space(self, subnets: list[str]) -> None:

@@ -5,11 +5,15 @@ file, line and field and says how to fix it, before anything is created.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from p2plab.topology.checks import CrossReferenceErrors, cross_check
 from p2plab.topology.expansion import expand
+from p2plab.topology.overrides import Override, OverrideError, apply_overrides, override_for
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import STEP_TAGS, ScenarioFile
 from p2plab.topology.yaml_source import (
@@ -43,9 +47,34 @@ def scenario_from_data(data: dict[str, Any]) -> Scenario:
 
 
 
-def parse_scenario_file(text: str, source: str = "<scenario>") -> tuple[ScenarioFile, Any]:
-    """The file's fields, each checked, and the index of their lines; nothing expanded
-    (what a report needs from the scenario as run: its expectations)."""
+@dataclass(frozen=True)
+class Origins:
+    """Where each field came from: a line of the file, or a command-line override."""
+
+    source: str
+    lines: dict[tuple[Any, ...], int]
+    overridden: dict[tuple[Any, ...], Override] = field(default_factory=dict)
+
+    def where(self, loc: tuple[Any, ...]) -> str:
+        override = override_for(loc, self.overridden)
+        if override is not None:
+            return f"--set {override.text}"
+        return f"{self.source}:{line_for(self.lines, loc)}"
+
+
+def parse_scenario_file(text: str, source: str = "<scenario>",
+                        overrides: Sequence[Override] = ()) -> tuple[ScenarioFile, Origins]:
+    """The file's fields (with ``overrides`` applied), each checked, and where each came
+    from; nothing expanded (what a report needs from the scenario as run: expectations)."""
+    data, origins = _scenario_data(text, source, overrides)
+    try:
+        return ScenarioFile.model_validate(data), origins
+    except ValidationError as exc:
+        raise ScenarioError("\n".join(_field_errors(exc, origins))) from None
+
+
+def _scenario_data(text: str, source: str, overrides: Sequence[Override]
+                   ) -> tuple[dict[str, Any], Origins]:
     try:
         document = parse_yaml(text, source)
     except YamlSourceError as exc:
@@ -53,11 +82,21 @@ def parse_scenario_file(text: str, source: str = "<scenario>") -> tuple[Scenario
     data, root = document.data, document.root
     if not isinstance(data, dict):
         raise ScenarioError(f"{source}:1: a scenario is a YAML mapping with name, nodes, ...")
-    index = line_index(root)
     try:
-        return ScenarioFile.model_validate(data), index
-    except ValidationError as exc:
-        raise ScenarioError("\n".join(_field_errors(exc, index, source))) from None
+        data, overridden = apply_overrides(data, list(overrides))
+    except OverrideError as exc:
+        raise ScenarioError(f"{exc} ({source})") from None
+    return data, Origins(source, line_index(root), overridden)
+
+
+def text_as_run(text: str, source: str, overrides: Sequence[Override]) -> str:
+    """The scenario as it ran: the file itself, or with overrides the document they made
+    (a comment names the file and each override), for the results folder."""
+    if not overrides:
+        return text
+    data, _origins = _scenario_data(text, source, overrides)
+    head = [f"# {source} as run, with:"] + [f"#   --set {o.text}" for o in overrides]
+    return "\n".join(head) + "\n" + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def load_scenario_file(path: Path) -> ScenarioFile:
@@ -68,21 +107,27 @@ def load_scenario_file(path: Path) -> ScenarioFile:
     return parse_scenario_file(text, str(path))[0]
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
-    file, index = parse_scenario_file(text, source)
+def parse_scenario(text: str, source: str = "<scenario>",
+                   overrides: Sequence[Override] = ()) -> Scenario:
+    file, origins = parse_scenario_file(text, source, overrides)
     try:
         scenario = expand(file)
         problems = cross_check(scenario)
     except CrossReferenceErrors as exc:
         problems = exc.errors
     if problems:
-        raise ScenarioError("\n".join(dict.fromkeys(
-            f"{source}:{line_for(index, where)}: {field_path(where)}: {message}"
-            for where, message in problems))) from None
+        lines = list(dict.fromkeys(f"{origins.where(where)}: {field_path(where)}: {message}"
+                                   for where, message in problems))
+        if overrides:
+            lines.append("(the scenario as changed by " + ", ".join(
+                f"--set {o.text}" for o in overrides) + ")")
+        raise ScenarioError("\n".join(lines)) from None
+    scenario.text = text_as_run(text, source, overrides)
+    scenario.overrides = tuple(o.text for o in overrides)
     return scenario
 
 
-def _field_errors(exc: ValidationError, index: Any, source: str) -> list[str]:
+def _field_errors(exc: ValidationError, origins: Origins) -> list[str]:
     """pydantic's errors as ``FILE:LINE: FIELD: message and fix`` lines."""
     lines = []
     entries = []
@@ -106,7 +151,7 @@ def _field_errors(exc: ValidationError, index: Any, source: str) -> list[str]:
                 other[:len(loc)] == loc and other_kind != kind
                 for other, _, other_kind in entries if (other, other_kind) != (loc, kind)):
             continue
-        lines.append(f"{source}:{line_for(index, loc)}: {field_path(loc)}: {message}")
+        lines.append(f"{origins.where(loc)}: {field_path(loc)}: {message}")
     return list(dict.fromkeys(lines))
 
 
@@ -123,12 +168,12 @@ def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def load_scenario(path: Path) -> Scenario:
+def load_scenario(path: Path, overrides: Sequence[Override] = ()) -> Scenario:
     try:
         text = read_text(path)
     except YamlSourceError as exc:
         raise ScenarioError(str(exc)) from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(text, str(path), overrides)
 
 
 def find_scenario(name_or_path: str, scenarios_dir: Path) -> Path:

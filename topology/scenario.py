@@ -27,6 +27,10 @@ class Scenario:
     lan_origin: dict[str, int]  # LAN name -> index of its spec in the file's lans
     origin: dict[str, int]  # node name -> index of its spec in the file's nodes
     _lan_by_name: dict[str, Lan] = field(default_factory=dict, repr=False)
+    # The scenario as it runs (the file, or with --set overrides the document they made)
+    # and the overrides, for the results folder; set by loading.parse_scenario.
+    text: str = ""
+    overrides: tuple[str, ...] = ()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "file":

@@ -53,8 +53,9 @@ class Backend(ABC):
         runs the module ``node``; ``rust``: the contract's binary)."""
 
     @abstractmethod
-    def check_environment(self) -> None:
-        """Raise BackendError saying what to install or run, before anything is created."""
+    def check_environment(self, plan: LabPlan) -> None:
+        """Raise BackendError saying what to install or run for ``plan``, before anything
+        is created (and build what it needs: the image, the Rust node)."""
 
     def check_address_space(self, subnets: list[str]) -> None:  # noqa: B027  # optional
         """Raise BackendError if a lab subnet would clash with this machine's networks

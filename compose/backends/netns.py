@@ -43,7 +43,7 @@ class NetnsBackend(LocalHosts):
         self._veth = 0
 
     # -- environment ----------------------------------------------------------
-    def check_environment(self) -> None:
+    def check_environment(self, plan: LabPlan) -> None:
         if os.geteuid() != 0:
             raise BackendError(
                 "the netns backend needs root to create network namespaces: "
@@ -62,6 +62,8 @@ class NetnsBackend(LocalHosts):
                     f"cannot create a network namespace: {result.stderr.strip()}")
         finally:
             subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+        if any(n.impl == "rust" for n in plan.nodes.values()):
+            self.rust_binary = ensure_binary(self.log)  # before anything is created
 
     def programs(self) -> Programs:
         programs: dict[str, list[str]] = {"py": [self.python]}
@@ -116,8 +118,6 @@ class NetnsBackend(LocalHosts):
     def create(self, plan: LabPlan, run_dir: Path) -> None:
         self.plan = plan
         self.run_dir = run_dir
-        if any(n.impl == "rust" for n in plan.nodes.values()):
-            self.rust_binary = ensure_binary(self.log)  # before anything is created
         self._add_namespace(self.fabric)
         for segment in plan.segments.values():
             bridge = _bridge(segment.name, plan)

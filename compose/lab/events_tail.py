@@ -26,6 +26,7 @@ class EventTail:
         self._offsets: dict[str, int] = {}
         self._lines: dict[str, int] = {}  # complete lines read so far, per log
         self.torn: list[str] = []  # file:line of torn lines read past, as analysis notes
+        self.received = 0  # message_received events read so far, all nodes
         self._next_scan = 0.0
 
     def poll(self) -> None:
@@ -50,6 +51,7 @@ class EventTail:
                 event = parse_line(line, f"{node}.jsonl:{number}", self.torn)
                 if event is not None:
                     bucket.append(event)
+                    self.received += event["type"] == "message_received"
                     self._by_type.setdefault((node, event["type"]), []).append(event)
 
     def close(self) -> None:

@@ -124,7 +124,7 @@ class Lab:
                           f"swarm); {name} runs every host on this machine")
         backend = self.backend = self.backend_class(self.run_id, log=self.progress)
         try:
-            backend.check_environment()  # may make and remove a probe namespace
+            backend.check_environment(plan)  # may make and remove a probe namespace
         except KeyboardInterrupt:
             with signals_ignored():  # a second Ctrl-C must not leave the probe behind
                 backend.destroy()
@@ -143,9 +143,10 @@ class Lab:
         self._previous_signals = stop_on_signals()
         try:
             self._previous_run_env = ownership.enter_run(self.run_id)
-            write_inputs(run_dir, self.scenario_path.read_text(), plan)
+            write_inputs(run_dir, self.scenario.text or self.scenario_path.read_text(), plan)
             write_manifest(run_dir, {**lab_manifest(plan, backend, self.run_id),
-                                     "scenario_file": str(self.scenario_path)})
+                                     "scenario_file": str(self.scenario_path),
+                                     "overrides": list(self.scenario.overrides)})
             self.runner = Runner(plan, backend, run_dir, self.progress, capture=self.capture)
             # The host's ARP table is shared by every namespace: a big lab needs it bigger.
             self._limits = NeighbourLimits(plan.neighbour_entries())
@@ -252,7 +253,8 @@ class Lab:
             "ended": time.time(), "timeline_error": self.timeline_error,
             "interrupted": interrupted,
             "node_spawned": runner.spawned, "node_rss_mb": runner.rss_mb,
-            "steps": runner.timeline.steps, "link_shaping": runner.links.describe(),
+            "steps": runner.timeline.steps, "settled_s": runner.settled_s,
+            "link_shaping": runner.links.describe(),
             "implementations": runner.implementations(),
             "host_limits": self._limits.describe() if self._limits else {}})
 

@@ -62,7 +62,7 @@ def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path
     write_atomic(events / "nodes.jsonl", "".join(line + "\n" for line in sim.lines))
     write_atomic(events / f"{LAB_EVENTS}.jsonl", "".join(line + "\n" for line in sim.lab_lines))
     t_written = time.perf_counter()
-    write_inputs(run_dir, scenario_path.read_text(), plan)
+    write_inputs(run_dir, scenario.text or scenario_path.read_text(), plan)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     manifest = {
         **provenance(scenario, run_id),
@@ -82,6 +82,7 @@ def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path
         "timeline_end": EPOCH + (sim.timeline_end if sim.timeline_end is not None else sim.now),
         "timeline_error": sim.timeline_error, "steps": sim.timeline.steps,
         "scenario_file": str(scenario_path),
+        "overrides": list(scenario.overrides),
     }
     write_manifest(run_dir, manifest)
     progress(f"simulated {sim.now:.1f} s: {sim.events_processed} events in "

@@ -53,6 +53,7 @@ from p2plab.compose.backends.swarm.stack import (
     remove_swarm_certificates,
 )
 from p2plab.compose.backends.swarm.tls import RunCertificates, issue
+from p2plab.compose.images import needs_rust
 from p2plab.topology.placement import engine_attributes
 from p2plab.topology.plan import LabPlan
 
@@ -119,7 +120,7 @@ class SwarmBackend(ContainerBackend):
         return clean_swarm(spare) + remove_swarm_certificates(spare)
 
     # -- environment ----------------------------------------------------------------
-    def check_environment(self) -> None:
+    def check_environment(self, plan: LabPlan) -> None:
         import docker
 
         self.settings = settings.resolve(self.log)
@@ -143,7 +144,8 @@ class SwarmBackend(ContainerBackend):
                           attributes=engine_attributes(n.attrs))
              for n in nodes), key=lambda e: e.hostname)
         started = time.monotonic()
-        self.image = publish_image(self.manager, self.settings.registry, self.log)
+        self.image = publish_image(self.manager, self.settings.registry, self.log,
+                                   rust=needs_rust(plan))
         self.timings["image_s"] = round(time.monotonic() - started, 2)
 
     def describe(self) -> dict[str, Any]:

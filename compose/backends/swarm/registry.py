@@ -14,12 +14,13 @@ from p2plab.compose.backends.base import BackendError
 from p2plab.compose.images import IMAGE_REPO, ensure_image
 
 
-def publish_image(manager: Any, registry: str, log: Callable[[str], None]) -> str:
+def publish_image(manager: Any, registry: str, log: Callable[[str], None],
+                  rust: bool = True) -> str:
     """The image's name in the registry, after making sure it is there."""
     import docker
 
     builder = docker.from_env(timeout=300)
-    tag = ensure_image(log, client=builder)
+    tag = ensure_image(log, client=builder, rust=rust)
     repo = f"{registry}/{IMAGE_REPO}"
     version = tag.split(":", 1)[1]
     remote = f"{repo}:{version}"

@@ -198,7 +198,15 @@ impl Node {
             if self.swarm.is_connected(&peer) {
                 continue;
             }
-            let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+            // A new port, not the listener's: both housemates hear each other's mDNS
+            // answer at once and dial at once, and two dials from port 4001 to port 4001
+            // cross as one TCP simultaneous open, where both sides start Noise as the
+            // initiator and the handshake fails ("input error"; 74 of 120 housemate
+            // dials in gossip-50 on a busy host). Port reuse matters only through NATs.
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .allocate_new_port()
+                .build();
             let id = opts.connection_id();
             let pending = PendingDial {
                 target: format!("/p2p/{peer}"),

@@ -1,0 +1,54 @@
+"""The Debian archive is read from the machine's apt configuration, never written in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from p2plab.compose.apt_sources import AptSourcesError, debian_archive, sources
+
+pytestmark = pytest.mark.quick
+
+
+def _etc(tmp_path: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / "sources.list.d").mkdir(exist_ok=True)
+    return tmp_path
+
+
+def test_deb822_security_first_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("P2PLAB_DEBIAN_MIRROR", raising=False)
+    etc = _etc(tmp_path, {"sources.list.d/debian.sources": (
+        "Types: deb\nURIs: http://archive.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n\n"
+        "# a comment between paragraphs\n"
+        "Types: deb deb-src\nURIs: http://archive.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n")})
+    assert debian_archive(etc) == "http://archive.example/debian"
+    assert [s.origin.rsplit(":", 1)[1] for s in sources(etc)] == ["1", "6"]
+
+
+def test_one_line_list_with_options_and_disabled_deb822(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("P2PLAB_DEBIAN_MIRROR", raising=False)
+    etc = _etc(tmp_path, {
+        "sources.list": "# deb http://old.example/debian bookworm main\n"
+                        "deb-src http://src.example/debian bookworm main\n"
+                        "deb [arch=amd64 signed-by=/k.gpg] http://proxy.example:3142/debian "
+                        "bookworm main\n",
+        "sources.list.d/a.sources": "Enabled: no\nTypes: deb\nURIs: http://off.example/d\n"
+                                    "Suites: bookworm\n"})
+    assert debian_archive(etc) == "http://proxy.example:3142/debian"
+
+
+def test_override_and_missing_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    etc = _etc(tmp_path, {"sources.list.d/x.list": "deb http://a.example/debian-security "
+                                                   "bookworm-security main\n"})
+    monkeypatch.delenv("P2PLAB_DEBIAN_MIRROR", raising=False)
+    with pytest.raises(AptSourcesError, match="P2PLAB_DEBIAN_MIRROR"):
+        debian_archive(etc)
+    monkeypatch.setenv("P2PLAB_DEBIAN_MIRROR", "http://mine.example/debian/")
+    assert debian_archive(etc) == "http://mine.example/debian"
