@@ -21,7 +21,7 @@ SYSTEM_PACKAGES := iproute2 nftables iptables conntrack tcpdump util-linux mmdeb
 TEST_PACKAGES := chromium stress-ng docker-registry
 PROGRESS := $(PYTHON) p2plab/progress.py
 
-.PHONY: setup system system-test apt-packages scenario test quick chat clean validate images compose-v2 suite rust-node \
+.PHONY: setup system system-test apt-packages scenario test test-stages quick chat clean validate images compose-v2 suite rust-node \
         cluster cluster-down lint lint-tools
 
 setup: $(STAMP) rust-node
@@ -86,16 +86,27 @@ scenario: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/p2plab validate scenarios/*.yaml
 
-# The linters and the Rust node's unit tests beside the image build (which mostly waits
-# on the mirror); then the shipped suite on Docker with the machine to itself (its
-# expectations bound latency and delivery, which a saturated machine stretches; JUnit
-# XML in build/suite); then two stages of two lanes each, so the two cores stay busy:
-# the tests that need no lab (unit, node processes, the simulator; build/unit-tests.log)
-# beside the tests that build network namespaces, then the Docker tests beside the swarm
-# tests (a cluster of engines of their own; build/swarm-tests.log). Every stage runs
-# whatever the others said; the exit status is a failure if any failed.
+# First the Rust node's cold build (cargo, about 3 minutes on two cores) beside the
+# Debian packages, the venv and the compose v2 binary, which mostly wait on the network.
+# Then the linters and the Rust node's unit tests beside the image build; then two
+# stages of two lanes each, so the two cores stay busy: the shipped suite on Docker
+# (JUnit XML in build/suite; its timing verdicts get a second attempt only when they
+# failed on a saturated host) and then the tests that need no lab (unit, node processes,
+# the simulator; build/unit-tests.log), beside the tests that build network namespaces;
+# then the Docker tests beside the swarm tests (a cluster of engines of their own;
+# build/swarm-tests.log). Every stage runs whatever the others said; the exit status is
+# a failure if any failed.
 CARGO_TARGET := $${P2PLAB_CARGO_TARGET:-$$HOME/.cache/p2plab/cargo-target}
-test: system-test setup compose-v2 lint-tools
+test:
+	@mkdir -p build/logs; \
+	$(PROGRESS) "building the Rust node (cargo)" build/logs/cargo-build.log -- \
+	  env CARGO_TARGET_DIR=$(CARGO_TARGET) cargo build --release --locked --quiet \
+	  --manifest-path node-rust/Cargo.toml & cargo_pid=$$!; \
+	$(MAKE) --no-print-directory system-test $(STAMP) compose-v2 lint-tools || exit 1; \
+	wait $$cargo_pid || exit 1; \
+	$(MAKE) --no-print-directory test-stages
+
+test-stages: setup
 	@mkdir -p build; rm -f build/checks.status; \
 	( lint=0; $(MAKE) --no-print-directory lint > build/lint.log 2>&1 || lint=$$?; \
 	  rust=0; ( cd node-rust && CARGO_TARGET_DIR=$(CARGO_TARGET) cargo test --release --locked --quiet ) \
@@ -105,13 +116,14 @@ test: system-test setup compose-v2 lint-tools
 	wait $$checks_pid; lint=1; rust=1; read lint rust < build/checks.status; \
 	echo "== the linters (build/lint.log):"; tail -n 30 build/lint.log; \
 	echo "== the Rust node's unit tests (build/rust-tests.log):"; tail -n 5 build/rust-tests.log; \
-	suite=0; $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 || suite=$$?; \
-	echo "== the shipped suite (build/suite.log):"; tail -n 40 build/suite.log; \
-	$(BIN)/pytest -q --durations=10 -m "not docker and not swarm and not netns" \
-	  > build/unit-tests.log 2>&1 & unit_pid=$$!; \
+	( suite=0; $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 || suite=$$?; \
+	  unit=0; $(BIN)/pytest -q --durations=10 -m "not docker and not swarm and not netns" \
+	    > build/unit-tests.log 2>&1 || unit=$$?; \
+	  echo "$$suite $$unit" > build/lane.status ) & lane_pid=$$!; \
 	netns_tests=0; $(BIN)/pytest -q --durations=10 -m "netns and not docker and not swarm" \
 	  || netns_tests=$$?; \
-	unit=0; wait $$unit_pid || unit=$$?; \
+	wait $$lane_pid; suite=1; unit=1; read suite unit < build/lane.status; \
+	echo "== the shipped suite (build/suite.log):"; tail -n 40 build/suite.log; \
 	echo "== the tests without a lab (build/unit-tests.log):"; tail -n 40 build/unit-tests.log; \
 	$(BIN)/pytest -q --durations=10 -m swarm > build/swarm-tests.log 2>&1 & swarm_pid=$$!; \
 	docker_tests=0; $(BIN)/pytest -q --durations=10 -m docker || docker_tests=$$?; \
