@@ -6,33 +6,26 @@ absolute for ratios), so a regression between versions or settings stands out.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2plab.analysis.cpu import caveat
+import matplotlib
+import pandas as pd
 
-# (label, getter, higher is better, absolute tolerance instead of relative)
-FIGURES: list[tuple[str, Callable[[dict[str, Any]], Any], bool, bool]] = [
-    ("delivery ratio", lambda s: s["delivery"]["delivery_ratio"], True, True),
-    ("latency p50 (ms)", lambda s: s["delivery"]["latency_ms"]["p50"], False, False),
-    ("latency p95 (ms)", lambda s: s["delivery"]["latency_ms"]["p95"], False, False),
-    ("latency p99 (ms)", lambda s: s["delivery"]["latency_ms"]["p99"], False, False),
-    ("time to 90 % (ms, median)", lambda s: s.get("propagation", {}).get("t90_ms_median"),
-     False, False),
-    ("time to 100 % (ms, median)", lambda s: s.get("propagation", {}).get("t100_ms_median"),
-     False, False),
-    ("hole-punch successes", lambda s: sum(p["successes"] for p in s["hole_punch"].values()),
-     True, False),
-    ("time to direct (ms, max)", lambda s: max([p["time_to_direct_ms"] or 0
-                                                for p in s["hole_punch"].values()] or [0]) or None,
-     False, False),
-    ("expectations passed", lambda s: sum(v["passed"] for v in s.get("verdicts", [])), True, False),
-    ("CPU ms/message/node (p50)", lambda s: s["cpu"]["cpu_ms_per_message"]["p50"], False, False),
-    ("host busy % (mean)", lambda s: s["cpu"]["host_busy_pct_mean"], False, False),
-]
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after the backend is chosen
+from p2plab.analysis.cpu import caveat
+from p2plab.analysis.event_log import read_event_log
+from p2plab.analysis.headline import FIGURES
+from p2plab.analysis.pages import render_page
+from p2plab.analysis.tables import build_tables
+
+from p2plab.files import write_atomic
+
 # Figures that CPU queueing moves: marked when either run had its host saturated.
 TIMING = ("latency", "time to")
 
@@ -47,20 +40,14 @@ class Row:
     saturated: str = ""  # "A", "B" or "A, B": runs whose host was saturated (timing rows)
 
 
-def _get(getter: Callable[[dict[str, Any]], Any], summary: dict[str, Any]) -> Any:
-    try:
-        return getter(summary)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def compare(run_a: Path, run_b: Path, tolerance: float = 0.10) -> list[Row]:
     a = json.loads((run_a / "summary.json").read_text())
     b = json.loads((run_b / "summary.json").read_text())
     rows = []
     hot = ", ".join(name for name, summary in (("A", a), ("B", b)) if caveat(summary))
-    for label, getter, higher_better, absolute in FIGURES:
-        va, vb = _get(getter, a), _get(getter, b)
+    for figure in FIGURES:
+        label, higher_better, absolute = figure.label, figure.higher_is_better, figure.absolute
+        va, vb = figure.of(a), figure.of(b)
         if va is None or vb is None:
             rows.append(Row(label, va, vb, "n/a", va is not None and vb is None))
             continue
@@ -93,3 +80,52 @@ def render(rows: list[Row], run_a: Path, run_b: Path, tolerance: float) -> str:
         lines += ["", "Timing figures marked were measured while the host was saturated: "
                   "they are partly the machine's CPU queue, not the network's."]
     return "\n".join(lines)
+
+
+def _latencies(run: Path) -> list[float]:
+    """First-copy latencies (ms) of a run, from its deliveries table (or its events)."""
+    table = run / "tables" / "deliveries.csv"
+    if table.exists():
+        frame = pd.read_csv(table, usecols=lambda c: c in ("latency_ms", "duplicate"))
+    elif (run / "events").is_dir():
+        frame = build_tables(read_event_log(run / "events"))["deliveries"]
+    else:
+        return []
+    if "duplicate" in frame:
+        frame = frame[~frame["duplicate"].astype(bool)]
+    return sorted(frame["latency_ms"].dropna().astype(float).tolist())
+
+
+def _overlay_png(run_a: Path, run_b: Path, a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Both runs' propagation curves and latency CDFs, side by side, as base64 PNG."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=100)
+    for name, run, summary in (("A", run_a, a), ("B", run_b, b)):
+        curve = summary.get("propagation", {}).get("curve") or {}
+        if curve.get("t_ms"):
+            left.plot(curve["t_ms"], [100 * v for v in curve["share"]],
+                      label=f"{name}: {run.name}")
+        latencies = _latencies(run)
+        if latencies:
+            right.plot(latencies, [100 * (i + 1) / len(latencies) for i in range(len(latencies))],
+                       label=f"{name}: {run.name}")
+    left.set(xlabel="ms since publishing", ylabel="% of subscribers reached (mean)",
+             title="propagation")
+    right.set(xlabel="latency (ms, first copies)", ylabel="% of deliveries", title="latency CDF")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def write_page(rows: list[Row], run_a: Path, run_b: Path, tolerance: float, out: Path) -> None:
+    """``compare.html``: the figures table and both runs' curves overlaid, one file."""
+    a = json.loads((run_a / "summary.json").read_text())
+    b = json.loads((run_b / "summary.json").read_text())
+    write_atomic(out, render_page("compare.html.j2", run_a=run_a, run_b=run_b, rows=rows,
+                                  tolerance=tolerance, image=_overlay_png(run_a, run_b, a, b),
+                                  status_a=a.get("status"), status_b=b.get("status")))

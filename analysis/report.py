@@ -12,6 +12,7 @@ import pandas as pd
 from p2plab.analysis import plots
 from p2plab.analysis.event_log import EventLog, read_event_log
 from p2plab.analysis.expectations import Verdict, check
+from p2plab.analysis.grouping import AGGREGATE_AT, node_classes, pair_class
 from p2plab.analysis.metrics import summarize
 from p2plab.analysis.pages import render_page
 from p2plab.analysis.report_model import Report, Summary, report_model
@@ -58,7 +59,8 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     topology = run_dir / TOPOLOGY_FILE  # written by the executor; older folders lack it
     graph = picture_from_json(topology.read_text()) if topology.exists() else None
     figures = render_plots(run_dir, manifest, summary, graph, events)
-    report = report_model(manifest, summary, verdicts, figures, scenario.description)
+    report = report_model(manifest, summary, verdicts, figures, scenario.description,
+                          node_classes(manifest, list(summary["nodes"])))
     write_atomic(run_dir / "report.md", render_markdown(report))
     write_atomic(run_dir / "report.html", render_html(report, figures))
     return summary, verdicts
@@ -86,7 +88,8 @@ def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any
         meta["libp2p_version"] = " + ".join(str(i.get("libp2p")) for _, i in sorted(ran.items()))
     deliveries = tables["deliveries"]
     expected = {m["msg_id"]: m["expected"] for m in summary["delivery"]["per_message"]}
-    per_pair = _per_pair(summary, deliveries)
+    classes = node_classes(manifest, list(summary["nodes"]))
+    per_pair = delivery_grid(summary, deliveries, classes)
     made = {
         "topology": (plots.topology_picture(graph, meta, out / "topology.png")
                      if graph is not None else None),
@@ -96,8 +99,8 @@ def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any
         "delivery_heatmap": plots.delivery_heatmap(per_pair, meta, out / "delivery_heatmap.png"),
         "connections": plots.connection_timeline(summary["connection_mix"], meta,
                                                  out / "connections.png"),
-        "hole_punch": plots.hole_punch_outcomes(summary["hole_punch"], meta,
-                                                out / "hole_punch.png"),
+        "hole_punch": plots.hole_punch_outcomes(punches_by_class(summary["hole_punch"], classes),
+                                                meta, out / "hole_punch.png"),
         "machine_load": plots.machine_load(summary.get("cpu") or {}, meta,
                                            out / "machine_load.png"),
         "mesh": plots.mesh_over_time(summary.get("mesh") or {}, meta, out / "mesh.png",
@@ -106,28 +109,64 @@ def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any
     return {k: v for k, v in made.items() if v is not None}
 
 
-HEATMAP_MAX = 200
-
-
-def _per_pair(summary: dict[str, Any], deliveries: pd.DataFrame) -> pd.DataFrame:
-    """Delivery ratio for every publisher x receiver pair."""
+def delivery_grid(summary: dict[str, Any], deliveries: pd.DataFrame,
+                  classes: dict[str, str]) -> pd.DataFrame:
+    """Delivery ratio of every publisher x receiver pair; with AGGREGATE_AT receivers or
+    more, of every publisher (or publisher class) x receiver class: a heat map of 9 x 199
+    cells is a strip nobody reads, one of 9 x 4 classes is not."""
     peers = sorted(n for n, i in summary["nodes"].items() if i["role"] == "peer")
-    if len(peers) > HEATMAP_MAX:
-        return pd.DataFrame()  # unreadable, and slow to build: the summary has per_receiver
-    counts = {m["origin"]: 0 for m in summary["delivery"]["per_message"]}
+    counts: dict[str, int] = {}
     for m in summary["delivery"]["per_message"]:
-        counts[m["origin"]] += 1
+        counts[m["origin"]] = counts.get(m["origin"], 0) + 1
     publishers = sorted(counts)
-    if not publishers:
+    if not publishers or not peers:
         return pd.DataFrame()
-    got = deliveries[~deliveries["duplicate"].astype(bool)].groupby(
-        ["origin_node", "receiver"]).size()
-    frame = pd.DataFrame(index=publishers, columns=peers, dtype=float)
-    for p in publishers:
-        for r in peers:
-            if r != p:
-                frame.loc[p, r] = got.get((p, r), 0) / counts[p]
+    first = deliveries[~deliveries["duplicate"].astype(bool)]
+    if len(peers) < AGGREGATE_AT:
+        got = first.groupby(["origin_node", "receiver"]).size()
+        frame = pd.DataFrame(index=publishers, columns=peers, dtype=float)
+        for p in publishers:
+            for r in peers:
+                if r != p:
+                    frame.loc[p, r] = got.get((p, r), 0) / counts[p]
+        return frame
+    by_class = len(publishers) >= AGGREGATE_AT
+    row_of = {p: classes.get(p, p) if by_class else p for p in publishers}
+    receivers = pd.Series([classes.get(r, r) for r in peers], index=peers)
+    members = receivers.value_counts()
+    got = first.assign(row=first["origin_node"].astype(str).map(row_of),
+                       col=first["receiver"].astype(str).map(receivers)).groupby(
+        ["row", "col"]).size()
+    rows = sorted(set(row_of.values()))
+    frame = pd.DataFrame(index=rows, columns=sorted(members.index), dtype=float)
+    for p in publishers:  # what each publisher's messages could reach, per class
+        for col, size in members.items():
+            own = 1 if receivers.get(p) == col else 0  # a publisher does not receive its own
+            expected = counts[p] * (size - own)
+            if expected:
+                row = row_of[p]
+                frame.loc[row, col] = (0.0 if pd.isna(frame.loc[row, col]) else
+                                       frame.loc[row, col]) + expected
+    for row in rows:
+        for col in frame.columns:
+            expected = frame.loc[row, col]
+            if pd.notna(expected) and expected:
+                frame.loc[row, col] = got.get((row, col), 0) / expected
     return frame
+
+
+def punches_by_class(punches: dict[str, Any], classes: dict[str, str]) -> dict[str, Any]:
+    """Hole punches per pair, or with many pairs per pair of classes (attempts and
+    successes summed; time to direct the slowest)."""
+    if len(punches) < AGGREGATE_AT:
+        return punches
+    out: dict[str, Any] = {}
+    for punch in punches.values():
+        key = pair_class(*punch["nodes"], classes)
+        entry = out.setdefault(key, {"attempts": 0, "successes": 0, "time_to_direct_ms": None})
+        entry["attempts"] += punch["attempts"]
+        entry["successes"] += punch["successes"]
+    return out
 
 
 # (figure key, section title, alt text), in page order.

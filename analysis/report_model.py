@@ -4,11 +4,13 @@ render the same model, so the Markdown and the HTML page never say different thi
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from p2plab.analysis.expectations import Verdict
+from p2plab.analysis.grouping import AGGREGATE_AT, pair_class
 from pydantic import BaseModel, ConfigDict
 
 
@@ -148,17 +150,54 @@ def arrival_lines(arrivals: dict[str, Any]) -> list[str]:
     return out
 
 
-def connection_sections(summary: dict[str, Any]) -> list[Section]:
-    out = [Section("Connections at the end of the timeline").table(
-        ["pair", "final", "ever opened"],
-        [[k, v["final"], ", ".join(v["ever"])] for k, v in summary["connections"].items()])]
-    if summary["hole_punch"]:
+def connection_sections(summary: dict[str, Any],
+                        classes: dict[str, str] | None = None) -> list[Section]:
+    """Connections and hole punches per pair; with AGGREGATE_AT pairs or more, per pair
+    of node classes (group and NAT), the per-pair rows left to the CSV tables."""
+    classes = classes or {}
+    connections, punches = summary["connections"], summary["hole_punch"]
+    if len(connections) < AGGREGATE_AT:
+        out = [Section("Connections at the end of the timeline").table(
+            ["pair", "final", "ever opened"],
+            [[k, v["final"], ", ".join(v["ever"])] for k, v in connections.items()])]
+    else:
+        tally: dict[str, Counter[str]] = {}
+        for v in connections.values():
+            tally.setdefault(pair_class(*v["nodes"], classes), Counter())[v["final"]] += 1
+        finals = sorted({f for c in tally.values() for f in c})
+        out = [Section("Connections at the end of the timeline").paragraph(
+            f"{len(connections)} pairs, by the classes of their nodes (group · the NAT in "
+            "front of its LAN); every pair is in tables/connections.csv.").table(
+            ["classes", "pairs", *finals],
+            [[k, sum(c.values()), *[c.get(f, 0) for f in finals]]
+             for k, c in sorted(tally.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))])]
+    if punches and len(punches) < AGGREGATE_AT:
         rows = [[k, v["outcome"], v["attempts"], v["successes"], v["time_to_direct_ms"],
                  "; ".join(f"#{f['attempt']} {f['reason']}" for f in v["failures"]) or "-"]
-                for k, v in summary["hole_punch"].items()]
+                for k, v in punches.items()]
         out.append(Section("Hole punching").table(
             ["pair", "outcome", "attempts", "successes", "time to direct (ms)",
              "failure reasons"], rows))
+    elif punches:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for v in punches.values():
+            groups.setdefault(pair_class(*v["nodes"], classes), []).append(v)
+        rows = []
+        for key, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+            attempts = sum(v["attempts"] for v in members)
+            successes = sum(v["successes"] for v in members)
+            times = sorted(v["time_to_direct_ms"] for v in members if v["time_to_direct_ms"])
+            reasons = Counter(f["reason"] for v in members for f in v["failures"])
+            rows.append([key, len(members), sum(v["outcome"] == "success" for v in members),
+                         attempts, successes,
+                         f"{successes / attempts:.0%}" if attempts else "-",
+                         times[len(times) // 2] if times else "-",
+                         "; ".join(f"{n}x {r}" for r, n in reasons.most_common(2)) or "-"])
+        out.append(Section("Hole punching").paragraph(
+            f"{len(punches)} pairs, by the classes of their nodes; every attempt is in "
+            "tables/hole_punches.csv.").table(
+            ["classes", "pairs", "pairs direct", "attempts", "successes", "success rate",
+             "time to direct p50 (ms)", "commonest failures"], rows))
     if summary.get("nat_probe"):
         rows = [[lan, r["router"], r["nat"], _probe_cell(r["observed"], "udp"),
                  _probe_cell(r["observed"], "tcp"),
@@ -320,7 +359,8 @@ def node_sections(summary: dict[str, Any]) -> list[Section]:
 
 
 def report_model(manifest: dict[str, Any], summary: dict[str, Any], verdicts: list[Verdict],
-                 figures: dict[str, Path], description: str) -> Report:
+                 figures: dict[str, Path], description: str,
+                 classes: dict[str, str] | None = None) -> Report:
     d = summary["delivery"]
     lat, prop = d["latency_ms"], summary.get("propagation", {})
     notes = []
@@ -329,7 +369,8 @@ def report_model(manifest: dict[str, Any], summary: dict[str, Any], verdicts: li
     if manifest.get("sim_warnings"):
         notes.append("The simulator ignored: " + "; ".join(manifest["sim_warnings"]) + ".")
     sections: list[Section | None] = [
-        delivery_section(summary), *connection_sections(summary), *traffic_sections(summary),
+        delivery_section(summary), *connection_sections(summary, classes),
+        *traffic_sections(summary),
         links_section(manifest, summary), machine_load_section(summary.get("cpu") or {}),
         cluster_section(manifest), *node_sections(summary)]
     return Report(

@@ -276,7 +276,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from p2plab.analysis.compare import compare, render
+    from p2plab.analysis.compare import compare, render, write_page
 
     runs = [Path(args.run_a), Path(args.run_b)]
     for run in runs:
@@ -285,6 +285,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          "(p2plab report RUN rebuilds it from events)")
     rows = compare(runs[0], runs[1], tolerance=args.tolerance)
     print(render(rows, runs[0], runs[1], args.tolerance))
+    if args.html:
+        write_page(rows, runs[0], runs[1], args.tolerance, Path(args.html))
+        print(f"\npage: {args.html} (both runs' propagation and latency curves overlaid)")
     return 1 if any(r.regression for r in rows) else 0
 
 
@@ -304,6 +307,32 @@ def cmd_suite(args: argparse.Namespace) -> int:
                          Path(args.junit) if args.junit else None, overrides)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """A scenario over the product of parameter values, into one table and page."""
+    from p2plab.orchestrate.sweep import parse_axis, run_sweep
+    from p2plab.topology.loading import ScenarioError, find_scenario
+    from p2plab.topology.matrix import is_matrix_file
+    from p2plab.topology.overrides import parse_override
+
+    try:
+        path = find_scenario(args.scenario, SCENARIOS_DIR)
+        if is_matrix_file(path):
+            raise ValueError(f"{path} is a matrix: sweep a scenario")
+        axes = [parse_axis(text) for text in args.set or []]
+        extra = [parse_override(text) for text in args.fixed or []]
+        out = run_sweep(path, axes, args.repeat, args.backend, Path(args.results), _progress,
+                        seed=args.seed, extra=extra, jobs=args.jobs)
+    except (ScenarioError, ValueError) as exc:
+        return _fail(str(exc))
+    except BackendError as exc:
+        return _fail(f"{exc}\n(nothing of the lab is left running; the same command "
+                     "resumes the sweep)")
+    except KeyboardInterrupt:
+        return _fail("interrupted; the same command resumes the sweep", 130)
+    print(f"sweep: {out}/sweep.html (table: {out}/sweep.csv)")
+    return 0
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -423,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     compare = sub.add_parser("compare", help="compare two results folders, flag regressions")
     compare.add_argument("run_a")
     compare.add_argument("run_b")
+    compare.add_argument("--html", default=None, metavar="PATH",
+                         help="also write a page with the figures and both runs' "
+                              "propagation and latency curves overlaid")
     compare.add_argument("--tolerance", type=float, default=0.10,
                          help="relative change that counts as a regression (default 0.10)")
     compare.set_defaults(func=cmd_compare)
@@ -435,6 +467,24 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument("--junit", default=None, help="JUnit XML path (default: RESULTS/junit.xml)")
     _add_overrides(suite)
     suite.set_defaults(func=cmd_suite)
+    sweep = sub.add_parser("sweep", help="run a scenario over the product of parameter "
+                           "values; sweep.csv, sweep.json, sweep.html")
+    sweep.add_argument("scenario", help="a scenario file, or the name of a shipped one")
+    sweep.add_argument("--set", action="append", metavar="PATH=V1,V2,...",
+                       help="a swept field and its values (YAML each), e.g. "
+                            "connect.degree=4,6,8; repeatable: the runs are the product")
+    sweep.add_argument("--fixed", action="append", metavar="PATH=VALUE",
+                       help="an override applied to every run (as run --set)")
+    sweep.add_argument("--repeat", type=int, default=1, help="runs per point, each with its "
+                       "own seed (default 1)")
+    sweep.add_argument("--seed", type=int, default=None,
+                       help="the base seed the runs' seeds are drawn from (default: the "
+                            "scenario's)")
+    sweep.add_argument("--backend", default=DEFAULT, choices=EXECUTORS)
+    sweep.add_argument("--jobs", type=int, default=None,
+                       help="simulator runs side by side (default: one per core)")
+    sweep.add_argument("--results", default="results")
+    sweep.set_defaults(func=cmd_sweep)
     clean = sub.add_parser("clean", help="remove what interrupted or killed runs left "
                            "behind (never a run in progress, nor a kept lab)")
     clean.add_argument("--kept", action="store_true",

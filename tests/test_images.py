@@ -9,9 +9,10 @@ from typing import Any
 import docker
 import pytest
 from p2plab.compose import images, rustnode
-from p2plab.resources import scenarios_dir
 from p2plab.topology.loading import load_scenario
 from p2plab.topology.plan import build_plan
+
+from p2plab.resources import scenarios_dir
 
 pytestmark = pytest.mark.quick
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from p2plab.analysis import compare as compare_module
 from p2plab.analysis.compare import compare
 from p2plab.analysis.event_log import read_event_log
 from p2plab.analysis.metrics import summarize
@@ -65,8 +66,9 @@ def test_tables_and_summary_of_a_run_without_messages(tmp_path: Path) -> None:
 @pytest.mark.quick
 def test_compare_flags_regressions(tmp_path: Path) -> None:
     base = {"delivery": {"delivery_ratio": 1.0, "latency_ms": {"p50": 10, "p95": 20, "p99": 30}},
-            "propagation": {"t90_ms_median": 40, "t100_ms_median": 50}, "hole_punch": {},
-            "verdicts": [{"passed": True}]}
+            "propagation": {"t90_ms_median": 40, "t100_ms_median": 50,
+                            "curve": {"t_ms": [0, 20, 40], "share": [0, 0.5, 1.0]}},
+            "hole_punch": {}, "verdicts": [{"passed": True}], "status": "PASS"}
     worse = json.loads(json.dumps(base))
     worse["delivery"]["delivery_ratio"] = 0.9
     worse["delivery"]["latency_ms"]["p99"] = 45
@@ -77,9 +79,17 @@ def test_compare_flags_regressions(tmp_path: Path) -> None:
     assert rows["delivery ratio"].regression and rows["latency p99 (ms)"].regression
     assert not rows["latency p50 (ms)"].regression
     assert not any(r.regression for r in compare(tmp_path / "a", tmp_path / "c"))
-    result = subprocess.run([*P2PLAB, "compare", str(tmp_path / "a"), str(tmp_path / "b")],
-                            capture_output=True, text=True)
+    (tmp_path / "b" / "tables").mkdir()
+    (tmp_path / "b" / "tables" / "deliveries.csv").write_text(
+        "msg_id,latency_ms,duplicate\nm1,12.5,False\nm1,99,True\nm2,30,False\n")
+    page = tmp_path / "compare.html"
+    result = subprocess.run([*P2PLAB, "compare", str(tmp_path / "a"), str(tmp_path / "b"),
+                             "--html", str(page)], capture_output=True, text=True)
     assert result.returncode == 1 and "REGRESSION" in result.stdout
+    html = page.read_text()
+    assert "data:image/png;base64," in html and html.count("class=regression") == 2
+    assert str(tmp_path / "a") in html and str(tmp_path / "b") in html
+    assert compare_module._latencies(tmp_path / "b") == [12.5, 30.0]  # first copies only
 
 
 @pytest.mark.netns
@@ -192,3 +202,90 @@ def test_markdown_and_html_say_the_same_from_one_model(tmp_path: Path) -> None:
         assert text in markdown and text in page, text
     assert "<pre>" not in page and "<h3>Connections at the end of the timeline</h3>" in page
     assert markdown.count("\n## ") == 1 + len(report.sections)  # Expectations, then each
+
+
+BIG = """
+name: big-report
+seed: 5
+ping_interval: 0
+public: {subnet: 198.18.0.0/15}
+lans:
+  - {name: home, count: 150, subnet: 10.0.0.0/8, nat: port-restricted, link: {latency_ms: 20}}
+  - {name: cgn, count: 50, subnet: 172.16.0.0/12, nat: symmetric, link: {latency_ms: 30}}
+nodes:
+  - {name: server, count: 200, lan: public, link: {latency_ms: 5}}
+  - {name: peer, count: 600, lan: [home-*], connect: {to: random, k: 3, among: ["server-*"]}}
+  - {name: mobile, count: 200, lan: [cgn-*], connect: {to: random, k: 3, among: ["server-*"]}}
+connect: {graph: random-regular, degree: 6, among: ["server-*"]}
+timeline:
+  - {wait: topic-peers, nodes: ["*"], min: 2, timeout: 60}
+  - {publish: ["server-00?"], count: 3, size: 256, rate: 2, name: gossip}
+  - {sleep: 5}
+expect:
+  delivery_ratio_min: 0.9
+"""
+
+
+def test_a_report_of_1000_nodes_reads(tmp_path: Path) -> None:
+    """At 1,000 nodes the heat map, the hole-punch plot and the tables show classes of
+    nodes (group · NAT), and the page renders in a real browser."""
+    scenario = tmp_path / "big-report.yaml"
+    scenario.write_text(BIG)
+    done = subprocess.run([*P2PLAB, "run", str(scenario), "--backend", "sim",
+                           "--results", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = (tmp_path / "out").glob("big-report-*")
+    heat = mpimg.imread(run / "plots" / "delivery_heatmap.png")
+    height, width = heat.shape[:2]
+    assert 0.4 < height / width < 2.5, (height, width)  # not a strip
+    report = (run / "report.md").read_text()
+    connections = report.split("## Connections at the end of the timeline")[1].split("\n## ")[0]
+    assert "every pair is in tables/connections.csv" in connections
+    rows = [line for line in connections.splitlines() if line.startswith("| ")]
+    assert 2 <= len(rows) <= 12, rows  # a header and a row per pair of classes
+    assert "server · public ↔ server · public" in connections
+    assert "mobile · symmetric" in connections and "peer · port-restricted" in connections
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium missing: make test installs it (apt-get install chromium)")
+    shot = tmp_path / "big.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1200,3000", f"--screenshot={shot}",
+                    f"file://{run / 'report.html'}"], capture_output=True, timeout=120)
+    share, colours = _colour_share(shot)
+    assert share > 0.02 and colours > 200, (share, colours)
+    assert (run / "report.html").stat().st_size < 3_000_000
+
+
+@pytest.mark.quick
+def test_classes_and_aggregated_punches() -> None:
+    from p2plab.analysis.grouping import node_classes, pair_class
+    from p2plab.analysis.report import punches_by_class
+    from p2plab.analysis.report_model import connection_sections
+
+    manifest = {"nodes": {"peer-01": {"segment": "home-1"}, "peer-02": {"segment": "home-2"},
+                          "m-1": {"segment": "cgn-1"}, "relay": {"segment": "public"}},
+                "routers": {"home-1-gw": {"lan": "home-1", "nat": "port-restricted"},
+                            "home-2-gw": {"lan": "home-2", "nat": "port-restricted"},
+                            "cgn-1-gw": {"lan": "cgn-1", "nat": "symmetric"}}}
+    classes = node_classes(manifest, list(manifest["nodes"]))
+    assert classes == {"peer-01": "peer · port-restricted", "peer-02": "peer · port-restricted",
+                       "m-1": "m · symmetric", "relay": "relay · public"}
+    assert pair_class("m-1", "peer-02", classes) == "m · symmetric ↔ peer · port-restricted"
+    punches = {f"p{i}": {"nodes": ["peer-01", "m-1"] if i % 2 else ["peer-01", "peer-02"],
+                         "attempts": 2, "successes": i % 2 == 0, "outcome":
+                         "failure" if i % 2 else "success", "time_to_direct_ms": None
+                         if i % 2 else 100.0 + i,
+                         "failures": [{"attempt": 1, "reason": "Giving up"}] if i % 2 else []}
+               for i in range(60)}
+    grouped = punches_by_class(punches, classes)
+    assert grouped["m · symmetric ↔ peer · port-restricted"] == {
+        "attempts": 60, "successes": 0, "time_to_direct_ms": None}
+    summary = {"connections": {}, "hole_punch": punches}
+    (table,) = [s for s in connection_sections(summary, classes) if s.title == "Hole punching"]
+    rows = [b.table.rows for b in table.blocks if b.table][0]
+    assert rows[0][:6] == ["m · symmetric ↔ peer · port-restricted", 30, 0, 60, 0, "0%"]
+    assert rows[0][7] == "30x Giving up"
+    assert rows[1][:7] == ["peer · port-restricted ↔ peer · port-restricted", 30, 30, 60, 30,
+                           "50%", 130.0]

@@ -78,6 +78,10 @@ def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path
                 "peak_rss_mb": round(peak_mb, 1)},
         "nodes": {n.name: {"peer_id": n.peer_id, "segment": n.segment, "role": n.role}
                   for n in net.nodes} if len(net.nodes) <= 2000 else {},
+        # Each LAN's NAT, for the report's groups (a node's group and its LAN's NAT).
+        "routers": {name: {"lan": r.lan, "upstream": r.upstream, "nat": r.nat,
+                           "behaviour": r.behaviour.short() if r.behaviour else "no NAT"}
+                    for name, r in plan.routers.items()} if len(plan.routers) <= 5000 else {},
         "started": started, "ended": time.time(), "sim_epoch": EPOCH,
         "timeline_end": EPOCH + (sim.timeline_end if sim.timeline_end is not None else sim.now),
         "timeline_error": sim.timeline_error, "steps": sim.timeline.steps,
