@@ -162,7 +162,7 @@ def punches_by_class(punches: dict[str, Any], classes: dict[str, str]) -> dict[s
         return punches
     out: dict[str, Any] = {}
     for punch in punches.values():
-        key = pair_class(*punch["nodes"], classes)
+        key = pair_class(punch["nodes"][0], punch["nodes"][1], classes)
         entry = out.setdefault(key, {"attempts": 0, "successes": 0, "time_to_direct_ms": None})
         entry["attempts"] += punch["attempts"]
         entry["successes"] += punch["successes"]

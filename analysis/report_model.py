@@ -163,7 +163,7 @@ def connection_sections(summary: dict[str, Any],
     else:
         tally: dict[str, Counter[str]] = {}
         for v in connections.values():
-            tally.setdefault(pair_class(*v["nodes"], classes), Counter())[v["final"]] += 1
+            tally.setdefault(pair_class(v["nodes"][0], v["nodes"][1], classes), Counter())[v["final"]] += 1
         finals = sorted({f for c in tally.values() for f in c})
         out = [Section("Connections at the end of the timeline").paragraph(
             f"{len(connections)} pairs, by the classes of their nodes (group · the NAT in "
@@ -181,7 +181,7 @@ def connection_sections(summary: dict[str, Any],
     elif punches:
         groups: dict[str, list[dict[str, Any]]] = {}
         for v in punches.values():
-            groups.setdefault(pair_class(*v["nodes"], classes), []).append(v)
+            groups.setdefault(pair_class(v["nodes"][0], v["nodes"][1], classes), []).append(v)
         rows = []
         for key, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
             attempts = sum(v["attempts"] for v in members)

@@ -284,7 +284,7 @@ def test_classes_and_aggregated_punches() -> None:
         "attempts": 60, "successes": 0, "time_to_direct_ms": None}
     summary = {"connections": {}, "hole_punch": punches}
     (table,) = [s for s in connection_sections(summary, classes) if s.title == "Hole punching"]
-    rows = [b.table.rows for b in table.blocks if b.table][0]
+    rows = next(b.table.rows for b in table.blocks if b.table)
     assert rows[0][:6] == ["m · symmetric ↔ peer · port-restricted", 30, 0, 60, 0, "0%"]
     assert rows[0][7] == "30x Giving up"
     assert rows[1][:7] == ["peer · port-restricted ↔ peer · port-restricted", 30, 30, 60, 30,
