@@ -163,7 +163,8 @@ def connection_sections(summary: dict[str, Any],
     else:
         tally: dict[str, Counter[str]] = {}
         for v in connections.values():
-            tally.setdefault(pair_class(v["nodes"][0], v["nodes"][1], classes), Counter())[v["final"]] += 1
+            key = pair_class(v["nodes"][0], v["nodes"][1], classes)
+            tally.setdefault(key, Counter())[v["final"]] += 1
         finals = sorted({f for c in tally.values() for f in c})
         out = [Section("Connections at the end of the timeline").paragraph(
             f"{len(connections)} pairs, by the classes of their nodes (group · the NAT in "
