@@ -214,8 +214,10 @@ lans:
   - {name: cgn, count: 50, subnet: 172.16.0.0/12, nat: symmetric, link: {latency_ms: 30}}
 nodes:
   - {name: server, count: 200, lan: public, link: {latency_ms: 5}}
-  - {name: peer, count: 600, lan: [home-*], connect: {to: random, k: 3, among: ["server-*"]}}
-  - {name: mobile, count: 200, lan: [cgn-*], connect: {to: random, k: 3, among: ["server-*"]}}
+  - {name: peer, count: 600, lan: [home-*], mdns: true,
+     connect: {to: random, k: 3, among: ["server-*"]}}
+  - {name: mobile, count: 200, lan: [cgn-*], mdns: true,
+     connect: {to: random, k: 3, among: ["server-*"]}}
 connect: {graph: random-regular, degree: 6, among: ["server-*"]}
 timeline:
   - {wait: topic-peers, nodes: ["*"], min: 2, timeout: 60}

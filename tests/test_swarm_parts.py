@@ -348,3 +348,98 @@ def test_show_lists_each_groups_placement() -> None:
     assert "nodes peer               any engine; pack" in text
     assert "router of lans home      node.labels.zone==edge; default strategy" in text
     assert "Placement" not in describe(build_plan(load_scenario(SCENARIOS / "nat-relay.yaml")))
+
+
+class _Sweep:
+    """A swarm service as remove_stack sees it: tasks, then removal."""
+
+    def __init__(self, manager: _Manager, name: str) -> None:
+        self.manager, self.name = manager, name
+
+    def tasks(self) -> list[dict[str, dict[str, str]]]:
+        return [{"Status": {"State": "complete"}}, {"Status": {"State": "complete"}}]
+
+    def remove(self) -> None:
+        self.manager.removed.append(self.name)
+
+
+@dataclass
+class _Services:
+    manager: _Manager
+
+    def list(self, filters: dict[str, str]) -> list[_Sweep]:
+        name = filters.get("name")
+        return [self.manager.existing] if name and self.manager.existing else []
+
+    def create(self, image: str, name: str, **kwargs: object) -> _Sweep:
+        import docker
+        import requests
+
+        if self.manager.existing is not None:
+            response = requests.Response()
+            response.status_code = 409
+            raise docker.errors.APIError("conflict", response=response,
+                                         explanation=f"service {name} already exists")
+        self.manager.created.append(name)
+        return _Sweep(self.manager, name)
+
+    def get(self, name: str) -> _Sweep:
+        assert self.manager.existing is not None
+        return self.manager.existing
+
+
+@dataclass
+class _Node:
+    attrs: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {"Status": {"State": "ready"}})
+
+
+@dataclass
+class _Networks:
+    run: str
+
+    def list(self, filters: dict[str, str]) -> list[object]:
+        return []
+
+
+class _Manager:
+    def __init__(self, run: str, other_cleaner_sweeping: bool) -> None:
+        self.created: list[str] = []
+        self.removed: list[str] = []
+        self.existing = _Sweep(self, f"p2pl-{run}-sweep") if other_cleaner_sweeping else None
+        self.services = _Services(self)
+        self.nodes = type("Nodes", (), {"list": lambda _self: [_Node(), _Node()]})()
+        self.secrets = type("Secrets", (), {"list": lambda _self, filters: []})()
+        self.networks = _NetworksWithOne(run)
+
+
+class _NetworksWithOne(_Networks):
+    """One network of the run left once (its stack's services already gone)."""
+
+    def __init__(self, run: str) -> None:
+        super().__init__(run)
+        self.calls = 0
+
+    def list(self, filters: dict[str, str]) -> list[object]:
+        self.calls += 1
+        if self.calls > 1:
+            return []
+        return [type("Net", (), {"attrs": {"Labels": {"p2plab.run": self.run}},
+                                 "name": f"p2pl-{self.run}-public"})()]
+
+
+@pytest.mark.parametrize("other_cleaner_sweeping", [False, True])
+def test_two_cleaners_of_one_dead_run_do_not_collide(other_cleaner_sweeping: bool) -> None:
+    """Two `p2plab clean`s at once (two test lanes) met one killed swarm run: the second
+    must wait for the first one's sweep, not fail on a name conflict."""
+    from p2plab.compose.backends.swarm.stack import remove_stack
+
+    manager = _Manager("abc123", other_cleaner_sweeping)
+    config = settings.SwarmSettings("unix:///x.sock", "127.0.0.1:5000", "/run/docker.sock")
+    removed = remove_stack(manager, None, "img", config)
+    if other_cleaner_sweeping:
+        assert manager.created == [] and manager.removed == []  # the other one's to remove
+        assert not any("containers and volumes" in r for r in removed)
+    else:
+        assert manager.created == ["p2pl-abc123-sweep"] == manager.removed
+        assert "containers and volumes of run abc123 on every engine" in removed

@@ -45,8 +45,11 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
             runs.add(labels[RUN_LABEL])
             # The agent's image runs the sweep: it is on every engine already.
             image = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] or image
-            service.remove()
-            removed.append(service.name)
+            try:
+                service.remove()
+                removed.append(service.name)
+            except docker.errors.NotFound:
+                pass  # another cleaner (a concurrent `p2plab clean`) removed it first
     for network in manager.networks.list(filters={"label": selector}):
         runs.add((network.attrs.get("Labels") or {}).get(RUN_LABEL))
     runs.discard(None)
@@ -54,15 +57,32 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
     if runs and image and config is not None:
         for run in sorted(runs):
             name = f"{PREFIX}{run}-sweep"
-            sweep = manager.services.create(
-                image, name=name, command=["sh", "-c", SWEEP.format(run=run)],
-                mode=ServiceMode("global"), networks=["host"],
-                labels={LABEL: "1", "p2plab.sweep": run},
-                mounts=[Mount("/var/run/docker.sock", config.engine_socket, type="bind")],
-                restart_policy=RestartPolicy(condition="none"))
+            ours = True
+            try:
+                sweep = manager.services.create(
+                    image, name=name, command=["sh", "-c", SWEEP.format(run=run)],
+                    mode=ServiceMode("global"), networks=["host"],
+                    labels={LABEL: "1", "p2plab.sweep": run},
+                    mounts=[Mount("/var/run/docker.sock", config.engine_socket, type="bind")],
+                    restart_policy=RestartPolicy(condition="none"))
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+                # Another `p2plab clean` (two test lanes, two shells) is sweeping this
+                # run right now: wait for its sweep instead of starting a second one.
+                ours = False
+                try:
+                    sweep = manager.services.get(name)
+                except docker.errors.NotFound:
+                    continue  # and it has finished already
             deadline = time.monotonic() + SWEEP_TIMEOUT_S
             while time.monotonic() < deadline:
-                states = [t["Status"]["State"] for t in sweep.tasks()]
+                if not ours and not manager.services.list(filters={"name": name}):
+                    break  # the other cleaner's sweep is done and gone
+                try:
+                    states = [t["Status"]["State"] for t in sweep.tasks()]
+                except docker.errors.NotFound:
+                    break
                 nodes = len([n for n in manager.nodes.list()
                              if n.attrs["Status"]["State"] == "ready"])
                 if len(states) >= nodes and all(s in ("complete", "failed", "rejected",
@@ -72,8 +92,12 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
             else:
                 log(f"the sweep of run {run} did not finish on every engine in "
                     f"{SWEEP_TIMEOUT_S:g} s")
-            sweep.remove()
-            removed.append(f"containers and volumes of run {run} on every engine")
+            if ours:
+                try:
+                    sweep.remove()
+                except docker.errors.NotFound:
+                    pass
+                removed.append(f"containers and volumes of run {run} on every engine")
     for _attempt in range(20):
         left = [n for n in manager.networks.list(filters={"label": selector})
                 if chosen(n.attrs.get("Labels"))]
@@ -88,8 +112,11 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
         time.sleep(0.5)
     for secret in manager.secrets.list(filters={"label": selector}):
         if chosen(secret.attrs["Spec"].get("Labels")):
-            secret.remove()
-            removed.append(secret.name)
+            try:
+                secret.remove()
+                removed.append(secret.name)
+            except docker.errors.NotFound:
+                pass  # a concurrent cleaner's
     return removed
 
 
