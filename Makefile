@@ -52,7 +52,13 @@ $(STAMP): pyproject.toml | system
 	@$(PROGRESS) "making the venv $(VENV)" build/logs/venv.log -- $(PYTHON) -m venv $(VENV)
 	@$(PROGRESS) "upgrading pip" build/logs/pip.log -- $(BIN)/pip install -q --upgrade pip
 	@$(PROGRESS) "installing p2plab and its pinned Python packages" build/logs/pip-install.log -- \
-	  $(BIN)/pip install -q -e '.[test]'
+	  $(BIN)/pip install -q -e .
+	@touch $@
+
+# What only the tests need (pytest, the notebook's kernel): not for make scenario.
+TEST_STAMP := $(VENV)/.p2plab-test-installed
+$(TEST_STAMP): $(STAMP)
+	@$(PROGRESS) "installing the test tools" build/logs/pip-test.log -- $(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
 # The linters: ruff and mypy over the Python (mypy reads the installed layout, so the
@@ -79,8 +85,16 @@ lint: $(LINT_STAMP)
 	exit $$status
 
 # Builds only what the scenario needs: the Rust node (and the image with it) only when
-# one of its nodes runs it.
-scenario: $(STAMP)
+# one of its nodes runs it. For the container backends the image's Debian base is built
+# beside the venv's install (compose/base_image.py needs only the standard library).
+scenario: system
+	@mkdir -p build/logs; base_pid=""; \
+	if [ "$(BACKEND)" = docker ] && [ ! -f $(STAMP) ]; then \
+	  $(PROGRESS) "building the image's Debian base" build/logs/base-image.log -- \
+	    $(PYTHON) compose/base_image.py & base_pid=$$!; \
+	fi; \
+	$(MAKE) --no-print-directory $(STAMP) || exit 1; \
+	[ -z "$$base_pid" ] || wait $$base_pid || true; \
 	$(BIN)/p2plab run $(NAME) --backend $(BACKEND) --results $(RESULTS)
 
 validate: $(STAMP)
@@ -102,11 +116,11 @@ test:
 	$(PROGRESS) "building the Rust node (cargo)" build/logs/cargo-build.log -- \
 	  env CARGO_TARGET_DIR=$(CARGO_TARGET) cargo build --release --locked --quiet \
 	  --manifest-path node-rust/Cargo.toml & cargo_pid=$$!; \
-	$(MAKE) --no-print-directory system-test $(STAMP) compose-v2 lint-tools || exit 1; \
+	$(MAKE) --no-print-directory system-test $(TEST_STAMP) compose-v2 lint-tools || exit 1; \
 	wait $$cargo_pid || exit 1; \
 	$(MAKE) --no-print-directory test-stages
 
-test-stages: setup
+test-stages: setup $(TEST_STAMP)
 	@mkdir -p build; rm -f build/checks.status; \
 	( lint=0; $(MAKE) --no-print-directory lint > build/lint.log 2>&1 || lint=$$?; \
 	  rust=0; ( cd node-rust && CARGO_TARGET_DIR=$(CARGO_TARGET) cargo test --release --locked --quiet ) \
@@ -135,7 +149,7 @@ test-stages: setup
 suite: $(STAMP)
 	$(BIN)/p2plab suite --backend $(BACKEND) --results $(RESULTS)/suite
 
-quick: $(STAMP)
+quick: $(TEST_STAMP)
 	$(BIN)/pytest -q -m quick
 
 chat: $(STAMP)

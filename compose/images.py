@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from p2plab.compose import rustnode
-from p2plab.compose.apt_sources import AptSourcesError, debian_archive
 from p2plab.compose.backends.base import BackendError
+from p2plab.compose.base_image import LOCAL_BASE, BaseImageError, build_base
 
 import p2plab
 from p2plab.progress import Heartbeat
@@ -33,11 +33,6 @@ if TYPE_CHECKING:
 
 IMAGE_DIR = image_dir()
 IMAGE_REPO = "p2plab-node"
-BASE_PACKAGES = ("python3,python3-venv,iproute2,nftables,iptables,conntrack,libgmp10,"
-                 "ca-certificates,"
-                 "procps,libnetfilter-queue1,tcpdump")
-# The tag names the package list, so a changed list never reuses an old base.
-LOCAL_BASE = f"p2plab-base:bookworm-{hashlib.sha256(BASE_PACKAGES.encode()).hexdigest()[:8]}"
 # The node's runtime dependencies, pinned to what this checkout runs with.
 # NetfilterQueue: the userspace link stage, run inside node containers on swarm engines.
 NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr", "NetfilterQueue")
@@ -122,33 +117,21 @@ def _image_exists(client: Any, tag: str) -> bool:
 
 
 def ensure_base(client: Any, log: Callable[[str], None] = print) -> str:
-    """The base image; built locally from the Debian mirror when it is ours and missing."""
+    """The base image; built locally (``compose/base_image.py``) when it is ours and
+    missing."""
     base = base_image()
     if _image_exists(client, base):
         return base
     if base != LOCAL_BASE:
         raise BackendError(
             f"base image {base!r} is not present and p2plab never pulls: pull or build it, "
-            f"or unset P2PLAB_BASE_IMAGE to build {LOCAL_BASE} from the Debian mirror"
+            f"or unset P2PLAB_BASE_IMAGE to build {LOCAL_BASE} from the Debian archive"
         )
-    if shutil.which("mmdebstrap") is None:
-        raise BackendError("building the base image needs mmdebstrap: apt-get install mmdebstrap")
     try:
-        archive = debian_archive()
-    except AptSourcesError as exc:
-        raise BackendError(str(exc)) from None
-    log(f"building {LOCAL_BASE} from {archive} (this machine's apt sources; about a minute, once)")
-    with tempfile.TemporaryDirectory(prefix="p2plab-base-") as tmp:
-        tar = Path(tmp) / "rootfs.tar"
         with Heartbeat(f"building {LOCAL_BASE}", log):
-            result = subprocess.run(
-                ["mmdebstrap", "--quiet", "--variant=minbase", f"--include={BASE_PACKAGES}",
-                 "bookworm", str(tar), archive], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BackendError(f"mmdebstrap failed: {result.stderr.strip()[-500:]}")
-        repository, tag = LOCAL_BASE.split(":")
-        client.api.import_image(src=str(tar), repository=repository, tag=tag)
-    return LOCAL_BASE
+            return build_base(log)
+    except BaseImageError as exc:
+        raise BackendError(str(exc)) from None
 
 
 def ensure_wheels(log: Callable[[str], None] = print) -> Path:

@@ -14,9 +14,9 @@ another (two labs at once would measure each other's CPU).
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -129,6 +129,11 @@ def _run_one(path: str, backend: str, runs: str, overrides: list[Override]) -> s
     return str(result.run_dir)
 
 
+def _run_indexed(task: tuple[str, str, str, list[Override], int]) -> tuple[int, str]:
+    path, backend, runs, overrides, index = task
+    return index, _run_one(path, backend, runs, overrides)
+
+
 def run_sweep(path: Path, axes: list[Axis], repeat: int, backend: str, results: Path,
               progress: Callable[[str], None], seed: int | None = None,
               extra: list[Override] | None = None, jobs: int | None = None) -> Path:
@@ -175,16 +180,19 @@ def run_sweep(path: Path, axes: list[Axis], repeat: int, backend: str, results: 
 
     try:
         if is_simulator(backend) and len(todo) > 1:
-            workers = jobs or os.cpu_count() or 1
-            with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(_run_one, str(path), backend, str(out / "runs"),
-                                       extra + p.overrides()): p for p in todo}
-                try:
-                    for future in concurrent.futures.as_completed(futures):
-                        finished(futures[future], future.result())
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            workers = min(jobs or os.cpu_count() or 1, len(todo))
+            pool = multiprocessing.get_context("fork").Pool(workers)
+            try:
+                tasks = [(str(path), backend, str(out / "runs"), extra + p.overrides(), i)
+                         for i, p in enumerate(todo)]
+                for index, run_dir in pool.imap_unordered(_run_indexed, tasks):
+                    finished(todo[index], run_dir)
+                pool.close()
+            except BaseException:
+                pool.terminate()  # an interrupted sweep leaves no simulator running
+                raise
+            finally:
+                pool.join()
         else:
             for point in todo:
                 finished(point, _run_one(str(path), backend, str(out / "runs"),

@@ -52,3 +52,18 @@ def test_override_and_missing_archive(tmp_path: Path, monkeypatch: pytest.Monkey
         debian_archive(etc)
     monkeypatch.setenv("P2PLAB_DEBIAN_MIRROR", "http://mine.example/debian/")
     assert debian_archive(etc) == "http://mine.example/debian"
+
+
+def test_the_base_image_script_runs_before_p2plab_is_installed(tmp_path: Path) -> None:
+    """make scenario runs compose/base_image.py with the system Python, beside the venv's
+    install: it must import with the standard library alone (its sibling apt_sources)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {"PATH": os.environ["PATH"], "P2PLAB_BASE_IMAGE": "mine:1"}
+    done = subprocess.run([sys.executable, "-S", str(ROOT / "compose" / "base_image.py")],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, "mine:1\n"), done.stderr

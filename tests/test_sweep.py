@@ -130,3 +130,34 @@ def test_emulated_sweep_on_netns(tmp_path: Path) -> None:
         assert run.manifest["backend"] == "netns"
         nat = table.loc[row, "lans.home-b.nat"]
         assert run.manifest["overrides"][0] == f"lans.home-b.nat={nat}"
+
+
+def test_an_interrupted_sweep_stops_its_workers_and_resumes(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    from tests.conftest import P2PLAB
+
+    argv = [*P2PLAB, "sweep", "sim-check-30", "--backend", "sim", "--repeat", "3",
+            "--results", str(tmp_path), *[w for s in SWEPT for w in ("--set", s)]]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    time.sleep(6)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers, "the sweep should run simulator workers side by side"
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "the same command resumes the sweep" in err
+    gone = psutil.wait_procs(workers, timeout=10)[1]
+    assert not gone, f"workers left running: {gone}"
+    (folder,) = tmp_path.glob("sweep-sim-check-30-*")
+    done_before = len(list((folder / "done").glob("*.json")))
+    again = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stderr
+    if done_before:
+        assert f"resuming {folder}: {done_before} of 12 runs done" in again.stderr
+    assert len(results.open_sweep(folder).table) == 12
