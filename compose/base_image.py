@@ -19,7 +19,7 @@ from pathlib import Path
 try:
     from p2plab.compose.apt_sources import AptSourcesError, debian_archive
 except ImportError:  # run as a script before p2plab is installed: its sibling file
-    from apt_sources import (  # type: ignore[import-not-found,no-redef]  # see above
+    from apt_sources import (  # type: ignore[no-redef]  # the same names, see above
         AptSourcesError,
         debian_archive,
     )
