@@ -93,7 +93,7 @@ scenario: system
 	  $(PROGRESS) "building the image's Debian base" build/logs/base-image.log -- \
 	    $(PYTHON) compose/base_image.py & base_pid=$$!; \
 	fi; \
-	$(MAKE) --no-print-directory $(STAMP) || exit 1; \
+	$(MAKE) --no-print-directory $(STAMP) || { [ -z "$$base_pid" ] || kill $$base_pid; exit 1; }; \
 	[ -z "$$base_pid" ] || wait $$base_pid || true; \
 	$(BIN)/p2plab run $(NAME) --backend $(BACKEND) --results $(RESULTS)
 
@@ -116,12 +116,13 @@ test:
 	$(PROGRESS) "building the Rust node (cargo)" build/logs/cargo-build.log -- \
 	  env CARGO_TARGET_DIR=$(CARGO_TARGET) cargo build --release --locked --quiet \
 	  --manifest-path node-rust/Cargo.toml & cargo_pid=$$!; \
-	$(MAKE) --no-print-directory system-test $(TEST_STAMP) compose-v2 lint-tools || exit 1; \
+	$(MAKE) --no-print-directory system-test $(TEST_STAMP) compose-v2 lint-tools || \
+	  { kill $$cargo_pid 2>/dev/null; exit 1; }; \
 	wait $$cargo_pid || exit 1; \
 	$(MAKE) --no-print-directory test-stages
 
 test-stages: setup $(TEST_STAMP)
-	@mkdir -p build; rm -f build/checks.status; \
+	@mkdir -p build; rm -f build/checks.status build/lane.status; \
 	( lint=0; $(MAKE) --no-print-directory lint > build/lint.log 2>&1 || lint=$$?; \
 	  rust=0; ( cd node-rust && CARGO_TARGET_DIR=$(CARGO_TARGET) cargo test --release --locked --quiet ) \
 	    > build/rust-tests.log 2>&1 || rust=$$?; \

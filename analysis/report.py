@@ -166,6 +166,9 @@ def punches_by_class(punches: dict[str, Any], classes: dict[str, str]) -> dict[s
         entry = out.setdefault(key, {"attempts": 0, "successes": 0, "time_to_direct_ms": None})
         entry["attempts"] += punch["attempts"]
         entry["successes"] += punch["successes"]
+        if punch.get("time_to_direct_ms"):
+            entry["time_to_direct_ms"] = max(entry["time_to_direct_ms"] or 0.0,
+                                             punch["time_to_direct_ms"])
     return out
 
 

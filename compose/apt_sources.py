@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 APT_ETC = Path("/etc/apt")
+DEBIAN_CODENAMES = {"buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid"}
 
 
 class AptSourcesError(RuntimeError):
@@ -28,6 +29,15 @@ class Source:
     uri: str
     suites: tuple[str, ...]
     origin: str  # file:line, for messages
+    signed_by: str = ""
+
+    def is_debian(self) -> bool:
+        """Debian's own archive (or a mirror or proxy of it), not a third-party repository
+        (a browser's, an editor's): signed by Debian's keyring, or serving a Debian
+        release by its codename."""
+        if "debian-archive-keyring" in self.signed_by:
+            return True
+        return any(s.split("-")[0] in DEBIAN_CODENAMES for s in self.suites)
 
 
 def _deb822_entries(path: Path) -> list[Source]:
@@ -44,7 +54,7 @@ def _deb822_entries(path: Path) -> list[Source]:
             if "deb" in types and fields.get("enabled", "yes").lower() != "no":
                 for uri in fields.get("uris", "").split():
                     found.append(Source(uri.rstrip("/"), tuple(fields.get("suites", "").split()),
-                                        f"{path}:{start}"))
+                                        f"{path}:{start}", fields.get("signed-by", "")))
             fields, start = {}, number + 1
             continue
         if ":" in line and not line[0].isspace():
@@ -61,12 +71,16 @@ def _one_line_entries(path: Path) -> list[Source]:
         if not words or words[0] != "deb":
             continue
         words = words[1:]
+        options = []
         if words and words[0].startswith("["):
             while words and not words[0].endswith("]"):
-                words = words[1:]
-            words = words[1:]
+                options.append(words.pop(0))
+            options.append(words.pop(0) if words else "")
+        signed_by = next((o.strip("[]").split("=", 1)[1] for o in options
+                          if o.strip("[]").startswith("signed-by=")), "")
         if len(words) >= 2:
-            found.append(Source(words[0].rstrip("/"), (words[1],), f"{path}:{number}"))
+            found.append(Source(words[0].rstrip("/"), (words[1],), f"{path}:{number}",
+                                signed_by))
     return found
 
 
@@ -86,14 +100,16 @@ def sources(etc: Path = APT_ETC) -> list[Source]:
 
 
 def debian_archive(etc: Path = APT_ETC) -> str:
-    """The URI of the machine's Debian archive: the first source serving a Debian release
-    suite (not only ``-security``, ``-updates`` or ``-backports``); the override first."""
+    """The URI of the machine's Debian archive: the first of Debian's own sources (see
+    ``Source.is_debian``) serving a release suite (not only ``-security``, ``-updates``
+    or ``-backports``); the override first."""
     override = os.environ.get("P2PLAB_DEBIAN_MIRROR")
     if override:
         return override.rstrip("/")
     release_suffixes = ("-security", "-updates", "-backports", "-proposed-updates")
     for source in sources(etc):
-        if any(s and not s.endswith(release_suffixes) for s in source.suites):
+        if source.is_debian() and any(s and not s.endswith(release_suffixes)
+                                      for s in source.suites):
             return source.uri
     raise AptSourcesError(
         f"no Debian archive among this machine's apt sources ({etc}/sources.list and "

@@ -18,13 +18,14 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
-from p2plab.analysis.headline import headline
+from p2plab.analysis.headline import FIGURES, headline
 from p2plab.analysis.sweep_page import write_sweep_outputs
 from p2plab.compose.backends.registry import is_simulator
 from p2plab.orchestrate.session import run_scenario
@@ -32,6 +33,9 @@ from p2plab.topology.loading import ScenarioError, load_scenario
 from p2plab.topology.overrides import Override, OverrideError, parse_override, seed_override
 
 from p2plab.files import write_atomic
+
+# Columns of sweep.csv besides the parameters: no axis may take their names.
+RESERVED = {"point", "repeat", "seed", "status", "run_dir", *(f.key for f in FIGURES)}
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,12 @@ def parse_axis(text: str) -> Axis:
     if not sep or not path.strip() or not values_text.strip():
         raise OverrideError(f"--set {text}: write PATH=V1,V2,..., e.g. --set "
                             "connect.degree=4,6,8")
+    if path.strip() in RESERVED:
+        raise OverrideError(f"--set {text}: {path.strip()!r} is a column of the sweep's own "
+                            "table" + (": each run gets its own seed, drawn from --seed; "
+                                       "use --repeat N for more seeds per point"
+                                       if path.strip() == "seed" else "; sweep a scenario "
+                                       "field"))
     values = _split_values(values_text)
     if any(not v for v in values):
         raise OverrideError(f"--set {text}: an empty value between commas")
@@ -116,6 +126,8 @@ class SweepSpec:
     base_seed: int
     backend: str
     extra: list[str] = field(default_factory=list)  # --set overrides applied to every run
+    # The scenario file's content: an edited file is another sweep, not a resumed one.
+    scenario_sha256: str = ""
 
     def digest(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True)
@@ -127,6 +139,14 @@ def _run_one(path: str, backend: str, runs: str, overrides: list[Override]) -> s
     result = run_scenario(Path(path), backend, Path(runs), lambda message: None,
                           overrides=overrides)
     return str(result.run_dir)
+
+
+def _worker_signals() -> None:
+    """Workers leave Ctrl-C and a closed terminal to the parent, which terminates them
+    (SIGTERM, left at its default so that works)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _run_indexed(task: tuple[str, str, str, list[Override], int]) -> tuple[int, str]:
@@ -150,7 +170,8 @@ def run_sweep(path: Path, axes: list[Axis], repeat: int, backend: str, results: 
     extra = extra or []
     base = load_scenario(path, extra)
     spec = SweepSpec(str(path), axes, repeat, base.seed if seed is None else seed, backend,
-                     [o.text for o in extra])
+                     [o.text for o in extra],
+                     hashlib.sha256(path.read_bytes()).hexdigest())
     plan = points(axes, repeat, spec.base_seed)
     for point in plan:  # every point validates before the first one runs
         try:
@@ -181,7 +202,10 @@ def run_sweep(path: Path, axes: list[Axis], repeat: int, backend: str, results: 
     try:
         if is_simulator(backend) and len(todo) > 1:
             workers = min(jobs or os.cpu_count() or 1, len(todo))
-            pool = multiprocessing.get_context("fork").Pool(workers)
+            # A fresh process per run: each run's peak memory is its own (the manifest
+            # records it), and no state of one simulation reaches the next.
+            pool = multiprocessing.get_context("fork").Pool(
+                workers, initializer=_worker_signals, maxtasksperchild=1)
             try:
                 tasks = [(str(path), backend, str(out / "runs"), extra + p.overrides(), i)
                          for i, p in enumerate(todo)]

@@ -44,6 +44,23 @@ def test_one_line_list_with_options_and_disabled_deb822(tmp_path: Path,
     assert debian_archive(etc) == "http://proxy.example:3142/debian"
 
 
+def test_third_party_repositories_are_not_the_debian_archive(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("P2PLAB_DEBIAN_MIRROR", raising=False)
+    etc = _etc(tmp_path, {
+        "sources.list.d/brave-browser-release.list":
+            "deb [signed-by=/usr/share/keyrings/brave.gpg] https://brave.example/ stable main\n",
+        "sources.list.d/code.sources": "Types: deb\nURIs: https://code.example/repo\n"
+                                       "Suites: stable\nComponents: main\n",
+        "sources.list.d/debian.sources":
+            "Types: deb\nURIs: http://mirror.example/debian\nSuites: stable stable-updates\n"
+            "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"})
+    assert debian_archive(etc) == "http://mirror.example/debian"
+    (etc / "sources.list.d" / "debian.sources").unlink()
+    with pytest.raises(AptSourcesError, match="no Debian archive"):
+        debian_archive(etc)
+
+
 def test_override_and_missing_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     etc = _etc(tmp_path, {"sources.list.d/x.list": "deb http://a.example/debian-security "
                                                    "bookworm-security main\n"})

@@ -55,6 +55,19 @@ def test_overrides_change_the_scenario_and_the_text_as_run() -> None:
     assert load_scenario(GOSSIP).text == GOSSIP.read_text()
 
 
+def test_an_override_of_an_aliased_value_changes_only_its_place(tmp_path: Path) -> None:
+    text = NAT_RELAY.read_text().replace(
+        "{name: home-a, subnet: 10.1.0.0/24, nat: port-restricted}",
+        "{name: home-a, subnet: 10.1.0.0/24, nat: port-restricted, link: &l {latency_ms: 10}}"
+    ).replace("{name: home-b, subnet: 10.2.0.0/24, nat: port-restricted}",
+              "{name: home-b, subnet: 10.2.0.0/24, nat: port-restricted, link: *l}")
+    path = tmp_path / "aliased.yaml"
+    path.write_text(text)
+    scenario = load_scenario(path, [parse_override("lans.home-a.link.latency_ms=50")])
+    links = {lan.name: lan.link.latency_ms for lan in scenario.lans if lan.link}
+    assert links == {"home-a": 50, "home-b": 10}
+
+
 def test_a_field_the_file_leaves_out_can_be_set() -> None:
     scenario = load_scenario(NAT_RELAY, [parse_override("settle=5"),
                                          parse_override("lans.home-a.link.loss_pct=2")])

@@ -284,6 +284,7 @@ def test_classes_and_aggregated_punches() -> None:
     grouped = punches_by_class(punches, classes)
     assert grouped["m · symmetric ↔ peer · port-restricted"] == {
         "attempts": 60, "successes": 0, "time_to_direct_ms": None}
+    assert grouped["peer · port-restricted ↔ peer · port-restricted"]["time_to_direct_ms"] == 158.0
     summary = {"connections": {}, "hole_punch": punches}
     (table,) = [s for s in connection_sections(summary, classes) if s.title == "Hole punching"]
     rows = next(b.table.rows for b in table.blocks if b.table)

@@ -39,6 +39,7 @@ def test_axes_and_points() -> None:
     assert {(tuple(p.params.items()), p.repeat, p.seed) for p in fewer} <= \
         {(tuple(p.params.items()), p.repeat, p.seed) for p in plan}
     for bad, message in [("a", "PATH=V1,V2"), ("a=1,,2", "empty value"),
+                         ("seed=1,2", "use --repeat N"), ("t90_ms=1,2", "a column of"),
                          ("a=1,1", "listed twice"), ("a..b=1,2", "not a field path")]:
         with pytest.raises(OverrideError, match=message):
             parse_axis(bad)
@@ -50,7 +51,7 @@ def test_bad_points_stop_the_sweep_before_any_run(tmp_path: Path) -> None:
         run_sweep(SIM_CHECK, [parse_axis("nodes.peer.count=12,abc")], 1, "sim", tmp_path,
                   lambda m: None)
     with pytest.raises(OverrideError, match="only with --backend sim"):
-        run_sweep(SIM_CHECK, [parse_axis("seed=1,2")], 1, "netns", tmp_path, lambda m: None,
+        run_sweep(SIM_CHECK, [parse_axis("settle=1,2")], 1, "netns", tmp_path, lambda m: None,
                   jobs=2)
     assert not any(tmp_path.iterdir())
 

@@ -10,7 +10,6 @@ item's name (``nodes.peer.count``). VALUE is YAML: ``10``, ``symmetric``, ``null
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -97,12 +96,22 @@ def _dotted(path: tuple[Any, ...]) -> str:
     return out
 
 
+def _unshared(value: Any) -> Any:
+    """A copy in which nothing is shared: YAML aliases (``*link``) load as one object in
+    several places, and an override of one place must not change the others."""
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[Override]
                     ) -> tuple[dict[str, Any], dict[tuple[Any, ...], Override]]:
     """A copy of ``data`` with every override applied in order, and each override's
     location in the data (names resolved to indices), for naming it in errors. A missing
     mapping on the way is made, so a field the file leaves at its default can be set."""
-    result = copy.deepcopy(data)
+    result = _unshared(data) if overrides else data
     locations: dict[tuple[Any, ...], Override] = {}
     for override in overrides:
         container: Any = result
@@ -115,7 +124,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[Override]
             container = container[concrete]
             done += (concrete,)
         concrete = _step(container, last, override, done)
-        container[concrete] = copy.deepcopy(override.value)
+        container[concrete] = _unshared(override.value)
         locations[done + (concrete,)] = override
     return result, locations
 

@@ -77,8 +77,8 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
                     continue  # and it has finished already
             deadline = time.monotonic() + SWEEP_TIMEOUT_S
             while time.monotonic() < deadline:
-                if not ours and not manager.services.list(filters={"name": name}):
-                    break  # the other cleaner's sweep is done and gone
+                if not manager.services.list(filters={"name": name}):
+                    break  # the other cleaner removed it: the sweep is done
                 try:
                     states = [t["Status"]["State"] for t in sweep.tasks()]
                 except docker.errors.NotFound:
@@ -92,11 +92,13 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
             else:
                 log(f"the sweep of run {run} did not finish on every engine in "
                     f"{SWEEP_TIMEOUT_S:g} s")
+            # Removed by whichever cleaner gets here first (a cleaner killed before its
+            # remove would otherwise leave the service behind for good).
+            try:
+                sweep.remove()
+            except docker.errors.NotFound:
+                pass
             if ours:
-                try:
-                    sweep.remove()
-                except docker.errors.NotFound:
-                    pass
                 removed.append(f"containers and volumes of run {run} on every engine")
     for _attempt in range(20):
         left = [n for n in manager.networks.list(filters={"label": selector})
