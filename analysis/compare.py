@@ -6,8 +6,6 @@ absolute for ratios), so a regression between versions or settings stands out.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from p2plab.analysis.cpu import caveat
 from p2plab.analysis.event_log import read_event_log
 from p2plab.analysis.headline import FIGURES
 from p2plab.analysis.pages import render_page
+from p2plab.analysis.plots import png_base64
 from p2plab.analysis.tables import build_tables
 
 from p2plab.files import write_atomic
@@ -115,11 +114,7 @@ def _overlay_png(run_a: Path, run_b: Path, a: dict[str, Any], b: dict[str, Any])
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_base64(fig)
 
 
 def write_page(rows: list[Row], run_a: Path, run_b: Path, tolerance: float, out: Path) -> None:

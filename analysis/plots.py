@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,15 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def png_base64(fig: plt.Figure) -> str:
+    """The figure as base64 PNG, for a self-contained page (sweep, compare); closed."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def latency_cdf(deliveries: pd.DataFrame, meta: dict[str, Any], path: Path) -> Path | None:
@@ -89,8 +100,8 @@ def delivery_heatmap(per_pair: pd.DataFrame, meta: dict[str, Any], path: Path) -
             v = per_pair.iat[i, j]
             if pd.notna(v):
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
-    ax.set_xlabel("receiver")
-    ax.set_ylabel("publisher")
+    ax.set_xlabel(per_pair.columns.name or "receiver")
+    ax.set_ylabel(per_pair.index.name or "publisher")
     fig.colorbar(image, ax=ax, label="delivery ratio")
     ax.set_title(f"Delivery ratio, publisher × receiver\n{_subtitle(meta)}", fontsize=9)
     return _save(fig, path)

@@ -58,9 +58,9 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     write_atomic(run_dir / "summary.json", json.dumps(summary, indent=None if big else 2) + "\n")
     topology = run_dir / TOPOLOGY_FILE  # written by the executor; older folders lack it
     graph = picture_from_json(topology.read_text()) if topology.exists() else None
-    figures = render_plots(run_dir, manifest, summary, graph, events)
-    report = report_model(manifest, summary, verdicts, figures, scenario.description,
-                          node_classes(manifest, list(summary["nodes"])))
+    classes = node_classes(manifest, list(summary["nodes"]))
+    figures = render_plots(run_dir, manifest, summary, graph, events, classes)
+    report = report_model(manifest, summary, verdicts, figures, scenario.description, classes)
     write_atomic(run_dir / "report.md", render_markdown(report))
     write_atomic(run_dir / "report.html", render_html(report, figures))
     return summary, verdicts
@@ -77,7 +77,8 @@ def interruption(manifest: dict[str, Any]) -> str | None:
 
 
 def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any],
-                 graph: Any, events: EventLog | None = None) -> dict[str, Path]:
+                 graph: Any, events: EventLog | None, classes: dict[str, str]
+                 ) -> dict[str, Path]:
     """Tables to CSV, and every plot that has data, into plots/."""
     tables = save_tables(run_dir, events)
     out = run_dir / "plots"
@@ -88,7 +89,6 @@ def render_plots(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any
         meta["libp2p_version"] = " + ".join(str(i.get("libp2p")) for _, i in sorted(ran.items()))
     deliveries = tables["deliveries"]
     expected = {m["msg_id"]: m["expected"] for m in summary["delivery"]["per_message"]}
-    classes = node_classes(manifest, list(summary["nodes"]))
     per_pair = delivery_grid(summary, deliveries, classes)
     made = {
         "topology": (plots.topology_picture(graph, meta, out / "topology.png")
@@ -138,7 +138,10 @@ def delivery_grid(summary: dict[str, Any], deliveries: pd.DataFrame,
                        col=first["receiver"].astype(str).map(receivers)).groupby(
         ["row", "col"]).size()
     rows = sorted(set(row_of.values()))
-    frame = pd.DataFrame(index=rows, columns=sorted(members.index), dtype=float)
+    frame = pd.DataFrame(index=pd.Index(rows, name="publisher class" if by_class else
+                                        "publisher"),
+                         columns=pd.Index(sorted(members.index),
+                                          name="receiver class (group · NAT)"), dtype=float)
     for p in publishers:  # what each publisher's messages could reach, per class
         for col, size in members.items():
             own = 1 if receivers.get(p) == col else 0  # a publisher does not receive its own

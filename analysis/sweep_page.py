@@ -5,8 +5,6 @@ parameters)."""
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after the backend is chosen
 from p2plab.analysis.headline import FIGURES
 from p2plab.analysis.pages import render_page
+from p2plab.analysis.plots import png_base64
 
 from p2plab.files import write_atomic
 
@@ -37,20 +36,16 @@ def sweep_frame(spec: dict[str, Any], records: list[dict[str, Any]]) -> pd.DataF
     return pd.DataFrame(rows, columns=columns)
 
 
-def _axis_values(values: pd.Series) -> tuple[list[Any], bool]:
-    """The axis's values in order, and whether they are numbers (a numeric x axis)."""
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().all():
-        return sorted(numbers.unique().tolist()), True
-    return list(dict.fromkeys(values.tolist())), False
+def _numeric(values: pd.Series) -> bool:
+    """Whether an axis's values are all numbers (a numeric x axis; else categories)."""
+    return bool(pd.to_numeric(values, errors="coerce").notna().all())
 
 
 def plot(frame: pd.DataFrame, axis: str, others: list[str], key: str, label: str) -> str:
     """PNG (base64) of ``key`` against ``axis``: mean over repeats, min-max band."""
     fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=100)
-    data = frame.copy()
-    data["_x"] = pd.to_numeric(data[axis], errors="coerce") if _axis_values(data[axis])[1] \
-        else data[axis]
+    numeric = _numeric(frame[axis])
+    data = frame.assign(_x=pd.to_numeric(frame[axis]) if numeric else frame[axis])
     groups = data.groupby(others, sort=False) if others else [((), data)]
     for name, group in groups:
         stats = group.groupby("_x", sort=True)[key].agg(["mean", "min", "max"]).dropna()
@@ -58,21 +53,17 @@ def plot(frame: pd.DataFrame, axis: str, others: list[str], key: str, label: str
             continue
         names = name if isinstance(name, tuple) else (name,)
         line_label = ", ".join(f"{o}={v}" for o, v in zip(others, names, strict=True)) or None
-        x = list(range(len(stats))) if not _axis_values(data[axis])[1] else stats.index
+        x = stats.index if numeric else list(range(len(stats)))
         ax.plot(x, stats["mean"], marker="o", label=line_label)
         ax.fill_between(x, stats["min"], stats["max"], alpha=0.2)
-        if not _axis_values(data[axis])[1]:
+        if not numeric:
             ax.set_xticks(list(range(len(stats))), [str(v) for v in stats.index])
     ax.set_xlabel(axis)
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     if others:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_base64(fig)
 
 
 def write_sweep_outputs(out: Path, spec: dict[str, Any], records: list[dict[str, Any]],

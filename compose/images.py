@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from p2plab.compose import rustnode
 from p2plab.compose.backends.base import BackendError
@@ -27,9 +27,6 @@ from p2plab.compose.base_image import LOCAL_BASE, BaseImageError, build_base
 import p2plab
 from p2plab.progress import Heartbeat
 from p2plab.resources import cache_dir, image_dir, package_dir
-
-if TYPE_CHECKING:
-    from p2plab.topology.plan import LabPlan
 
 IMAGE_DIR = image_dir()
 IMAGE_REPO = "p2plab-node"
@@ -69,10 +66,6 @@ def _code_files() -> dict[str, Path]:
     for inside, (package, names) in IMAGE_MODULES.items():
         files.update({f"{inside}/{name}": package_dir(package) / name for name in names})
     return files
-
-
-def needs_rust(plan: LabPlan) -> bool:
-    return any(node.impl == "rust" for node in plan.nodes.values())
 
 
 def image_tag(rust: bool = True) -> str:

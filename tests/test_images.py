@@ -24,8 +24,8 @@ def test_tags_differ_and_name_the_variant() -> None:
 
 
 def test_which_plans_need_the_rust_node() -> None:
-    assert not images.needs_rust(build_plan(load_scenario(scenarios_dir() / "nat-relay.yaml")))
-    assert images.needs_rust(build_plan(load_scenario(scenarios_dir() / "gossip-50.yaml")))
+    assert not build_plan(load_scenario(scenarios_dir() / "nat-relay.yaml")).uses("rust")
+    assert build_plan(load_scenario(scenarios_dir() / "gossip-50.yaml")).uses("rust")
 
 
 def test_build_context_without_the_rust_node(tmp_path: Path) -> None:

@@ -92,6 +92,21 @@ def test_compare_flags_regressions(tmp_path: Path) -> None:
     assert compare_module._latencies(tmp_path / "b") == [12.5, 30.0]  # first copies only
 
 
+def _chromium() -> str:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium missing: make test installs it (apt-get install chromium)")
+    return chromium
+
+
+def _browser_shot(page: Path, shot: Path) -> tuple[float, int]:
+    """A page rendered by headless Chromium: the screenshot's colour share and colours."""
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+                    "--hide-scrollbars", "--window-size=1200,3000", f"--screenshot={shot}",
+                    f"file://{page}"], capture_output=True, timeout=120)
+    return _colour_share(shot)
+
+
 @pytest.mark.netns
 @pytest.mark.usefixtures("no_leftovers")
 def test_suite_report_browser_and_compare(tmp_path: Path) -> None:
@@ -122,15 +137,9 @@ def test_suite_report_browser_and_compare(tmp_path: Path) -> None:
     assert 0 < summary["propagation"]["t90_ms_median"] <= summary["propagation"]["t100_ms_median"]
 
     # The HTML report renders in a real browser, images included.
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium missing: make test installs it (apt-get install chromium)")
-    shot = tmp_path / "report.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1200,3000", f"--screenshot={shot}",
-                    f"file://{lan / 'report.html'}"], capture_output=True, timeout=120)
-    share, colours = _colour_share(shot)
+    share, colours = _browser_shot(lan / "report.html", tmp_path / "report.png")
     assert share > 0.02 and colours > 200, (share, colours)
+    chromium = _chromium()
     text_only = tmp_path / "text.html"
     text_only.write_text((lan / "report.html").read_text().split("<h2>Topology")[0])
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
@@ -248,14 +257,7 @@ def test_a_report_of_1000_nodes_reads(tmp_path: Path) -> None:
     assert 2 <= len(rows) <= 12, rows  # a header and a row per pair of classes
     assert "server · public ↔ server · public" in connections
     assert "mobile · symmetric" in connections and "peer · port-restricted" in connections
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium missing: make test installs it (apt-get install chromium)")
-    shot = tmp_path / "big.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1200,3000", f"--screenshot={shot}",
-                    f"file://{run / 'report.html'}"], capture_output=True, timeout=120)
-    share, colours = _colour_share(shot)
+    share, colours = _browser_shot(run / "report.html", tmp_path / "big.png")
     assert share > 0.02 and colours > 200, (share, colours)
     assert (run / "report.html").stat().st_size < 3_000_000
 

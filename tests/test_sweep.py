@@ -146,9 +146,12 @@ def test_an_interrupted_sweep_stops_its_workers_and_resumes(tmp_path: Path) -> N
             "--results", str(tmp_path), *[w for s in SWEPT for w in ("--set", s)]]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT)
-    time.sleep(6)
-    workers = psutil.Process(proc.pid).children(recursive=True)
-    assert workers, "the sweep should run simulator workers side by side"
+    deadline = time.monotonic() + 120  # start-up and validation are slow on a busy machine
+    workers: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+        time.sleep(0.5)
+        workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2, "the sweep should run simulator workers side by side"
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -118,6 +118,10 @@ class LabPlan:
         if self.probing:
             yield from self.probes.values()
 
+    def uses(self, impl: str) -> bool:
+        """Whether any node runs ``impl`` (what a backend must build: the Rust node)."""
+        return any(node.impl == impl for node in self.nodes.values())
+
     def neighbour_entries(self) -> int:
         """ARP entries the lab can need: every host may learn every other host on each
         segment it is on (routers sit on two; one more address for a container engine)."""

@@ -27,7 +27,7 @@ from typing import Any
 from p2plab.compose.backends.address_space import host_route_overlaps
 from p2plab.compose.backends.base import PREFIX, BackendError, LocalHosts
 from p2plab.compose.backends.containers import ROLE_LABEL, RUN_LABEL, ContainerBackend
-from p2plab.compose.images import ensure_image, needs_rust
+from p2plab.compose.images import ensure_image
 from p2plab.compose.lab.ownership import run_id_of
 from p2plab.topology.plan import LabPlan
 
@@ -57,7 +57,7 @@ class DockerBackend(LocalHosts, ContainerBackend):
                 f"no Docker engine reachable ({exc}): start it (systemctl start docker) "
                 "or use --backend netns"
             ) from None
-        self.image = ensure_image(self.log, rust=needs_rust(plan))
+        self.image = ensure_image(self.log, rust=plan.uses("rust"))
 
     def check_address_space(self, subnets: list[str]) -> None:
         """Bridges live in the host's own network namespace: a lab subnet that overlaps

@@ -62,7 +62,7 @@ class NetnsBackend(LocalHosts):
                     f"cannot create a network namespace: {result.stderr.strip()}")
         finally:
             subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-        if any(n.impl == "rust" for n in plan.nodes.values()):
+        if plan.uses("rust"):
             self.rust_binary = ensure_binary(self.log)  # before anything is created
 
     def programs(self) -> Programs:

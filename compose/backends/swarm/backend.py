@@ -53,7 +53,6 @@ from p2plab.compose.backends.swarm.stack import (
     remove_swarm_certificates,
 )
 from p2plab.compose.backends.swarm.tls import RunCertificates, issue
-from p2plab.compose.images import needs_rust
 from p2plab.topology.placement import engine_attributes
 from p2plab.topology.plan import LabPlan
 
@@ -145,7 +144,7 @@ class SwarmBackend(ContainerBackend):
              for n in nodes), key=lambda e: e.hostname)
         started = time.monotonic()
         self.image = publish_image(self.manager, self.settings.registry, self.log,
-                                   rust=needs_rust(plan))
+                                   rust=plan.uses("rust"))
         self.timings["image_s"] = round(time.monotonic() - started, 2)
 
     def describe(self) -> dict[str, Any]:
