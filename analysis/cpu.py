@@ -17,6 +17,8 @@ from p2plab.analysis.event_log import EventLog
 SATURATED_PCT = 90.0
 # Per-node CPU before the traffic, over this many seconds, is its idle rate.
 IDLE_WINDOW_S = 5.0
+# Traffic shorter than this gives no per-message CPU figure (see _per_message).
+MIN_TRAFFIC_S = 3.0
 
 
 def _cumulative_at(samples: list[tuple[float, dict[str, float]]], key: str, t: float) -> float:
@@ -117,12 +119,21 @@ def _per_message(samples: list[tuple[float, dict[str, float]]], keys: list[str],
             idle = rate * (end - start)
         per_node[key.split(":", 1)[1]] = round(max(0.0, busy - idle) * 1000.0 / len(messages), 3)
     values = pd.Series(list(per_node.values()), dtype=float)
+    # Samples come once a second: over a shorter burst of traffic, or when no node used
+    # more than at rest, the difference is noise, and 0.0 ms would read as a measurement.
+    unmeasured = (f"the traffic lasted {end - start:.1f} s; CPU is sampled once a second, "
+                  f"so the figure needs {MIN_TRAFFIC_S:g} s or more"
+                  if end - start < MIN_TRAFFIC_S else
+                  "no node used more CPU during the traffic than at rest before it"
+                  if not values.empty and float(values.max()) <= 0.0 else None)
+    shown = None if values.empty or unmeasured else values
     return {"cpu_ms_per_message": {
         "messages": len(messages), "window_s": round(end - start, 2), "idle_subtracted": has_idle,
-        "per_node": per_node,
-        "p50": None if values.empty else round(float(values.median()), 3),
-        "max": None if values.empty else round(float(values.max()), 3),
-        "all_nodes": round(float(values.sum()), 3),
+        "per_node": per_node if shown is not None else {},
+        "p50": None if shown is None else round(float(shown.median()), 3),
+        "max": None if shown is None else round(float(shown.max()), 3),
+        "all_nodes": None if shown is None else round(float(shown.sum()), 3),
+        "unmeasured": unmeasured,
     }}
 
 

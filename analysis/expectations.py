@@ -127,8 +127,10 @@ def check(expect: Expectations, summary: dict[str, Any],
         key = pair_key(*punch_exp.between)[0]
         punch = summary["hole_punch"].get(key)
         outcome = punch["outcome"] if punch else "no attempt"
-        detail = (f"{outcome} ({punch['successes']}/{punch['attempts']} attempts, "
-                  f"{punch['time_to_direct_ms']} ms to direct)") if punch else outcome
+        direct = (f", {punch['time_to_direct_ms']} ms to direct"
+                  if punch and punch["time_to_direct_ms"] is not None else "")
+        detail = (f"{outcome} ({punch['successes']}/{punch['attempts']} attempts{direct})"
+                  if punch else outcome)
         verdicts.append(Verdict(f"hole punch {key}", punch_exp.outcome, detail,
                                 outcome == punch_exp.outcome))
     return _with_caveats(verdicts, summary)

@@ -95,6 +95,11 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _ms(value: float | None) -> str:
+    """A time in ms, or "n/a" where the run has none (no delivery, no direct connection)."""
+    return "n/a" if value is None else f"{value} ms"
+
+
 def implementations_line(manifest: dict[str, Any]) -> str:
     """Which node implementation each node ran, with versions as the nodes reported."""
     impls = manifest.get("implementations") or {}
@@ -120,7 +125,8 @@ def delivery_section(summary: dict[str, Any]) -> Section:
         f"{d['messages_fully_delivered']}",
         f"deliveries: {d['deliveries']}/{d['deliveries_expected']} (ratio "
         f"{_ratio(d['delivery_ratio'])}), duplicate receptions: {d['duplicate_receptions']}",
-        f"latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}, max {lat['max']}",
+        f"latency: p50 {_ms(lat['p50'])}, p95 {_ms(lat['p95'])}, p99 {_ms(lat['p99'])}, "
+        f"max {_ms(lat['max'])}",
         f"receivers that could reach the publisher (no cut link, same partition): "
         f"{d['reachable_deliveries']}/{d['reachable_expected']}",
         *arrival_lines(summary.get("arrivals") or {}),
@@ -173,11 +179,11 @@ def connection_sections(summary: dict[str, Any],
             [[k, sum(c.values()), *[c.get(f, 0) for f in finals]]
              for k, c in sorted(tally.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))])]
     if punches and len(punches) < AGGREGATE_AT:
-        rows = [[k, v["outcome"], v["attempts"], v["successes"], v["time_to_direct_ms"],
+        rows = [[k, v["outcome"], v["attempts"], v["successes"], _ms(v["time_to_direct_ms"]),
                  "; ".join(f"#{f['attempt']} {f['reason']}" for f in v["failures"]) or "-"]
                 for k, v in punches.items()]
         out.append(Section("Hole punching").table(
-            ["pair", "outcome", "attempts", "successes", "time to direct (ms)",
+            ["pair", "outcome", "attempts", "successes", "time to direct",
              "failure reasons"], rows))
     elif punches:
         groups: dict[str, list[dict[str, Any]]] = {}
@@ -236,10 +242,10 @@ def traffic_sections(summary: dict[str, Any]) -> list[Section]:
     if len(flows) > 1 or any(k != "(unnamed)" for k in flows):
         out.append(Section("Traffic flows").table(
             ["flow", "messages", "delivered", "ratio", "reachable ratio",
-             "latency p50 / p99 (ms)"],
+             "latency p50 / p99"],
             [[name, f["messages_published"], f"{f['deliveries']}/{f['deliveries_expected']}",
               _ratio(f["delivery_ratio"]), _ratio(f["reachable_delivery_ratio"]),
-              f"{f['latency_ms']['p50']} / {f['latency_ms']['p99']}"]
+              f"{_ms(f['latency_ms']['p50'])} / {_ms(f['latency_ms']['p99'])}"]
              for name, f in flows.items()]))
     if summary.get("recovery"):
         out.append(Section("Faults and recovery").paragraph(
@@ -293,12 +299,16 @@ def machine_load_section(cpu: dict[str, Any]) -> Section | None:
         + (" — their latency and propagation are partly the machine's CPU queue"
            if sat.get("messages_in_flight") else "")]
     items += [f"{group}: {v['cpu_s']} CPU-s, {v['share_pct']} % of the machine"
+              + (" (their NAT runs in the kernel: in softirq above, not in their processes)"
+                 if group == "routers" else "")
               for group, v in sorted(cpu["groups"].items(), key=lambda kv: -kv[1]["share_pct"])]
     if per_msg.get("p50") is not None:
         items.append(f"CPU per message per node: median {per_msg['p50']} ms, max "
                      f"{per_msg['max']} ms, all nodes together {per_msg['all_nodes']} ms "
                      f"({per_msg['messages']} messages over {per_msg['window_s']} s"
                      + (", idle CPU subtracted)" if per_msg["idle_subtracted"] else ")"))
+    elif per_msg.get("unmeasured"):
+        items.append(f"CPU per message per node: not measured ({per_msg['unmeasured']})")
     top = sorted(cpu["share_pct"].items(), key=lambda kv: -kv[1])[:5]
     items.append("busiest: " + ", ".join(f"{k} {v} %" for k, v in top))
     return Section("Machine load").bullets(items)
@@ -385,8 +395,8 @@ def report_model(manifest: dict[str, Any], summary: dict[str, Any], verdicts: li
             ("verdict", summary["status"]),
             ("delivery ratio", f"{_ratio(d['delivery_ratio'])} "
                                f"({d['deliveries']}/{d['deliveries_expected']})"),
-            ("latency p50 / p99", f"{lat['p50']} / {lat['p99']} ms"),
-            ("time to 90 % of subscribers (median)", f"{prop.get('t90_ms_median')} ms"),
+            ("latency p50 / p99", f"{_ms(lat['p50'])} / {_ms(lat['p99'])}"),
+            ("time to 90 % of subscribers (median)", _ms(prop.get("t90_ms_median"))),
             ("wall time", f"{summary['wall_time_s']} s")],
         verdicts=[VerdictRow(v.name, str(v.expected), str(v.observed), v.caveat, v.passed)
                   for v in verdicts],

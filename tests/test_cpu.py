@@ -54,6 +54,22 @@ def test_cpu_per_message_subtracts_idle_and_groups_processes() -> None:
     assert figures["saturated"]["seconds"] == 0 and figures["saturated"]["messages_in_flight"] == 0
 
 
+def test_cpu_per_message_of_a_short_burst_is_not_a_zero() -> None:
+    """nat-relay's 40 messages go out in 2 s: once-a-second samples cannot tell their CPU
+    from the nodes' start-up, and the report says so instead of printing 0.0 ms."""
+    burst = [{"msg_id": f"m{i}", "t": 10.0 + 0.05 * i, "delays_ms": {"b": 10.0}}
+             for i in range(40)]
+    per = cpu_figures(run_events([20.0] * 20), burst)["cpu_ms_per_message"]
+    assert per["p50"] is None and per["all_nodes"] is None and per["per_node"] == {}
+    assert "the traffic lasted 2.0 s" in per["unmeasured"]
+    from p2plab.analysis.report_model import machine_load_section
+
+    section = machine_load_section(cpu_figures(run_events([20.0] * 20), burst))
+    assert section is not None
+    text = " ".join(b for block in section.blocks for b in block.bullets)
+    assert "CPU per message per node: not measured (the traffic lasted 2.0 s" in text
+
+
 def test_saturation_is_found_and_marks_timing_verdicts(tmp_path: Path) -> None:
     busy = [20.0] * 11 + [95.0, 99.0] + [20.0] * 7
     assert saturated_intervals([(float(i), b) for i, b in enumerate(busy)]) == [(10.0, 12.0)]

@@ -340,3 +340,29 @@ def test_a_wait_before_the_nodes_start_is_not_failed_by_nodes_not_yet_started(
         lab.backend.running.discard("n2")  # it crashed
         with pytest.raises(StepFailed, match="node n2 exited"):
             lab.wait_for("n2's messages", lambda: False, timeout=5)
+
+
+def test_a_timed_out_wait_names_who_is_missing(tmp_path: Path) -> None:
+    """gossip-50's mesh wait once timed out "at boot-1, boot-2, ... and 44 more": every
+    node waited for. The message must name the nodes that lacked the mesh."""
+    from p2plab.compose.lab.events_tail import EventTail
+    from p2plab.compose.lab.waits import Waits
+    from p2plab.topology.loading import load_scenario
+    from p2plab.topology.timeline import MeshAtLeast
+
+    from p2plab.resources import scenarios_dir
+
+    plan = build_plan(load_scenario(scenarios_dir() / "nat-relay.yaml"))
+    events = tmp_path / "events"
+    events.mkdir()
+    for node, mesh in (("alice", ["x"]), ("bob", [])):
+        writer = EventWriter.open(node, events / f"{node}.jsonl")
+        writer.emit("topic_peers", topic="chat", peers=["x"], mesh=mesh)
+        writer.close()
+    tail = EventTail(events)
+    tail.poll()
+    waits = Waits(plan, backend=None, tail=tail, down=set(), started={})  # type: ignore[arg-type]
+    condition = MeshAtLeast(("alice", "bob"), 1)
+    assert not waits.holds(condition)
+    assert list(waits.unmet(condition)) == ["bob"]
+    assert waits.holds(MeshAtLeast(("alice",), 1))

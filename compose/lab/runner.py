@@ -32,7 +32,7 @@ from p2plab.compose.lab.probes import probe_nats
 from p2plab.compose.lab.waits import StepFailed, StepTimeout, Waits
 from p2plab.topology.plan import LabPlan
 from p2plab.topology.schema import LAB_EVENTS, Publish
-from p2plab.topology.timeline import At, Pause, Timeline
+from p2plab.topology.timeline import At, Pause, Timeline, names
 
 from p2plab.control import ControlError
 from p2plab.events import EventWriter
@@ -233,9 +233,10 @@ class Runner:
                 try:
                     self.wait_until(action.what, functools.partial(self.waits.holds, condition),
                                     action.timeout)
-                except StepTimeout:
-                    if action.required:
-                        raise
+                except StepTimeout as exc:
+                    if action.required:  # say who is missing, not only who was waited for
+                        raise StepTimeout(f"{exc}; not there: "
+                                          f"{names(list(self.waits.unmet(condition)))}") from None
                     self.progress(f"not every pair got there ({action.what}); going on")
 
     def finish_publishing(self) -> None:

@@ -5,7 +5,7 @@ wait for. A node that exits while the lab waits fails the wait at once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from p2plab.compose.backends.base import Backend
 from p2plab.compose.lab.events_tail import EventTail
@@ -59,18 +59,24 @@ class Waits:
 
     def holds(self, condition: Condition) -> bool:
         """Whether a wait step's condition is true, from the nodes' events so far."""
+        return next(self.unmet(condition), None) is None
+
+    def unmet(self, condition: Condition) -> Iterator[str]:
+        """The nodes (or ``a<->b`` pairs) for which the condition is not true yet, lazily:
+        ``holds`` stops at the first, a timeout's message names them all."""
         if isinstance(condition, Reserved):
-            return all(self.reserved(n) for n in condition.nodes)
-        if isinstance(condition, MeshAtLeast):
-            return all(self.mesh_size(n) >= condition.peers for n in condition.nodes)
-        if isinstance(condition, Connected):
+            yield from (n for n in condition.nodes if not self.reserved(n))
+        elif isinstance(condition, MeshAtLeast):
+            yield from (n for n in condition.nodes if self.mesh_size(n) < condition.peers)
+        elif isinstance(condition, Connected):
             kind = condition.kind
-            return all(self.connected(a, b, kind) or self.connected(b, a, kind)
-                       for a, b in condition.pairs)
-        if isinstance(condition, Punched):
-            return all(self.punched(a, b) for a, b in condition.pairs)
-        return all(len(self.tail.of(n, "node_started")) > self.starts_before.get(n, 0)
-                   for n in condition.nodes)
+            yield from (f"{a}<->{b}" for a, b in condition.pairs
+                        if not (self.connected(a, b, kind) or self.connected(b, a, kind)))
+        elif isinstance(condition, Punched):
+            yield from (f"{a}<->{b}" for a, b in condition.pairs if not self.punched(a, b))
+        else:
+            yield from (n for n in condition.nodes
+                        if len(self.tail.of(n, "node_started")) <= self.starts_before.get(n, 0))
 
     def reserved(self, node: str) -> bool:
         return any(e["outcome"] == "ok" for e in self.tail.of(node, "relay_reservation"))
