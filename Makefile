@@ -21,15 +21,22 @@ SYSTEM_PACKAGES := iproute2 nftables iptables conntrack tcpdump util-linux mmdeb
 TEST_PACKAGES := chromium stress-ng docker-registry
 PROGRESS := $(PYTHON) p2plab/progress.py
 
+# The Rust node's cargo projects (folder under node-rust/ : the libp2p version it pins):
+# its shared sources are linted, unit-tested and built at each.
+RUST_VERSIONS := .:0.57.1 libp2p-0.53:0.53.2
+CARGO_TARGET := $${P2PLAB_CARGO_TARGET:-$$HOME/.cache/p2plab/cargo-target}
+
 .PHONY: setup system system-test apt-packages scenario test test-stages quick chat clean validate images compose-v2 suite rust-node \
         cluster cluster-down lint lint-tools
 
 setup: $(STAMP) rust-node
 
-# The Rust node (node-rust/), built by cargo into a cache outside the checkout
-# (P2PLAB_CARGO_TARGET, default ~/.cache/p2plab/cargo-target): ~3 min cold, then a no-op.
+# The built-in Rust node at each libp2p version it is declared for (node-rust/ and
+# node-rust/libp2p-0.53/), built by cargo into a cache outside the checkout
+# (P2PLAB_CARGO_TARGET, default ~/.cache/p2plab/cargo-target/NAME@VERSION): ~3.5 min
+# each cold, then a no-op. A lab builds only the implementations its nodes name.
 rust-node: $(STAMP)
-	@$(BIN)/python -c "from p2plab.compose.rustnode import ensure_binary; ensure_binary()"
+	@$(BIN)/python -m p2plab.compose.impls.builds rust@0.57.1 rust@0.53.2
 
 # Installs the Debian packages of $(PACKAGES) that are missing, with a progress line.
 system:
@@ -80,8 +87,9 @@ lint: $(LINT_STAMP)
 	for d in node topology compose analysis orchestrate; do ln -s ../../../$$d build/typecheck/p2plab/$$d; done; \
 	( cd build/typecheck && $(abspath $(BIN))/mypy --config-file ../../pyproject.toml -p p2plab ) || status=1; \
 	echo "== cargo fmt --check"; ( cd node-rust && cargo fmt --check ) || status=1; \
-	echo "== cargo clippy -D warnings"; ( cd node-rust && CARGO_TARGET_DIR=$${P2PLAB_CARGO_TARGET:-$$HOME/.cache/p2plab/cargo-target} \
-	  cargo clippy --locked --quiet --all-targets -- -D warnings ) || status=1; \
+	for v in $(RUST_VERSIONS); do echo "== cargo clippy -D warnings (rust-libp2p $${v#*:})"; \
+	  ( cd node-rust/$${v%%:*} && CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} \
+	    cargo clippy --locked --quiet --all-targets -- -D warnings ) || status=1; done; \
 	exit $$status
 
 # Builds only what the scenario needs: the Rust node (and the image with it) only when
@@ -110,22 +118,23 @@ validate: $(STAMP)
 # then the Docker tests beside the swarm tests (a cluster of engines of their own;
 # build/swarm-tests.log). Every stage runs whatever the others said; the exit status is
 # a failure if any failed.
-CARGO_TARGET := $${P2PLAB_CARGO_TARGET:-$$HOME/.cache/p2plab/cargo-target}
 test:
 	@mkdir -p build/logs; \
-	$(PROGRESS) "building the Rust node (cargo)" build/logs/cargo-build.log -- \
-	  env CARGO_TARGET_DIR=$(CARGO_TARGET) cargo build --release --locked --quiet \
-	  --manifest-path node-rust/Cargo.toml & cargo_pid=$$!; \
+	$(PROGRESS) "building the Rust node at each version (cargo)" build/logs/cargo-build.log -- \
+	  sh -c 'for v in $(RUST_VERSIONS); do CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} \
+	    cargo build --release --locked --quiet --manifest-path node-rust/$${v%%:*}/Cargo.toml \
+	    || exit 1; done' & cargo_pid=$$!; \
 	$(MAKE) --no-print-directory system-test $(TEST_STAMP) compose-v2 lint-tools || \
 	  { kill $$cargo_pid 2>/dev/null; exit 1; }; \
 	wait $$cargo_pid || exit 1; \
 	$(MAKE) --no-print-directory test-stages
 
 test-stages: setup $(TEST_STAMP)
-	@mkdir -p build; rm -f build/checks.status build/lane.status; \
+	@mkdir -p build; rm -f build/checks.status build/lane.status build/rust-tests.log; \
 	( lint=0; $(MAKE) --no-print-directory lint > build/lint.log 2>&1 || lint=$$?; \
-	  rust=0; ( cd node-rust && CARGO_TARGET_DIR=$(CARGO_TARGET) cargo test --release --locked --quiet ) \
-	    > build/rust-tests.log 2>&1 || rust=$$?; \
+	  rust=0; for v in $(RUST_VERSIONS); do ( cd node-rust/$${v%%:*} && \
+	    CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} cargo test --release --locked --quiet ) \
+	    >> build/rust-tests.log 2>&1 || rust=1; done; \
 	  echo "$$lint $$rust" > build/checks.status ) & checks_pid=$$!; \
 	images=0; $(MAKE) --no-print-directory images || images=$$?; \
 	wait $$checks_pid; lint=1; rust=1; read lint rust < build/checks.status; \

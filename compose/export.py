@@ -16,20 +16,23 @@ holds no NET_ADMIN.
 from __future__ import annotations
 
 import shlex
+import shutil
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
-from p2plab.compose import rustnode
 from p2plab.compose.backends.containers import route_commands, router_environment
 from p2plab.compose.backends.docker import bridge_rule, seal_bridge_commands
 from p2plab.compose.images import (
-    IMAGE_PROGRAMS,
     base_image,
+    compiled,
     ensure_wheels,
+    image_programs,
     image_tag,
     write_build_context,
 )
+from p2plab.compose.impls.builds import APP_IMPLS, Built
 from p2plab.topology.plan import LabPlan
 
 LAB = PurePosixPath("/lab")
@@ -58,7 +61,7 @@ def _host_script(plan: LabPlan) -> str:
     ])
 
 
-def compose_project(plan: LabPlan, tag: str) -> dict[str, Any]:
+def compose_project(plan: LabPlan, tag: str, builds: Mapping[str, Built]) -> dict[str, Any]:
     # Not the run labels: an exported lab belongs to its compose project, and `p2plab
     # clean` (which selects by p2plab.run) must never remove it.
     labels = {"p2plab.export": plan.scenario.name}
@@ -102,7 +105,7 @@ def compose_project(plan: LabPlan, tag: str) -> dict[str, Any]:
             depends += relays
         services[node.name] = {
             **common,
-            "command": node.command(LAB, IMAGE_PROGRAMS),
+            "command": node.command(LAB, image_programs(builds)),
             "networks": {node.segment: {"ipv4_address": str(node.ip)}},
             "sysctls": {"net.ipv6.conf.all.disable_ipv6": "1"},
             "depends_on": depends,
@@ -118,11 +121,13 @@ def compose_project(plan: LabPlan, tag: str) -> dict[str, Any]:
     return {"name": f"p2plab-{plan.scenario.name}", "networks": networks, "services": services}
 
 
-def export_compose(plan: LabPlan, scenario_text: str, out: Path) -> Path:
-    """Write the compose project into ``out`` (which must not exist or be empty)."""
+def export_compose(plan: LabPlan, scenario_text: str, out: Path,
+                   builds: Mapping[str, Built]) -> Path:
+    """Write the compose project into ``out`` (which must not exist or be empty);
+    ``builds``: each implementation the plan's nodes name, built."""
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: choose a new folder")
-    tag = image_tag()
+    tag = image_tag(list(builds.values()))
     lab = out / "lab"
     for sub in ("events", "control", "routers"):
         (lab / sub).mkdir(parents=True, exist_ok=True)
@@ -130,10 +135,16 @@ def export_compose(plan: LabPlan, scenario_text: str, out: Path) -> Path:
         (lab / "routers" / f"{router.name}.nft").write_text(router.nft_ruleset)
     image = out / "image"
     image.mkdir()
-    write_build_context(image, ensure_wheels(lambda m: None),
-                        rustnode.ensure_binary(lambda m: None))
+    write_build_context(image, ensure_wheels(lambda m: None))
+    # One image here: compiled programs go where the layered image has them (app/ is
+    # /opt/p2plab/ in the image).
+    for built in compiled(list(builds.values())):
+        assert built.program is not None
+        folder = image / "app" / PurePosixPath(APP_IMPLS).relative_to("/opt/p2plab") / built.key
+        folder.mkdir(parents=True)
+        shutil.copy(built.program, folder / built.program.name)
     (out / "scenario.yaml").write_text(scenario_text)
-    project = compose_project(plan, tag)
+    project = compose_project(plan, tag, builds)
     (out / "compose.yaml").write_text(
         f"# Exported by p2plab from scenario {plan.scenario.name!r} (seed "
         f"{plan.scenario.seed}). See README.md.\n"

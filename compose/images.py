@@ -3,8 +3,11 @@
 Steps, each skipped when its result exists: a Debian base image (mmdebstrap from the
 Debian mirror, then ``docker import``) unless P2PLAB_BASE_IMAGE names another base;
 wheels of the node's Python dependencies, built on the host (no network is needed
-inside ``docker build``); the image itself, tagged with the project version and a hash
-of everything that goes into it, so a stale image is never used silently.
+inside ``docker build``); the node image (our code, the py node, the router script),
+tagged with the project version and a hash of everything that goes into it, so a stale
+image is never used silently; and, when a lab runs compiled implementations, a layer
+on top holding their programs (``/opt/p2plab/impls/NAME@VERSION/``), tagged with their
+build hashes: built in seconds, shared by every lab that runs the same set.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from p2plab.compose import rustnode
 from p2plab.compose.backends.base import BackendError
 from p2plab.compose.base_image import LOCAL_BASE, BaseImageError, build_base
+from p2plab.compose.impls.builds import Built
+from p2plab.topology.plan import LAB_PYTHON
 
 import p2plab
 from p2plab.progress import Heartbeat
@@ -43,8 +47,13 @@ IMAGE_MODULES = {"p2plab/compose": ("p2plab.compose", ("__init__.py",)),
                  "p2plab/compose/backends": ("p2plab.compose.backends", ("__init__.py",)),
                  "p2plab/compose/lab": ("p2plab.compose.lab", ("__init__.py", "linkstage.py"))}
 APP_DIR = "/opt/p2plab"
-# How a container starts each node implementation (the Rust node's binary is in app/bin).
-IMAGE_PROGRAMS = {"py": ["python"], "rust": [f"{APP_DIR}/bin/{rustnode.BINARY_NAME}"]}
+# The layer of compiled implementations over the node image.
+IMPLS_DOCKERFILE = "ARG NODE_IMAGE\nFROM ${NODE_IMAGE}\nCOPY impls/ /opt/p2plab/impls/\n"
+
+
+def image_programs(builds: Mapping[str, Built]) -> dict[str, list[str]]:
+    """How a container starts each implementation (by spec) and the lab's Python."""
+    return {LAB_PYTHON: ["python"], **{spec: b.image_argv() for spec, b in builds.items()}}
 
 
 def requirements() -> str:
@@ -68,10 +77,9 @@ def _code_files() -> dict[str, Path]:
     return files
 
 
-def image_tag(rust: bool = True) -> str:
-    """``p2plab-node:VERSION-HASH`` (with the Rust node) or ``...-HASH-py`` (without: a
-    lab of py nodes never waits on cargo); the hash covers Dockerfile, requirements,
-    base and code (and the Rust node's sources, when it is in)."""
+def node_image_tag() -> str:
+    """``p2plab-node:VERSION-HASH``: the hash covers Dockerfile, requirements, base and
+    code."""
     digest = hashlib.sha256()
     inputs = {"Dockerfile": IMAGE_DIR / "Dockerfile", "router.sh": IMAGE_DIR / "router.sh",
               **_code_files()}
@@ -80,9 +88,25 @@ def image_tag(rust: bool = True) -> str:
         digest.update(path.read_bytes())
     digest.update(requirements().encode())
     digest.update(base_image().encode())
-    if rust:
-        digest.update(rustnode.source_hash().encode())
-    return f"{IMAGE_REPO}:{p2plab.__version__}-{digest.hexdigest()[:12]}{'' if rust else '-py'}"
+    return f"{IMAGE_REPO}:{p2plab.__version__}-{digest.hexdigest()[:12]}"
+
+
+def compiled(builds: Sequence[Built]) -> list[Built]:
+    """The builds with a program to carry (a Python implementation is in the node image)."""
+    return sorted((b for b in builds if b.program is not None), key=lambda b: b.key)
+
+
+def image_tag(builds: Sequence[Built] = ()) -> str:
+    """The node image, or with compiled implementations the layer over it that holds
+    them: ``...-HASH-IMPLSHASH`` (the same set of builds, the same tag)."""
+    tag = node_image_tag()
+    programs = compiled(builds)
+    if not programs:
+        return tag
+    digest = hashlib.sha256(tag.encode())
+    for built in programs:
+        digest.update(f"{built.key}={built.source_hash}\n".encode())
+    return f"{tag}-{digest.hexdigest()[:10]}"
 
 
 def _docker() -> Any:
@@ -146,9 +170,8 @@ def ensure_wheels(log: Callable[[str], None] = print) -> Path:
     return wheel_dir
 
 
-def write_build_context(ctx: Path, wheels: Path, rust_binary: Path | None) -> None:
-    """Dockerfile, wheels/ and app/ (our code, the Rust node if given, the router script)
-    in ``ctx``."""
+def write_build_context(ctx: Path, wheels: Path) -> None:
+    """Dockerfile, wheels/ and app/ (our code and the router script) in ``ctx``."""
     shutil.copy(IMAGE_DIR / "Dockerfile", ctx / "Dockerfile")
     shutil.copytree(wheels, ctx / "wheels")
     app = ctx / "app"
@@ -158,48 +181,70 @@ def write_build_context(ctx: Path, wheels: Path, rust_binary: Path | None) -> No
         shutil.copy(path, target)
     (app / "bin").mkdir()
     shutil.copy(IMAGE_DIR / "router.sh", app / "bin" / "p2plab-router")
-    # Built on the host (Debian bookworm, as the image's base), so its libc matches.
-    if rust_binary is not None:
-        shutil.copy(rust_binary, app / "bin" / rustnode.BINARY_NAME)
 
 
-def ensure_image(log: Callable[[str], None] = print, client: Any = None,
-                 rust: bool = True) -> str:
-    """Build the image on ``client``'s engine (DOCKER_HOST's by default) if this exact
-    tag does not exist there yet; return the tag. Without ``rust`` the image with the
-    Rust node serves too, when it is there already."""
+def write_impls_context(ctx: Path, builds: Sequence[Built]) -> None:
+    """The layer's Dockerfile and impls/NAME@VERSION/PROGRAM for each compiled build
+    (built on the host, Debian as the image's base, so its libc matches)."""
+    (ctx / "Dockerfile").write_text(IMPLS_DOCKERFILE)
+    for built in compiled(builds):
+        assert built.program is not None
+        folder = ctx / "impls" / built.key
+        folder.mkdir(parents=True)
+        shutil.copy(built.program, folder / built.program.name)
+
+
+def ensure_image(builds: Sequence[Built] = (), log: Callable[[str], None] = print,
+                 client: Any = None) -> str:
+    """The image for a lab running ``builds`` on ``client``'s engine (DOCKER_HOST's by
+    default), built there if this exact tag does not exist yet; return the tag."""
     client = client or _docker()
-    tag = image_tag(rust)
+    tag = image_tag(builds)
     if _image_exists(client, tag):
         return tag
-    if not rust and _image_exists(client, image_tag(rust=True)):
-        return image_tag(rust=True)
-    base = ensure_base(client, log)
-    wheels = ensure_wheels(log)
-    rust_binary = rustnode.ensure_binary(log) if rust else None
-    log(f"building {tag}")
-    with tempfile.TemporaryDirectory(prefix="p2plab-image-") as tmp:
-        ctx = Path(tmp)
-        write_build_context(ctx, wheels, rust_binary)
-        try:
-            with Heartbeat(f"building {tag}", log):
-                client.images.build(path=str(ctx), tag=tag, buildargs={"BASE_IMAGE": base},
-                                    pull=False, rm=True, forcerm=True)
-        except Exception as exc:
-            log_lines = getattr(exc, "build_log", None) or []
-            tail = "".join(str(entry.get("stream", entry.get("error", "")))
-                           for entry in log_lines)[-800:]
-            raise BackendError(f"docker build of {tag} failed: {exc}\n{tail}") from None
+    node_tag = node_image_tag()
+    if not _image_exists(client, node_tag):
+        base = ensure_base(client, log)
+        wheels = ensure_wheels(log)
+        with tempfile.TemporaryDirectory(prefix="p2plab-image-") as tmp:
+            write_build_context(Path(tmp), wheels)
+            _build(client, Path(tmp), node_tag, {"BASE_IMAGE": base}, log)
+    if tag != node_tag:
+        with tempfile.TemporaryDirectory(prefix="p2plab-impls-") as tmp:
+            write_impls_context(Path(tmp), builds)
+            _build(client, Path(tmp), tag, {"NODE_IMAGE": node_tag}, log)
     return tag
 
 
-def main() -> int:
-    """``python -m p2plab.compose.images [--py]``: build (or confirm) the image (``--py``:
-    the one without the Rust node) and print its tag."""
+def _build(client: Any, ctx: Path, tag: str, buildargs: dict[str, str],
+           log: Callable[[str], None]) -> None:
+    log(f"building {tag}")
     try:
-        print(ensure_image(lambda m: print(m, file=sys.stderr),
-                           rust="--py" not in sys.argv[1:]))
-    except BackendError as exc:
+        with Heartbeat(f"building {tag}", log):
+            client.images.build(path=str(ctx), tag=tag, buildargs=buildargs, pull=False,
+                                rm=True, forcerm=True)
+    except Exception as exc:
+        log_lines = getattr(exc, "build_log", None) or []
+        tail = "".join(str(entry.get("stream", entry.get("error", "")))
+                       for entry in log_lines)[-800:]
+        raise BackendError(f"docker build of {tag} failed: {exc}\n{tail}") from None
+
+
+def main() -> int:
+    """``python -m p2plab.compose.images [SPEC ...]``: build (or confirm) the image for
+    labs running the implementations named (none: the node image alone) and print its
+    tag."""
+    from p2plab.compose.impls.builds import ensure_built
+    from p2plab.compose.impls.registry import Registry
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    try:
+        registry = Registry.load()
+        builds = [ensure_built(registry.resolve(spec), log) for spec in sys.argv[1:]]
+        print(ensure_image(builds, log))
+    except (BackendError, ValueError) as exc:
         print(f"p2plab: {exc}", file=sys.stderr)
         return 2
     return 0

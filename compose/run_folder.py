@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import platform
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from p2plab.compose import rustnode
 from p2plab.compose.backends.base import Backend
+from p2plab.compose.impls.declaration import Declaration
 from p2plab.topology.describe import TOPOLOGY_FILE, picture_json
 from p2plab.topology.plan import LabPlan
 from p2plab.topology.scenario import Scenario
@@ -59,6 +60,10 @@ class Manifest(BaseModel):
     p2plab_version: str
     libp2p_version: str
     node_implementations: dict[str, str]
+    # Per spec the scenario gives: the implementation, its library, its declaration file.
+    implementation_declarations: dict[str, dict[str, str]]
+    # Emulated runs: what each was built from (a cache key) and the program that ran.
+    implementation_builds: dict[str, dict[str, Any]] = {}
     python: str
     host: str
     backend: str
@@ -70,16 +75,20 @@ class Manifest(BaseModel):
     overrides: list[str] = []
 
 
-def provenance(scenario: Scenario, run_id: str) -> dict[str, Any]:
-    """What produced a result, whichever backend ran: the manifest's common head."""
+def provenance(scenario: Scenario, run_id: str,
+               declarations: Mapping[str, Declaration]) -> dict[str, Any]:
+    """What produced a result, whichever backend ran: the manifest's common head, with
+    the library of each implementation the nodes name (by the scenario's spec)."""
     return {
         "scenario": scenario.name,
         "seed": scenario.seed,
         "run_id": run_id,
         "p2plab_version": p2plab.__version__,
         "libp2p_version": version("libp2p"),
-        "node_implementations": {"py": f"py-libp2p {version('libp2p')}",
-                                 "rust": f"rust-libp2p {rustnode.pinned_libp2p()}"},
+        "node_implementations": {spec: d.library_text() for spec, d in declarations.items()},
+        "implementation_declarations": {
+            spec: {"implementation": d.key, "library": d.library_text(),
+                   "declaration": str(d.path)} for spec, d in declarations.items()},
         "python": platform.python_version(),
         "host": platform.node(),
     }
@@ -104,8 +113,12 @@ def write_manifest(run_dir: Path, fields: dict[str, Any]) -> Manifest:
 def lab_manifest(plan: LabPlan, backend: Backend, run_id: str) -> dict[str, Any]:
     """An emulated run's manifest: provenance, the backend's facts, where each host ran."""
     return {
-        **provenance(plan.scenario, run_id),
+        **provenance(plan.scenario, run_id, backend.declarations),
         **backend.describe(),
+        # What each was built from (a cache key: the same hash, the same program).
+        "implementation_builds": {spec: {"implementation": b.key, "built_from": b.source_hash,
+                                         "program": str(b.program) if b.program else None}
+                                  for spec, b in backend.builds.items()},
         "nodes": {
             name: {"peer_id": n.peer_id, "ip": str(n.ip), "segment": n.segment, "role": n.role,
                    "impl": n.impl, "engine": backend.engine_of(name)}

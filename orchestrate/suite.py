@@ -9,6 +9,10 @@ a shared CI machine such a figure is the machine's as much as the network's. The
 attempt's verdicts count; both attempts are in the results, the table and the JUnit XML
 say so. A failure that is not timing, or timing on a host that was not saturated, is
 never retried.
+
+With ``impls`` (``--impls rust@0.53,rust@0.57.1``) every scenario runs once per listed
+implementation, each in place of the nodes that run the same implementation (of any
+version): one verdict row per version, the way a regression is bisected.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from p2plab.analysis.junit import write_junit
 from p2plab.compose.backends.base import BackendError
 from p2plab.compose.run_folder import ResultsFolderError
 from p2plab.orchestrate.session import run_scenario
-from p2plab.topology.loading import ScenarioError, find_scenario
+from p2plab.topology.loading import ScenarioError, find_scenario, load_scenario_file
 from p2plab.topology.matrix import is_matrix_file
-from p2plab.topology.overrides import Override
+from p2plab.topology.overrides import Override, OverrideError, implementation_overrides
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -59,16 +63,29 @@ def _note(progress: Progress, scenario: str, message: str) -> None:
     progress.console.print(f"[dim]{scenario}: {message}")
 
 
+def impl_fields(path: Path) -> dict[tuple[str | int, ...], str]:
+    """Each field of the scenario file that names an implementation, and what it names."""
+    file = load_scenario_file(path)
+    fields: dict[tuple[str | int, ...], str] = {("impl",): file.impl}
+    fields.update({("nodes", i, "impl"): spec.impl for i, spec in enumerate(file.node_specs)
+                   if spec.impl is not None})
+    return fields
+
+
 def _attempt(path: Path, backend: str, results: Path, note: Any,
-             overrides: Sequence[Override]) -> dict[str, Any]:
-    """One run of one scenario as a suite entry; errors become the entry's ``error``."""
-    entry: dict[str, Any] = {"scenario": path.stem, "file": str(path)}
+             overrides: Sequence[Override], impl: str | None = None) -> dict[str, Any]:
+    """One run of one scenario (with ``impl`` in place of its nodes' implementation of the
+    same name) as a suite entry; errors become the entry's ``error``."""
+    entry: dict[str, Any] = {"scenario": path.stem if impl is None else f"{path.stem} [{impl}]",
+                             "file": str(path), "impl": impl}
     try:
-        result = run_scenario(path, backend, results, note, overrides=overrides)
+        swapped = [] if impl is None else implementation_overrides(impl_fields(path), impl)
+        result = run_scenario(path, backend, results, note,
+                              overrides=[*overrides, *swapped])
         entry.update(run_dir=str(result.run_dir), passed=result.passed,
                      wall_time_s=result.summary["wall_time_s"],
                      verdicts=[v.as_dict() for v in result.verdicts], error=None)
-    except (ScenarioError, BackendError, ValueError) as exc:
+    except (ScenarioError, BackendError, OverrideError, ValueError) as exc:
         entry.update(passed=False, verdicts=[], error=str(exc), wall_time_s=0)
     except KeyboardInterrupt:  # the scenario tore its lab down; stop the suite
         entry.update(passed=False, verdicts=[], wall_time_s=0, interrupted=True,
@@ -92,7 +109,7 @@ def saturated_timing_only(entry: dict[str, Any]) -> bool:
 
 
 def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None,
-              overrides: Sequence[Override] = ()) -> int:
+              overrides: Sequence[Override] = (), impls: Sequence[str] = ()) -> int:
     console = Console(stderr=True)
     try:
         results.mkdir(parents=True, exist_ok=True)
@@ -103,23 +120,26 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
     started = time.time()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("suite", total=len(paths))
-        for path in paths:
-            progress.update(task, description=f"{path.stem} on {backend}")
-            note = functools.partial(_note, progress, path.stem)
-            entry = _attempt(path, backend, results, note, overrides)
+        variants: list[str | None] = list(impls) or [None]
+        plan = [(path, impl) for path in paths for impl in variants]
+        task = progress.add_task("suite", total=len(plan))
+        for path, impl in plan:
+            label = path.stem if impl is None else f"{path.stem} [{impl}]"
+            progress.update(task, description=f"{label} on {backend}")
+            note = functools.partial(_note, progress, label)
+            entry = _attempt(path, backend, results, note, overrides, impl)
             if saturated_timing_only(entry):
                 first = entry
                 note(f"only timing figures measured on a saturated host failed "
                      f"({'; '.join(failed_names(first))}): once more")
-                entry = _attempt(path, backend, results, note, overrides)
+                entry = _attempt(path, backend, results, note, overrides, impl)
                 entry["first_attempt"] = {k: first[k] for k in ("run_dir", "verdicts")
                                           if k in first}
             interrupted = entry.pop("interrupted", False)
             runs.append(entry)
             mark = "[green]PASS" if entry["passed"] else "[red]FAIL"
             again = " on a second attempt" if "first_attempt" in entry else ""
-            progress.console.print(f"{mark}[/] {path.stem} ({entry['wall_time_s']} s{again})"
+            progress.console.print(f"{mark}[/] {label} ({entry['wall_time_s']} s{again})"
                                    + (f": {entry['error']}" if entry["error"] else ""))
             progress.advance(task)
             if interrupted:
@@ -129,6 +149,7 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
         1 for r in runs if r["error"])
     write_junit(junit or results / "junit.xml", runs)
     summary = {"backend": backend, "overrides": [o.text for o in overrides],
+               "impls": list(impls),
                "wall_time_s": round(time.time() - started, 1),
                "scenarios": len(runs), "expectations_passed": passed,
                "expectations_failed": failed, "runs": runs}
@@ -146,7 +167,7 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
     print("\n".join(lines))
     stopped = any(r["error"] and r["error"].startswith("interrupted") for r in runs)
     print(f"suite: {passed} passed, {failed} failed"
-          + (f", interrupted after {len(runs)} of {len(paths)} scenarios" if stopped else ""))
+          + (f", interrupted after {len(runs)} of {len(plan)} runs" if stopped else ""))
     if stopped:
         return 130
     return 0 if failed == 0 else 1

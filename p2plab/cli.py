@@ -77,12 +77,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 continue
             scenario = load_scenario(path)
             plan = build_plan(scenario)
+            from p2plab.compose.impls.registry import Registry, resolve_scenario
+
+            impls = resolve_scenario(Registry.load(scenario=path), scenario)
         except (ScenarioError, ValueError) as exc:
             print(exc, file=sys.stderr)
             status = 2
             continue
         print(f"{path}: ok: {len(plan.nodes)} nodes, {len(plan.routers)} NAT routers, "
-              f"{len(plan.segments)} segments, {len(scenario.timeline)} timeline steps")
+              f"{len(plan.segments)} segments, {len(scenario.timeline)} timeline steps; "
+              f"implementations: {', '.join(d.key for d in impls.values())}")
     return status
 
 
@@ -261,14 +265,19 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from p2plab.compose.backends.base import BackendError as _BackendError
     from p2plab.compose.export import export_compose
+    from p2plab.compose.impls.builds import ensure_built
+    from p2plab.compose.impls.registry import Registry, resolve_scenario
     from p2plab.topology.loading import ScenarioError, find_scenario, load_scenario
     from p2plab.topology.plan import build_plan
 
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
-        plan = build_plan(load_scenario(path))
+        scenario = load_scenario(path)
+        plan = build_plan(scenario)
         out = Path(args.output or f"export-{plan.scenario.name}")
-        compose_file = export_compose(plan, path.read_text(), out)
+        declarations = resolve_scenario(Registry.load(scenario=path), scenario)
+        builds = {spec: ensure_built(d, _progress) for spec, d in declarations.items()}
+        compose_file = export_compose(plan, path.read_text(), out, builds)
     except (ScenarioError, ValueError, FileExistsError, _BackendError) as exc:
         return _fail(str(exc))
     print(f"wrote {compose_file}; run it with: cd {out} && docker compose up --build -d")
@@ -298,15 +307,94 @@ def cmd_suite(args: argparse.Namespace) -> int:
     try:
         overrides = _overrides(args)
         paths = default_suite(SCENARIOS_DIR, args.scenarios)
-        if overrides:  # every scenario must take them before the first one runs
-            from p2plab.topology.loading import load_scenario
-
-            for path in paths:
-                load_scenario(path, overrides)
+        impls = [s.strip() for s in (args.impls or "").split(",") if s.strip()]
+        if args.impls is not None and not impls:
+            return _fail("--impls: give implementations separated by commas, e.g. "
+                         "--impls rust@0.53,rust@0.57.1")
+        if overrides or impls:  # every run must be possible before the first one runs
+            _check_suite_runs(paths, overrides, impls)
         return run_suite(paths, args.backend, Path(args.results),
-                         Path(args.junit) if args.junit else None, overrides)
+                         Path(args.junit) if args.junit else None, overrides, impls)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
+
+
+def _check_suite_runs(paths: list[Path], overrides: list[Any], impls: list[str]) -> None:
+    """Each scenario takes the overrides, and each listed implementation is registered
+    and replaces some of its nodes: an --impls entry that would change nothing is an
+    error, not a run that repeats the scenario as it is."""
+    from p2plab.compose.impls.registry import Registry, resolve_scenario
+    from p2plab.orchestrate.suite import impl_fields
+    from p2plab.topology.loading import load_scenario
+    from p2plab.topology.overrides import implementation_overrides
+
+    for path in paths:
+        registry = Registry.load(scenario=path)
+        variants: list[str | None] = list(impls) or [None]
+        for impl in variants:
+            swapped = [] if impl is None else implementation_overrides(impl_fields(path), impl)
+            resolve_scenario(registry, load_scenario(path, [*overrides, *swapped]))
+
+
+def cmd_impls(args: argparse.Namespace) -> int:
+    """The registered implementations: what impl: may name, and where each is declared."""
+    from p2plab.compose.impls.builds import source_hash, target_dir
+    from p2plab.compose.impls.registry import Registry
+
+    try:
+        registry = Registry.load(scenario=Path(args.scenario) if args.scenario else None)
+    except ValueError as exc:
+        return _fail(str(exc))
+    for declaration in sorted(registry.declarations.values(), key=lambda d: d.key):
+        file = declaration.file
+        names = [declaration.key] + ([declaration.name] if file.default or
+                                     len(registry.of(declaration.name)) == 1 else [])
+        cargo = file.build.cargo
+        if cargo is not None:
+            binary = target_dir(declaration) / "release" / cargo.binary
+            stamp = binary.with_name(f".{cargo.binary}.source")
+            fresh = stamp.exists() and stamp.read_text() == source_hash(declaration)
+            state = "built" if fresh else "not built yet (built by the first lab that runs it)"
+        else:
+            state = "runs in the lab's Python"
+        print(f"{' | '.join(names):24} {declaration.library_text():22} {state}\n"
+              f"{'':24} {declaration.path}")
+    return 0
+
+
+def cmd_conform(args: argparse.Namespace) -> int:
+    """Every clause of the node contract against one implementation; exit 1 on a failure."""
+    import json
+
+    from p2plab.compose.impls.registry import Registry
+    from p2plab.orchestrate.conformance.checker import CLAUSES, as_json, conform, table
+
+    only = [c.strip() for c in (args.clauses or "").split(",") if c.strip()]
+    unknown = sorted(set(only) - {c.name for c in CLAUSES})
+    if unknown:
+        return _fail(f"--clauses: no clause {', '.join(unknown)} (clauses: "
+                     f"{', '.join(c.name for c in CLAUSES)})")
+    try:
+        registry = Registry.load()
+        registry.resolve(args.impl)
+        for partner in ("py", "rust"):
+            registry.resolve(partner)
+        print(f"conform {registry.resolve(args.impl).key}: building what it needs",
+              file=sys.stderr)
+        outcomes = conform(args.impl, registry, only, progress=lambda o: print(
+            f"  {'pass' if o.passed else 'FAIL'}  {o.clause} [{' / '.join(o.impls)}] "
+            f"({o.seconds} s)", file=sys.stderr))
+    except (ValueError, BackendError) as exc:
+        return _fail(str(exc))
+    print("\n".join(table(outcomes)))
+    failed = [o for o in outcomes if not o.passed]
+    for o in failed:
+        print(f"\n{o.clause} [{' / '.join(o.impls)}]:\n{o.detail}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(as_json(args.impl, registry, outcomes),
+                                              indent=2) + "\n")
+    print(f"conform {args.impl}: {len(outcomes) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -377,13 +465,28 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def _version_text() -> str:
     """p2plab's version and the libp2p each built-in node is pinned to."""
-    from importlib.metadata import version
 
     import p2plab
-    from p2plab.compose.rustnode import pinned_libp2p
+    from p2plab.compose.impls.declaration import load_declaration
+    from p2plab.compose.impls.registry import built_in_files
 
-    return (f"p2plab {p2plab.__version__} (py node: py-libp2p {version('libp2p')}, "
-            f"rust node: rust-libp2p {pinned_libp2p()})")
+    built_in = [load_declaration(path) for path in built_in_files()]
+    return (f"p2plab {p2plab.__version__} (built-in nodes: "
+            + ", ".join(f"{d.key} on {d.library_text()}" for d in built_in) + ")")
+
+
+def _register(files: list[str]) -> None:
+    """Every lab of this command (and of a suite's, sweep's or matrix's runs) sees the
+    files: they go in the environment, each checked first."""
+    from p2plab.compose.impls.registry import REGISTER_ENV, Registry
+
+    paths = [str(Path(f).resolve()) for f in files]
+    try:
+        Registry.load(extra=[Path(p) for p in paths])
+    except ValueError as exc:
+        sys.exit(_fail(str(exc)))
+    known = [p for p in os.environ.get(REGISTER_ENV, "").split(os.pathsep) if p]
+    os.environ[REGISTER_ENV] = os.pathsep.join([*known, *paths])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,8 +568,26 @@ def main(argv: list[str] | None = None) -> int:
     suite.add_argument("--backend", default=DEFAULT, choices=EXECUTORS)
     suite.add_argument("--results", default="results/suite")
     suite.add_argument("--junit", default=None, help="JUnit XML path (default: RESULTS/junit.xml)")
+    suite.add_argument("--impls", default=None, metavar="IMPL,IMPL,...",
+                       help="run every scenario once per implementation listed (e.g. "
+                            "rust@0.53,rust@0.57.1), each in place of the nodes that run the "
+                            "same implementation: one verdict row per version")
     _add_overrides(suite)
     suite.set_defaults(func=cmd_suite)
+    impls = sub.add_parser("impls", help="the registered node implementations (what impl: "
+                           "may name) and whether each is built")
+    impls.add_argument("scenario", nargs="?", default=None,
+                       help="also the *.impl.yaml files beside this scenario file")
+    impls.set_defaults(func=cmd_impls)
+    conform_ = sub.add_parser("conform", help="check an implementation against every clause "
+                              "of the node contract, alone and with each built-in one")
+    conform_.add_argument("impl", help="a registered implementation: py, rust@0.53, or "
+                          "yours (with --register FILE)")
+    conform_.add_argument("--json", default=None, metavar="PATH",
+                          help="also write the outcomes as JSON")
+    conform_.add_argument("--clauses", default=None, metavar="NAME,...",
+                          help="only these clauses (default: all)")
+    conform_.set_defaults(func=cmd_conform)
     sweep = sub.add_parser("sweep", help="run a scenario over the product of parameter "
                            "values; sweep.csv, sweep.json, sweep.html")
     sweep.add_argument("scenario", help="a scenario file, or the name of a shipped one")
@@ -493,7 +614,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="remove every p2plab lab object on this machine, even of runs "
                             "in progress (exported compose labs are never touched)")
     clean.set_defaults(func=cmd_clean)
+    for command in (run, validate, cross, show, export, suite, sweep, impls, conform_):
+        command.add_argument("--register", action="append", metavar="FILE",
+                             help="register the implementation a p2plab-impl.yaml declares "
+                                  "(repeatable); *.impl.yaml beside the scenario are too")
     args = parser.parse_args(argv)
+    if getattr(args, "register", None):
+        _register(args.register)
     # A closed terminal (SIGHUP) or a polite kill (SIGTERM) stops p2plab as Ctrl-C does:
     # whatever it made is torn down on the way out.
     for sig in (signal.SIGTERM, signal.SIGHUP):

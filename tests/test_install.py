@@ -51,11 +51,23 @@ def test_a_wheel_install_runs_a_shipped_scenario_from_elsewhere(tmp_path: Path) 
                  "node_rust/src/main.rs", "analysis/templates/report.html.j2",
                  "analysis/templates/report.md.j2"):
         assert (package / data).is_file(), data
-    # Every file the Rust node is built from, sub-folders too (cargo builds from these).
-    from p2plab.compose.rustnode import CRATE, source_files
+    # Every built-in declaration, and every file its build reads (cargo builds from these).
+    from p2plab.compose.impls.builds import cargo_sources
+    from p2plab.compose.impls.registry import Registry
 
-    missing = [str(f.relative_to(CRATE)) for f in source_files()
-               if not (package / "node_rust" / f.relative_to(CRATE)).is_file()]
+    from p2plab.resources import rust_crate_dir
+
+    crate = rust_crate_dir()
+    missing = []
+    for declaration in Registry.load().declarations.values():
+        files = [declaration.path]
+        if declaration.file.build.cargo is not None:
+            files += cargo_sources(declaration, declaration.file.build.cargo)
+        for f in files:
+            inside = (package / "node_rust" / f.relative_to(crate) if f.is_relative_to(crate)
+                      else package / "node" / f.name)
+            if not inside.is_file():
+                missing.append(str(f))
     assert not missing, missing
     assert sysconfig.get_paths()["purelib"] != str(purelib)
 

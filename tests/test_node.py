@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from p2plab.node.identity import peer_id_for_seed
-
-from tests.nodeproc import NodeProcess, free_port
+from p2plab.orchestrate.conformance.nodes import NodeProcess, free_port
 
 LO = ["--listen-ip", "127.0.0.1"]
 

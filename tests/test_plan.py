@@ -99,7 +99,7 @@ def test_implementations_and_message_ids_reach_each_node() -> None:
     plan = build_plan(scenario)
     assert {n: plan.nodes[n].impl for n in ("relay-rs", "relay-py", "alice", "bob")} == \
         {"relay-rs": "rust", "relay-py": "py", "alice": "py", "bob": "rust"}
-    programs = {"py": ["/venv/python"], "rust": ["/bin/p2plab-node-rs"]}
+    programs = {"py": ["/venv/python", "-m", "p2plab.node"], "rust": ["/bin/p2plab-node-rs"]}
     bob = plan.nodes["bob"].command(PurePosixPath("/run/x"), programs)
     alice = plan.nodes["alice"].command(PurePosixPath("/run/x"), programs)
     assert bob[0] == "/bin/p2plab-node-rs" and alice[:3] == ["/venv/python", "-m", "p2plab.node"]

@@ -37,7 +37,7 @@ BROKEN = {
     "isolated-lan-dial.yaml": (7, "connect", "has nat: null (no router, no way out)"),
     "impossible-graph.yaml": (4, "connect", "cannot build a random-regular graph"),
     "kill-unknown-node.yaml": (5, "timeline[0]", "node 'peer-4' does not exist"),
-    "unknown-impl.yaml": (5, "nodes[0].impl", "'py' or 'rust'"),
+    "bad-impl-spec.yaml": (5, "nodes[0].impl", "give NAME or NAME@VERSION"),
     "unknown-msg-id.yaml": (2, "msg_id", "'origin-seq' or 'content'"),
     "alias-bomb.yaml": (7, None, "more than 200,000 values through aliases"),
     "recursive-alias.yaml": (2, None, "recursive alias"),

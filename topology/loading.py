@@ -70,7 +70,7 @@ def parse_scenario_file(text: str, source: str = "<scenario>",
     try:
         return ScenarioFile.model_validate(data), origins
     except ValidationError as exc:
-        raise ScenarioError("\n".join(_field_errors(exc, origins))) from None
+        raise ScenarioError("\n".join(field_errors(exc, origins))) from None
 
 
 def _scenario_data(text: str, source: str, overrides: Sequence[Override]
@@ -124,10 +124,11 @@ def parse_scenario(text: str, source: str = "<scenario>",
         raise ScenarioError("\n".join(lines)) from None
     scenario.text = text_as_run(text, source, overrides)
     scenario.overrides = tuple(o.text for o in overrides)
+    scenario.origins = origins
     return scenario
 
 
-def _field_errors(exc: ValidationError, origins: Origins) -> list[str]:
+def field_errors(exc: ValidationError, origins: Origins) -> list[str]:
     """pydantic's errors as ``FILE:LINE: FIELD: message and fix`` lines."""
     lines = []
     entries = []

@@ -137,3 +137,21 @@ def override_for(loc: tuple[Any, ...], locations: dict[tuple[Any, ...], Override
         if tuple(loc[:len(where)]) == where:
             found = override
     return found
+
+
+def implementation_overrides(names_by_path: dict[tuple[str | int, ...], str],
+                             spec: str) -> list[Override]:
+    """Overrides that run ``spec`` (``rust@0.53``) wherever the scenario names the same
+    implementation (``rust``, ``rust@0.57.1``): how one scenario is run across versions.
+    ``names_by_path``: each field that names an implementation, and what it names."""
+    name = spec.partition("@")[0]
+    out = []
+    for path, given in names_by_path.items():
+        if given.partition("@")[0] == name:
+            text = ".".join(str(p) for p in path) + f"={spec}"
+            out.append(Override(text, path, spec))
+    if not out:
+        named = sorted(set(names_by_path.values()))
+        raise OverrideError(f"--impls {spec}: no node of this scenario runs {name!r} (it "
+                            f"runs {', '.join(named)}): list versions of those")
+    return out

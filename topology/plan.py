@@ -31,9 +31,10 @@ REFLECTORS = ("stun.1", "stun.2")
 
 Address = ipaddress.IPv4Address
 Route = tuple[str, str]  # (destination subnet, via address)
-# How a backend starts each node implementation: "py" is a Python interpreter (the
-# node is its module ``node``), any other key a program that takes the contract's flags.
+# How a backend starts each implementation a node names (``py``, ``rust@0.53``), and
+# under LAB_PYTHON the lab's own Python (the NAT probe's hosts).
 Programs = Mapping[str, Sequence[str]]
+LAB_PYTHON = ":python"  # not a valid implementation name
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,10 @@ class NodePlan:
         """The whole command line this host runs; ``programs`` says how each node
         implementation (and Python, for the probe's hosts) is started on a backend."""
         if self.role == "reflector":
-            return [*programs["py"], "-m", "p2plab.natprobe", "serve", *self.args,
+            return [*programs[LAB_PYTHON], "-m", "p2plab.natprobe", "serve", *self.args,
                     "--ready-file", str(run_dir / "probe" / f"{self.name}.ready")]
         if self.role == "probe":
-            return [*programs["py"], "-c", "import time\nwhile True: time.sleep(3600)"]
-        if self.impl == "py":
-            return [*programs["py"], "-m", "p2plab.node", *self.argv(run_dir)]
+            return [*programs[LAB_PYTHON], "-c", "import time\nwhile True: time.sleep(3600)"]
         return [*programs[self.impl], *self.argv(run_dir)]
 
 
@@ -118,9 +117,10 @@ class LabPlan:
         if self.probing:
             yield from self.probes.values()
 
-    def uses(self, impl: str) -> bool:
-        """Whether any node runs ``impl`` (what a backend must build: the Rust node)."""
-        return any(node.impl == impl for node in self.nodes.values())
+    def impl_specs(self) -> list[str]:
+        """Each implementation the nodes name (``rust@0.53``), once: what a backend must
+        build before the lab is made."""
+        return sorted({node.impl for node in self.nodes.values()})
 
     def neighbour_entries(self) -> int:
         """ARP entries the lab can need: every host may learn every other host on each

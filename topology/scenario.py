@@ -31,6 +31,9 @@ class Scenario:
     # and the overrides, for the results folder; set by loading.parse_scenario.
     text: str = ""
     overrides: tuple[str, ...] = ()
+    # Where each field came from (loading.Origins), for errors found after loading (an
+    # implementation no registry knows); None for a scenario built in code.
+    origins: Any = None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name == "file":

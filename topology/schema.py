@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, overload
 from p2plab.topology.nat import PRESETS, NatBehaviour, resolve
 from p2plab.topology.placement import parse_constraint
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -45,6 +46,21 @@ def _check_topic(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid topic: use 1-64 letters, digits and "
                          "_ . : / -, not starting with '-' or '.'")
     return value
+
+
+# impl: NAME or NAME@VERSION of a registered implementation (compose/impls/registry.py
+# says which exist; the lab resolves them before anything is made).
+IMPL_SPEC = re.compile(r"[a-z][a-z0-9_-]{0,39}(@[0-9A-Za-z][0-9A-Za-z.+_-]{0,39})?")
+
+
+def check_impl_spec(value: str) -> str:
+    if not IMPL_SPEC.fullmatch(value):
+        raise ValueError(f"{value!r} is not an implementation: give NAME or NAME@VERSION "
+                         "(py, rust, rust@0.53, my-node)")
+    return value
+
+
+ImplSpec = Annotated[str, AfterValidator(check_impl_spec)]
 
 
 def _check_name(value: str) -> str:
@@ -268,9 +284,9 @@ class NodeSpec(_Strict):
     count: int | None = Field(default=None, ge=1, le=200_000)
     lan: str | list[str] = Field(description=f"LAN names or patterns, or {PUBLIC!r}")
     role: Literal["peer", "relay", "bootstrap"] = "peer"
-    impl: Literal["py", "rust"] | None = Field(
-        default=None, description="which implementation of the node contract runs it "
-        "(py-libp2p or rust-libp2p); default: the scenario's impl")
+    impl: ImplSpec | None = Field(
+        default=None, description="which registered implementation of the node contract "
+        "runs it (py, rust, rust@0.53, or one you register); default: the scenario's impl")
     quic: bool = False
     tcp: bool = Field(default=True, description="false with quic: true makes a QUIC-only node")
     mdns: bool = False
@@ -550,8 +566,8 @@ class ScenarioFile(_Strict):
     seed: int = 1
     topic: str = "chat"
     _topic = field_validator("topic")(classmethod(lambda cls, v: _check_topic(v)))
-    impl: Literal["py", "rust"] = Field(default="py", description="the node implementation "
-                                        "of every node that does not name its own")
+    impl: ImplSpec = Field(default="py", description="the node implementation (NAME or "
+                           "NAME@VERSION) of every node that does not name its own")
     msg_id: Literal["origin-seq", "content"] = Field(
         default="origin-seq", description="the gossipsub message-id function every node "
         "uses: origin + sequence number, or a hash of the payload")

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the command line imports this module: keep its start-up light
+    from p2plab.compose.impls.builds import Built
+    from p2plab.compose.impls.declaration import Declaration
     from p2plab.topology.plan import LabPlan, Programs
 
 # Every name a backend creates starts with this, so `p2plab clean` can find leftovers.
@@ -46,16 +48,26 @@ class Backend(ABC):
         self.run_id = run_id
         self.log = log
         self.run_dir = None
+        self.declarations: dict[str, Declaration] = {}
+        self.builds: dict[str, Built] = {}
 
     @abstractmethod
     def programs(self) -> Programs:
-        """How this backend starts each node implementation (``py``: an interpreter that
-        runs the module ``node``; ``rust``: the contract's binary)."""
+        """How this backend starts each implementation the plan names (by the spec the
+        scenario gives: ``py``, ``rust@0.53``), and the lab's Python (``LAB_PYTHON``)."""
 
     @abstractmethod
     def check_environment(self, plan: LabPlan) -> None:
         """Raise BackendError saying what to install or run for ``plan``, before anything
-        is created (and build what it needs: the image, the Rust node)."""
+        is created (and build what it needs: the implementations, the image)."""
+
+    def build_implementations(self) -> None:
+        """Build (or find built) each of ``declarations`` (set by the lab before
+        ``check_environment``): once per what each is built from, whatever the backend."""
+        from p2plab.compose.impls.builds import ensure_built
+
+        self.builds = {spec: ensure_built(declaration, self.log)
+                       for spec, declaration in self.declarations.items()}
 
     def check_address_space(self, subnets: list[str]) -> None:  # noqa: B027  # optional
         """Raise BackendError if a lab subnet would clash with this machine's networks

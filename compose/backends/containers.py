@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from p2plab.compose.backends.base import PREFIX, Backend, BackendError, rss_mb_of_pid
-from p2plab.compose.images import IMAGE_PROGRAMS
+from p2plab.compose.images import image_programs
 from p2plab.topology.plan import LabPlan, Programs
 
 LAB_MOUNT = PurePosixPath("/lab")
@@ -104,7 +104,7 @@ class ContainerBackend(Backend, ABC):
 
     # -- shared ----------------------------------------------------------------------------
     def programs(self) -> Programs:
-        return IMAGE_PROGRAMS
+        return image_programs(self.builds)
 
     def _labels(self, role: str | None = None) -> dict[str, str]:
         return {LABEL: "1", RUN_LABEL: self.run_id, **self._extra_labels(),
@@ -135,7 +135,7 @@ class ContainerBackend(Backend, ABC):
             for h in plan.hosts():
                 self.recipes[h.name] = functools.partial(
                     self._create_container, h.name, h.segment, str(h.ip),
-                    command=h.command(LAB_MOUNT, IMAGE_PROGRAMS))
+                    command=h.command(LAB_MOUNT, self.programs()))
             list(pool.map(lambda h: self.recipes[h.name](), list(plan.hosts())))
 
     def _create_router(self, router: Any) -> None:

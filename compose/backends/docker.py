@@ -57,7 +57,8 @@ class DockerBackend(LocalHosts, ContainerBackend):
                 f"no Docker engine reachable ({exc}): start it (systemctl start docker) "
                 "or use --backend netns"
             ) from None
-        self.image = ensure_image(self.log, rust=plan.uses("rust"))
+        self.build_implementations()
+        self.image = ensure_image(list(self.builds.values()), self.log)
 
     def check_address_space(self, subnets: list[str]) -> None:
         """Bridges live in the host's own network namespace: a lab subnet that overlaps

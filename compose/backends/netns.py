@@ -19,8 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from p2plab.compose.backends.base import PREFIX, BackendError, LocalHosts, rss_mb_of_pid
 from p2plab.compose.lab.cleanup import kill_namespace_processes, remove_namespaces
-from p2plab.compose.rustnode import ensure_binary
-from p2plab.topology.plan import LAN_IF, NODE_IF, WAN_IF, LabPlan, Programs
+from p2plab.topology.plan import LAB_PYTHON, LAN_IF, NODE_IF, WAN_IF, LabPlan, Programs
 
 from p2plab.processes import stop_children
 
@@ -31,9 +30,7 @@ class NetnsBackend(LocalHosts):
     def __init__(self, run_id: str, python: str = sys.executable,
                  log: Callable[[str], None] = lambda message: None) -> None:
         """``python`` runs nodes and probes inside namespaces (this venv's interpreter)."""
-        self.run_id = run_id
-        self.log = log
-        self.rust_binary: Path | None = None
+        super().__init__(run_id, log)
         self.prefix = f"{PREFIX}{run_id}-"
         self.fabric = f"{self.prefix}fabric"
         self.python = python
@@ -62,14 +59,11 @@ class NetnsBackend(LocalHosts):
                     f"cannot create a network namespace: {result.stderr.strip()}")
         finally:
             subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-        if plan.uses("rust"):
-            self.rust_binary = ensure_binary(self.log)  # before anything is created
+        self.build_implementations()  # before anything is created
 
     def programs(self) -> Programs:
-        programs: dict[str, list[str]] = {"py": [self.python]}
-        if self.rust_binary is not None:
-            programs["rust"] = [str(self.rust_binary)]
-        return programs
+        return {LAB_PYTHON: [self.python],
+                **{spec: built.argv(self.python) for spec, built in self.builds.items()}}
 
     def describe(self) -> dict[str, str]:
         return {

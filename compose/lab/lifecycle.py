@@ -27,6 +27,7 @@ from typing import Any
 
 from p2plab.compose.backends.base import Backend, BackendError
 from p2plab.compose.backends.registry import backend_class
+from p2plab.compose.impls.registry import Registry, resolve_scenario
 from p2plab.compose.lab import ownership
 from p2plab.compose.lab.host_limits import NeighbourLimits
 from p2plab.compose.lab.hosts import Host, LogReader
@@ -69,14 +70,18 @@ def check_emulation_size(scenario: Scenario, backend_name: str) -> None:
 class Lab:
     """One lab's life: a context manager (``with Lab(...) as lab``) or ``open``/``close``.
 
-    ``backend`` is a backend class (``NetnsBackend``) or its registered name."""
+    ``backend`` is a backend class (``NetnsBackend``) or its registered name;
+    ``implementations`` the registry the scenario's ``impl:`` names are looked up in
+    (default: the built-ins, the scenario's neighbours, ``--register``'s files)."""
 
     def __init__(self, scenario_path: Path, backend: type[Backend] | str, results: Path, *,
                  progress: Callable[[str], None] = lambda message: None,
                  scenario: Scenario | None = None, probe: bool | None = None,
                  keep: bool = False, capture: bool = False,
-                 raise_step_failures: bool = False) -> None:
+                 raise_step_failures: bool = False,
+                 implementations: Registry | None = None) -> None:
         self.scenario_path = scenario_path
+        self.implementations = implementations
         self.scenario = scenario if scenario is not None else load_scenario(scenario_path)
         self.backend_class = backend_class(backend) if isinstance(backend, str) else backend
         self.results = results
@@ -116,6 +121,8 @@ class Lab:
         name = self.backend_class.name
         check_emulation_size(self.scenario, name)
         self.plan = plan = build_plan(self.scenario, probing=self.probe)  # plan errors first
+        registry = self.implementations or Registry.load(scenario=self.scenario_path)
+        declarations = resolve_scenario(registry, self.scenario)
         specs = self.scenario.file
         if not self.backend_class.places_hosts and (
                 any(spec.placement for spec in specs.node_specs)
@@ -123,6 +130,7 @@ class Lab:
             self.progress(f"note: placement rules choose engines of a cluster (--backend "
                           f"swarm); {name} runs every host on this machine")
         backend = self.backend = self.backend_class(self.run_id, log=self.progress)
+        backend.declarations = declarations  # built by check_environment
         try:
             backend.check_environment(plan)  # may make and remove a probe namespace
         except KeyboardInterrupt:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from p2plab.compose.backends.registry import SIMULATOR
+from p2plab.compose.impls.registry import Registry, resolve_scenario
 from p2plab.compose.run_folder import provenance, write_inputs, write_manifest
 from p2plab.compose.sim.engine import EPOCH, Simulation
 from p2plab.compose.sim.network import SimNetwork
@@ -45,6 +46,8 @@ def ignored_features(scenario: Scenario) -> list[str]:
 
 def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path,
              progress: Callable[[str], None]) -> dict[str, Any]:
+    # What the nodes name is modelled, not run; but it must be registered all the same.
+    declarations = resolve_scenario(Registry.load(scenario=scenario_path), scenario)
     warnings = ignored_features(scenario)
     for w in warnings:
         progress(f"simulator ignores {w}")
@@ -65,7 +68,7 @@ def simulate(scenario_path: Path, scenario: Scenario, run_id: str, run_dir: Path
     write_inputs(run_dir, scenario.text or scenario_path.read_text(), plan)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     manifest = {
-        **provenance(scenario, run_id),
+        **provenance(scenario, run_id, declarations),
         "backend": SIMULATOR, "kernel": platform.release(), "packets": False,
         "nat_mechanism": "model (NAT presets, hole-punch outcome from theory)",
         "link_shaping": {"mechanism": "model", "why": "simulated",

@@ -17,7 +17,10 @@ use clap::Parser;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The exact rust-libp2p version pinned in Cargo.toml (a test compares the two).
+#[cfg(not(feature = "libp2p-053"))]
 pub const LIBP2P_VERSION: &str = "0.57.1";
+#[cfg(feature = "libp2p-053")]
+pub const LIBP2P_VERSION: &str = "0.53.2";
 
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("p2plab-node-rs: {message}");

@@ -131,6 +131,13 @@ pub async fn run(flags: Flags, key: libp2p::identity::Keypair) -> Result<(), Str
         )
     })?;
     let last_own = LastOwnSeq::default();
+    // Port reuse: a hole punch over TCP dials from the listening port. From 0.54 each dial
+    // decides (dialing.rs: mDNS housemates take a new port); 0.53 decides it for every
+    // dial in the transport (libp2p-tcp 0.42 moved it, rust-libp2p#4568).
+    #[cfg(feature = "libp2p-053")]
+    #[allow(deprecated)]
+    let tcp_config = tcp::Config::default().nodelay(true).port_reuse(true);
+    #[cfg(not(feature = "libp2p-053"))]
     let tcp_config = tcp::Config::default().nodelay(true);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()

@@ -143,8 +143,9 @@ class SwarmBackend(ContainerBackend):
                           attributes=engine_attributes(n.attrs))
              for n in nodes), key=lambda e: e.hostname)
         started = time.monotonic()
+        self.build_implementations()
         self.image = publish_image(self.manager, self.settings.registry, self.log,
-                                   rust=plan.uses("rust"))
+                                   list(self.builds.values()))
         self.timings["image_s"] = round(time.monotonic() - started, 2)
 
     def describe(self) -> dict[str, Any]:

@@ -7,20 +7,21 @@ registry's name and pushed from the manager.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from p2plab.compose.backends.base import BackendError
 from p2plab.compose.images import IMAGE_REPO, ensure_image
+from p2plab.compose.impls.builds import Built
 
 
 def publish_image(manager: Any, registry: str, log: Callable[[str], None],
-                  rust: bool = True) -> str:
+                  builds: Sequence[Built] = ()) -> str:
     """The image's name in the registry, after making sure it is there."""
     import docker
 
     builder = docker.from_env(timeout=300)
-    tag = ensure_image(log, client=builder, rust=rust)
+    tag = ensure_image(builds, log, client=builder)
     repo = f"{registry}/{IMAGE_REPO}"
     version = tag.split(":", 1)[1]
     remote = f"{repo}:{version}"

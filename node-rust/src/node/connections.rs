@@ -74,16 +74,24 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libp2p::core::{transport::PortUse, Endpoint};
+    #[cfg(not(feature = "libp2p-053"))]
+    use libp2p::core::transport::PortUse;
+    use libp2p::core::Endpoint;
 
     fn addr(text: &str) -> Multiaddr {
         text.parse().expect("a multiaddr")
     }
 
     fn dialer(address: &str) -> ConnectedPoint {
+        dialer_as(address, Endpoint::Dialer)
+    }
+
+    /// A dial's endpoint; 0.53 has no per-dial port use to record.
+    fn dialer_as(address: &str, role_override: Endpoint) -> ConnectedPoint {
         ConnectedPoint::Dialer {
             address: addr(address),
-            role_override: Endpoint::Dialer,
+            role_override,
+            #[cfg(not(feature = "libp2p-053"))]
             port_use: PortUse::Reuse,
         }
     }
@@ -111,11 +119,7 @@ mod tests {
         assert_eq!(kind_of(&quic), ("direct", "quic"));
         assert_eq!(direction(&quic), "inbound");
         // A hole punch's dial that acts as listener is still our outbound connection.
-        let punched = ConnectedPoint::Dialer {
-            address: addr("/ip4/10.0.0.2/udp/5/quic-v1"),
-            role_override: Endpoint::Listener,
-            port_use: PortUse::Reuse,
-        };
+        let punched = dialer_as("/ip4/10.0.0.2/udp/5/quic-v1", Endpoint::Listener);
         assert_eq!(kind_of(&punched), ("direct", "quic"));
         assert_eq!(direction(&punched), "outbound");
     }

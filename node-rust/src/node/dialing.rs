@@ -203,10 +203,12 @@ impl Node {
             // cross as one TCP simultaneous open, where both sides start Noise as the
             // initiator and the handshake fails ("input error"; 74 of 120 housemate
             // dials in gossip-50 on a busy host). Port reuse matters only through NATs.
-            let opts = DialOpts::peer_id(peer)
-                .addresses(addrs)
-                .allocate_new_port()
-                .build();
+            let opts = DialOpts::peer_id(peer).addresses(addrs);
+            // Not from the listening port: housemates hear each other at once and would
+            // dial port to port (TCP simultaneous open). 0.53 cannot choose per dial.
+            #[cfg(not(feature = "libp2p-053"))]
+            let opts = opts.allocate_new_port();
+            let opts = opts.build();
             let id = opts.connection_id();
             let pending = PendingDial {
                 target: format!("/p2p/{peer}"),

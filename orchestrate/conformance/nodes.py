@@ -1,4 +1,6 @@
-"""Helpers to run real chat-node processes in tests."""
+"""Real chat-node processes on this machine's loopback, as the conformance checks (and
+tests) run them: started with an implementation's command, read through their event
+log, driven through their control FIFO, stopped with SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from p2plab.compose.impls.builds import ensure_built
+from p2plab.compose.impls.registry import Registry
+
 from p2plab.control import send_command
 
 
@@ -22,13 +27,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def node_program(impl: str) -> list[str]:
-    """How to start a node of implementation ``impl`` on this machine."""
-    if impl == "py":
-        return [sys.executable, "-m", "p2plab.node"]
-    from p2plab.compose.rustnode import ensure_binary
-
-    return [str(ensure_binary())]
+def node_program(impl: str, registry: Registry | None = None,
+                 log: Callable[[str], None] = lambda message: None) -> list[str]:
+    """How to start a node of implementation ``impl`` (a spec: ``py``, ``rust@0.53``) on
+    this machine, building it first if it is not built."""
+    declaration = (registry or Registry.load()).resolve(impl)
+    return ensure_built(declaration, log).argv(sys.executable)
 
 
 class NodeProcess:

@@ -1,0 +1,1 @@
+"""Node implementations as declarations: what a lab runs is read from files, not coded."""

@@ -1,0 +1,147 @@
+"""Which implementations a lab can run: the built-in declarations, the ones beside the
+scenario (``*.impl.yaml``) and the ones given with ``--register FILE``; and what a
+scenario's ``impl: NAME[@VERSION]`` names among them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from p2plab.compose.impls.declaration import (
+    DECLARATION_FILE,
+    NEIGHBOUR_GLOB,
+    Declaration,
+    DeclarationError,
+    load_declaration,
+)
+from p2plab.topology.loading import ScenarioError
+from p2plab.topology.scenario import Scenario
+from p2plab.topology.yaml_source import field_path
+
+from p2plab.resources import package_dir
+
+# The built-in nodes' declarations (package, folder inside it).
+BUILT_IN = (("p2plab.node", "."), ("p2plab.node_rust", "."),
+            ("p2plab.node_rust", "libp2p-0.53"))
+
+
+# Declaration files given on the command line (--register), separated by os.pathsep;
+# an environment variable, so a suite's, sweep's or matrix's every lab sees them.
+REGISTER_ENV = "P2PLAB_IMPLS"
+
+
+class UnknownImplementation(ValueError):
+    """A spec that names no registered implementation (the message says what is)."""
+
+
+def built_in_files() -> list[Path]:
+    return [package_dir(package) / folder / DECLARATION_FILE for package, folder in BUILT_IN]
+
+
+@dataclass
+class Registry:
+    """Declarations by key (``NAME@VERSION``)."""
+
+    declarations: dict[str, Declaration] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, extra: Iterable[Path] = (), scenario: Path | None = None) -> Registry:
+        """The built-ins, then ``*.impl.yaml`` beside ``scenario``, then the files of
+        ``P2PLAB_IMPLS`` (``--register``), then ``extra``."""
+        registry = cls()
+        files = built_in_files()
+        if scenario is not None:
+            files += sorted(scenario.resolve().parent.glob(NEIGHBOUR_GLOB))
+        files += [Path(p) for p in os.environ.get(REGISTER_ENV, "").split(os.pathsep) if p]
+        for path in [*files, *extra]:
+            if path.is_dir():
+                path = path / DECLARATION_FILE
+            if not path.is_file():
+                raise DeclarationError(f"{path}: no such declaration file (an "
+                                       f"implementation is declared in a {DECLARATION_FILE})")
+            registry.add(load_declaration(path))
+        return registry
+
+    def add(self, declaration: Declaration) -> None:
+        known = self.declarations.get(declaration.key)
+        if known is not None and known.path != declaration.path:
+            raise DeclarationError(
+                f"{declaration.path}:1: {declaration.key} is declared already by "
+                f"{known.path}: give this one another name or version")
+        defaults = [d for d in self.of(declaration.name) if d.file.default]
+        if declaration.file.default and defaults and defaults[0].path != declaration.path:
+            raise DeclarationError(
+                f"{declaration.path}: default: {declaration.name} has a default version "
+                f"already ({defaults[0].key}, {defaults[0].path}): remove default: true")
+        self.declarations[declaration.key] = declaration
+
+    def of(self, name: str) -> list[Declaration]:
+        return [d for d in self.declarations.values() if d.name == name]
+
+    def names(self) -> list[str]:
+        """Every spec a scenario may give, for error messages and ``p2plab impls``."""
+        out = []
+        for name in sorted({d.name for d in self.declarations.values()}):
+            out.append(name)
+            out += sorted(d.key for d in self.of(name))
+        return out
+
+    def resolve(self, spec: str) -> Declaration:
+        """``NAME`` (its only or default version), ``NAME@VERSION`` or a prefix of the
+        version by whole components (``rust@0.53`` is 0.53.2)."""
+        name, _, wanted = spec.partition("@")
+        candidates = self.of(name)
+        if not candidates:
+            raise UnknownImplementation(
+                f"no implementation named {name!r} is registered (known: "
+                f"{', '.join(self.names())}); declare yours in a {DECLARATION_FILE} and "
+                f"pass --register FILE, or put NAME{NEIGHBOUR_GLOB[1:]} beside the scenario")
+        if not wanted:
+            defaults = [d for d in candidates if d.file.default]
+            if len(candidates) == 1 or len(defaults) == 1:
+                return candidates[0] if len(candidates) == 1 else defaults[0]
+            raise UnknownImplementation(
+                f"{name!r} has several versions and none is the default: name one "
+                f"({', '.join(sorted(d.key for d in candidates))})")
+        exact = [d for d in candidates if wanted in (d.version, d.file.library.version)]
+        matches = exact or [d for d in candidates if _prefix(wanted, d.version)]
+        if len(matches) == 1:
+            return matches[0]
+        versions = ", ".join(sorted(d.key for d in candidates))
+        if not matches:
+            raise UnknownImplementation(f"{name} has no version {wanted!r} (registered: "
+                                        f"{versions}); register it with --register FILE")
+        raise UnknownImplementation(f"{spec!r} matches {len(matches)} versions ({versions}): "
+                                    "give the whole version")
+
+
+def _prefix(wanted: str, version: str) -> bool:
+    parts, have = wanted.split("."), version.split(".")
+    return have[:len(parts)] == parts
+
+
+def impl_fields(scenario: Scenario) -> list[tuple[tuple[Any, ...], str]]:
+    """Where the scenario file names implementations, and what it names there."""
+    fields: list[tuple[tuple[Any, ...], str]] = [(("impl",), scenario.file.impl)]
+    fields += [(("nodes", i, "impl"), spec.impl) for i, spec in enumerate(scenario.file.node_specs)
+               if spec.impl is not None]
+    return fields
+
+
+def resolve_scenario(registry: Registry, scenario: Scenario) -> dict[str, Declaration]:
+    """The declaration of every implementation the scenario's nodes run, by the spec the
+    scenario gives; an unknown one is an error at its line of the file."""
+    problems = []
+    for loc, spec in impl_fields(scenario):
+        try:
+            registry.resolve(spec)
+        except UnknownImplementation as exc:
+            where = scenario.origins.where(loc) if scenario.origins else scenario.name
+            problems.append(f"{where}: {field_path(loc)}: {exc}")
+    if problems:
+        raise ScenarioError("\n".join(dict.fromkeys(problems)))
+    used = {scenario.impl_of(node) for node in scenario.nodes}
+    return {spec: registry.resolve(spec) for spec in sorted(used)}
