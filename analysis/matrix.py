@@ -18,7 +18,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 from p2plab.analysis.metrics import pair_key
 from p2plab.analysis.pages import render_page
-from p2plab.topology.matrix import Cell, MatrixFile, theory
+from p2plab.topology.matrix import Cell, MatrixFile, split_pair, theory
 from p2plab.topology.nat import PRESETS, resolve
 
 from p2plab.files import write_atomic
@@ -47,7 +47,7 @@ def cell_results(cells: list[Cell], summary: dict[str, Any], lab: str) -> list[d
             "reasons": "; ".join(reasons)[:300], "lab": lab, "nodes": f"{c.node_a},{c.node_b}",
         }
         row["known_cause"] = (QUIC_CAUSE if not row["agrees"] and c.transport == "quic"
-                              and "py" in (c.impl_a, c.impl_b)
+                              and "py" in (c.impl_a.partition("@")[0], c.impl_b.partition("@")[0])
                               and expected == "direct" and outcome == "relayed" else "")
         rows.append(row)
     return rows
@@ -96,7 +96,7 @@ def render_png(rows: list[dict[str, Any]], presets: list[str], transports: list[
                 ax.text(j, i, label, ha="center", va="center", fontsize=7, color="white")
         ax.set_xticks(range(len(presets)), presets, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(presets)), presets, fontsize=8)
-        dialled, dialling = impls.split("-")
+        dialled, dialling = split_pair(impls)
         ax.set_title(f"{transport.upper()}, {dialled} dialled by {dialling}: outcome per NAT pair")
         ax.set_xlabel(f"NAT of the dialling node ({dialling})")
         ax.set_ylabel(f"NAT of the dialled node ({dialled})")
@@ -139,11 +139,36 @@ def write_matrix_report(out: Path, matrix: MatrixFile, rows: list[dict[str, Any]
     figures = _figures(rows)
     unexplained = [r for r in rows if not r["agrees"] and not r["known_cause"]]
     summary = {**meta, "figures": figures, "passed": not unexplained,
-               "unexplained_disagreements": unexplained}
+               "unexplained_disagreements": unexplained,
+               "version_changes": version_changes(rows)}
     write_atomic(out / "matrix.json", json.dumps({"summary": summary, "cells": rows}, indent=2))
     render_png(rows, presets, transports, out / "matrix.png", meta)
     write_atomic(out / "matrix.html", _html(rows, presets, transports, summary, out / "matrix.png"))
     return summary
+
+
+def _names(pair: str) -> tuple[str, ...]:
+    return tuple(spec.partition("@")[0] for spec in split_pair(pair))
+
+
+def version_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cells whose outcome differs between versions of the same implementations (the
+    same NAT pair and transport, ``rust@0.53/rust@0.53`` against ``rust/rust``), each with
+    what the nodes recorded of the failed punches: where behaviour changed between
+    releases, and the library's own words on why."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (frozenset((r["a"], r["b"])), r["transport"], frozenset(_names(r["impls"])))
+        groups.setdefault(key, []).append(r)
+    changes = []
+    for (_pair, transport, _impl_names), members in groups.items():
+        if len({m["outcome"] for m in members}) < 2:
+            continue
+        first = members[0]
+        changes.append({"a": first["a"], "b": first["b"], "transport": transport,
+                        "outcomes": {m["impls"]: m["outcome"] for m in members},
+                        "reasons": {m["impls"]: m["reasons"] for m in members if m["reasons"]}})
+    return changes
 
 
 def _html(rows: list[dict[str, Any]], presets: list[str], transports: list[str],

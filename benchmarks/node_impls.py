@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 # E402: imported after the checkout is on sys.path (run from a checkout, not installed).
-from p2plab.compose.rustnode import ensure_binary  # noqa: E402
 from p2plab.node.identity import peer_id_for_seed  # noqa: E402
+from p2plab.orchestrate.conformance.nodes import node_program  # noqa: E402
 
 from p2plab.control import send_command  # noqa: E402
 
@@ -49,11 +49,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-VARIANTS = ("py-stock", "py", "rust")
+# py-stock: the py node without its py-libp2p tuning; then every registered built-in.
+VARIANTS = ("py-stock", "py", "rust", "rust@0.53")
 
 
 def program(variant: str) -> list[str]:
-    return [str(ensure_binary())] if variant == "rust" else [sys.executable, "-m", "p2plab.node"]
+    return node_program("py" if variant == "py-stock" else variant)
 
 
 def environment(variant: str) -> dict[str, str]:
@@ -178,20 +179,24 @@ def main() -> int:
     figures = [measure(v, args.nodes, args.messages, args.rate) for v in VARIANTS]
     print(f"\nloopback mesh, {args.nodes} nodes (each dials the 3 before it), "
           f"{args.messages} x 200 B at {args.rate:g}/s from one node")
-    print(f"{'impl':<9}{'start-up s (p50/max)':>22}{'RSS MB':>9}"
+    print(f"{'impl':<10}{'start-up s (p50/max)':>22}{'RSS MB':>9}"
           f"{'CPU ms/msg/node p50 (min-max)':>32}"
           f"{'idle CPU %':>12}")
     for f in figures:
-        print(f"{f['impl']:<9}{f['startup_s_p50']:>12.2f} / {f['startup_s_max']:<7.2f}"
+        print(f"{f['impl']:<10}{f['startup_s_p50']:>12.2f} / {f['startup_s_max']:<7.2f}"
               f"{f['rss_mb_p50']:>9.1f}{f['cpu_ms_per_msg_p50']:>14.2f} "
               f"({f['cpu_ms_per_msg_min']:.2f}-{f['cpu_ms_per_msg_max']:.2f}){'':>4}"
               f"{f['idle_cpu_pct_p50']:>10.2f}")
-    stock, py, rust = figures
+    stock, py, rust, rust_053 = figures
     print(f"py-stock/py (our py-libp2p changes): CPU per message "
           f"x{stock['cpu_ms_per_msg_p50'] / py['cpu_ms_per_msg_p50']:.2f}")
     print(f"py/rust: CPU per message x{py['cpu_ms_per_msg_p50'] / rust['cpu_ms_per_msg_p50']:.1f}, "
           f"RSS x{py['rss_mb_p50'] / rust['rss_mb_p50']:.1f}, "
           f"start-up x{py['startup_s_p50'] / rust['startup_s_p50']:.1f}")
+    print(f"rust@0.53/rust@0.57.1: CPU per message "
+          f"x{rust_053['cpu_ms_per_msg_p50'] / rust['cpu_ms_per_msg_p50']:.2f}, "
+          f"RSS x{rust_053['rss_mb_p50'] / rust['rss_mb_p50']:.2f}, "
+          f"start-up x{rust_053['startup_s_p50'] / rust['startup_s_p50']:.2f}")
     if args.crosscheck:
         results = Path(args.results)
         results.mkdir(parents=True, exist_ok=True)

@@ -145,3 +145,27 @@ def test_one_scenario_across_versions() -> None:
                                                       (("nodes", 4, "impl"), "rust@0.53")]
     with pytest.raises(OverrideError, match="no node of this scenario runs 'go'"):
         implementation_overrides(fields, "go@1")
+
+
+def test_matrix_pairs_of_versions_and_where_they_changed() -> None:
+    from p2plab.analysis.matrix import version_changes
+    from p2plab.topology.matrix import MatrixSpec, split_pair
+
+    assert split_pair("rust@0.53/rust") == ("rust@0.53", "rust")
+    assert split_pair("py-rust") == ("py", "rust")
+    with pytest.raises(ValueError, match="not an implementation pair"):
+        split_pair("a-b-c")
+    with pytest.raises(ValueError):
+        MatrixSpec(impls=["rust@0.53/Rust 2"])
+    row = {"a": "symmetric", "b": "full-cone", "transport": "tcp", "reasons": ""}
+    rows = [{**row, "impls": "rust/rust", "outcome": "direct"},
+            {**row, "impls": "rust@0.53/rust@0.53", "outcome": "relayed",
+             "reasons": "Giving up after 3 dial attempts"},
+            {**row, "impls": "py/rust", "outcome": "relayed"},  # other implementations
+            {**row, "a": "full-cone", "b": "symmetric", "impls": "rust@0.53/rust",
+             "outcome": "direct"}]
+    changes = version_changes(rows)
+    assert len(changes) == 1
+    assert changes[0]["outcomes"] == {"rust/rust": "direct", "rust@0.53/rust@0.53": "relayed",
+                                      "rust@0.53/rust": "direct"}
+    assert changes[0]["reasons"] == {"rust@0.53/rust@0.53": "Giving up after 3 dial attempts"}

@@ -10,11 +10,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from p2plab.topology.loading import ScenarioError, scenario_from_data
 from p2plab.topology.nat import PRESETS, preset_chain, punch_works
 from p2plab.topology.scenario import Scenario
+from p2plab.topology.schema import ImplSpec, check_impl_spec
 from p2plab.topology.yaml_source import (
     YamlSourceError,
     field_path,
@@ -23,11 +24,37 @@ from p2plab.topology.yaml_source import (
     parse_yaml,
     read_text,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 Transport = Literal["tcp", "quic"]
+
+
+def split_pair(pair: str) -> tuple[str, str]:
+    """An implementation pair, dialled side first: ``A/B`` of any two implementations
+    (``rust@0.53/rust@0.57.1``), or ``A-B`` of two plain names (``py-rust``)."""
+    parts = pair.split("/") if "/" in pair else pair.split("-")
+    if len(parts) != 2:
+        raise ValueError(f"{pair!r} is not an implementation pair: write DIALLED/DIALLING, "
+                         "e.g. rust@0.53/rust or py/rust@0.57.1 (py-rust for plain names)")
+    for part in parts:
+        check_impl_spec(part)
+    return parts[0], parts[1]
+
+
+def _check_pair(pair: str) -> str:
+    split_pair(pair)
+    return pair
+
+
 # Implementation pairs, dialled side first: "py-rust" is a py node dialled by a rust one.
-ImplPair = Literal["py-py", "py-rust", "rust-py", "rust-rust"]
+ImplPair = Annotated[str, AfterValidator(_check_pair)]
 
 
 class MatrixSpec(BaseModel):
@@ -38,7 +65,7 @@ class MatrixSpec(BaseModel):
     impls: list[ImplPair] = Field(default_factory=lambda: list[ImplPair](["py-py"]),
                                   description="node implementations per cell, dialled side "
                                   "first (py-rust: a py node dialled by a rust node)")
-    relay: Literal["py", "rust"] = Field(default="py", description="the relay's implementation")
+    relay: ImplSpec = Field(default="py", description="the relay's implementation")
     direct_timeout: float = Field(default=40.0, gt=0,
                                   description="seconds a cell may take to turn direct")
     cells_per_lab: int = Field(default=8, ge=1, le=20)
@@ -73,11 +100,11 @@ class Cell:
 
     @property
     def impl_a(self) -> str:
-        return self.impls.split("-")[0]
+        return split_pair(self.impls)[0]
 
     @property
     def impl_b(self) -> str:
-        return self.impls.split("-")[1]
+        return split_pair(self.impls)[1]
 
     @property
     def key(self) -> tuple[str, str, str, str]:
