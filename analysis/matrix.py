@@ -177,7 +177,7 @@ def _html(rows: list[dict[str, Any]], presets: list[str], transports: list[str],
     for impls, transport in _panels(rows, transports):
         by_key = {(r["a"], r["b"]): r for r in rows
                   if r["transport"] == transport and r["impls"] == impls}
-        dialled, dialling = impls.split("-")
+        dialled, dialling = split_pair(impls)
         panels.append({"transport": transport, "dialled": dialled, "dialling": dialling,
                        "rows": [(a, [by_key.get((a, b)) or by_key.get((b, a)) for b in presets])
                                 for a in presets]})

@@ -10,6 +10,7 @@ from typing import Any
 
 from p2plab.analysis.matrix import cell_results, write_matrix_report
 from p2plab.analysis.metrics import summarize
+from p2plab.compose.impls.registry import Registry
 from p2plab.compose.lab.lifecycle import Lab
 from p2plab.compose.run_folder import new_run_id
 from p2plab.topology.matrix import MatrixFile, lab_scenarios
@@ -20,6 +21,8 @@ def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results
     """Run every lab of the matrix; return the matrix folder and one result per cell."""
     started = time.time()
     labs = lab_scenarios(matrix)
+    # The implementations beside the matrix file (the labs' own files are in the results).
+    registry = Registry.load(scenario=matrix_path)
     run_id = new_run_id()
     out = results_root / f"{matrix.name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{run_id}"
     out.mkdir(parents=True)
@@ -33,7 +36,7 @@ def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results
         scenario_file.write_text(json.dumps(scenario.model_dump(mode="json", by_alias=True,
                                                                 exclude_defaults=True)))
         lab = Lab(scenario_file, backend_name, out / "labs", scenario=scenario,
-                  progress=lambda m: progress(f"  {m}"))
+                  progress=lambda m: progress(f"  {m}"), implementations=registry)
         with lab:
             lab.run()
         assert lab.run_dir is not None
