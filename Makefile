@@ -87,6 +87,10 @@ lint: $(LINT_STAMP)
 	for d in node topology compose analysis orchestrate; do ln -s ../../../$$d build/typecheck/p2plab/$$d; done; \
 	( cd build/typecheck && $(abspath $(BIN))/mypy --config-file ../../pyproject.toml -p p2plab ) || status=1; \
 	echo "== cargo fmt --check"; ( cd node-rust && cargo fmt --check ) || status=1; \
+	( cd node-rust/contract && cargo fmt --check ) || status=1; \
+	echo "== cargo clippy -D warnings (the contract kit)"; ( cd node-rust/contract && \
+	  CARGO_TARGET_DIR=$(CARGO_TARGET)/contract-kit cargo clippy --locked --quiet --all-targets -- -D warnings ) \
+	  || status=1; \
 	for v in $(RUST_VERSIONS); do echo "== cargo clippy -D warnings (rust-libp2p $${v#*:})"; \
 	  ( cd node-rust/$${v%%:*} && CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} \
 	    cargo clippy --locked --quiet --all-targets -- -D warnings ) || status=1; done; \
@@ -135,6 +139,8 @@ test-stages: setup $(TEST_STAMP)
 	  rust=0; for v in $(RUST_VERSIONS); do ( cd node-rust/$${v%%:*} && \
 	    CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} cargo test --release --locked --quiet ) \
 	    >> build/rust-tests.log 2>&1 || rust=1; done; \
+	  ( cd node-rust/contract && CARGO_TARGET_DIR=$(CARGO_TARGET)/contract-kit \
+	    cargo test --release --locked --quiet ) >> build/rust-tests.log 2>&1 || rust=1; \
 	  echo "$$lint $$rust" > build/checks.status ) & checks_pid=$$!; \
 	images=0; $(MAKE) --no-print-directory images || images=$$?; \
 	wait $$checks_pid; lint=1; rust=1; read lint rust < build/checks.status; \

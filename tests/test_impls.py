@@ -169,3 +169,25 @@ def test_matrix_pairs_of_versions_and_where_they_changed() -> None:
     assert changes[0]["outcomes"] == {"rust/rust": "direct", "rust@0.53/rust@0.53": "relayed",
                                       "rust@0.53/rust": "direct"}
     assert changes[0]["reasons"] == {"rust@0.53/rust@0.53": "Giving up after 3 dial attempts"}
+
+
+def test_the_python_kit_holds_the_contract(tmp_path: Path) -> None:
+    """What a Python node of one's own imports to follow the contract."""
+    from p2plab.node import kit
+
+    from p2plab.events import read_events
+
+    with pytest.raises(kit.UsageError, match="not a multiaddr"):
+        kit.parse_args(["--dial", "/ip4/1.2.3/tcp/1"])
+    config = kit.parse_args(["--key-seed", "seed-a", "--msg-id", "content"])
+    from libp2p.peer.id import ID
+
+    assert ID.from_pubkey(kit.key_pair_from_seed("seed-a").public_key).to_base58() == \
+        kit.peer_id_for_seed("seed-a") != kit.peer_id_for_seed("seed-b")
+    assert config.msg_id == "content"
+    writer = kit.EventWriter.open("me", tmp_path / "events.jsonl")
+    writer.emit("node_stopped", reason="quit")
+    writer.close()
+    assert [e["type"] for e in read_events(tmp_path / "events.jsonl")] == ["node_stopped"]
+    with pytest.raises(kit.CommandError):
+        kit.parse_command('{"cmd": "publish"}')

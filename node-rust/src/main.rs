@@ -5,15 +5,14 @@
 //! and control channel, so a lab drives it exactly as it drives the Python node.
 
 mod behaviour;
-mod config;
-mod control;
-mod events;
 mod identity;
 mod node;
 
-use std::process::ExitCode;
+// The contract's flags, event log and control channel come from the kit
+// (contract/, shared by every release this node is built at and by other nodes).
+pub use p2plab_contract::{config, control, events};
 
-use clap::Parser;
+use std::process::ExitCode;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The exact rust-libp2p version pinned in Cargo.toml (a test compares the two).
@@ -22,30 +21,20 @@ pub const LIBP2P_VERSION: &str = "0.57.1";
 #[cfg(feature = "libp2p-053")]
 pub const LIBP2P_VERSION: &str = "0.53.2";
 
+const PROGRAM: &str = "p2plab-node-rs";
+
 fn usage_error(message: &str) -> ExitCode {
-    eprintln!("p2plab-node-rs: {message}");
-    ExitCode::from(2)
+    p2plab_contract::usage_error(PROGRAM, message)
 }
 
 fn main() -> ExitCode {
-    let flags = match config::Flags::try_parse() {
+    let flags = match p2plab_contract::parse_flags(PROGRAM) {
         Ok(flags) => flags,
-        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
-            print!("{e}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            return usage_error(first.trim_start_matches("error: "));
-        }
+        Err(code) => return code,
     };
     if flags.version {
-        println!("p2plab-node-rs {VERSION} rust-libp2p {LIBP2P_VERSION}");
+        println!("{PROGRAM} {VERSION} rust-libp2p {LIBP2P_VERSION}");
         return ExitCode::SUCCESS;
-    }
-    if let Err(message) = flags.check() {
-        return usage_error(&message);
     }
     let key = match (&flags.key_file, &flags.key_seed) {
         (Some(path), _) => match identity::from_file(path) {

@@ -118,6 +118,14 @@ fn short(peer: &PeerId) -> String {
     text[text.len().saturating_sub(6)..].to_string()
 }
 
+/// The kit checked each address as text; this libp2p parses it.
+fn addrs(texts: &[String]) -> Result<Vec<Multiaddr>, String> {
+    texts
+        .iter()
+        .map(|t| t.parse().map_err(|e| format!("{t}: {e}")))
+        .collect()
+}
+
 pub async fn run(flags: Flags, key: libp2p::identity::Keypair) -> Result<(), String> {
     let name = flags.name();
     let log = EventLog::open(&name, flags.events.as_deref()).map_err(|e| {
@@ -166,11 +174,11 @@ pub async fn run(flags: Flags, key: libp2p::identity::Keypair) -> Result<(), Str
         local,
         last_own,
         inputs,
-        targets: flags.dial.clone(),
+        targets: addrs(&flags.dial)?,
         target_peer: HashMap::new(),
         dials: HashMap::new(),
         dialing: HashSet::new(),
-        relays: flags.relays.clone(),
+        relays: addrs(&flags.relays)?,
         reservations: HashMap::new(),
         relayed: HashMap::new(),
         punch_attempts: HashMap::new(),

@@ -86,7 +86,9 @@ impl Node {
                 };
                 self.command_result(cmd, result, &args);
             }
-            Command::Dial { addr } => match crate::config::parse_dial(&addr) {
+            Command::Dial { addr } => match crate::config::parse_dial(&addr)
+                .and_then(|text| text.parse().map_err(|e| format!("{text}: {e}")))
+            {
                 Ok(addr) => self.dial(addr, DialOrigin::Command(args), Instant::now(), 0),
                 Err(reason) => self.command_result(cmd, Err(reason), &args),
             },

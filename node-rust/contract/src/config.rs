@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use libp2p::{multiaddr::Protocol, Multiaddr};
+use multiaddr::{Multiaddr, Protocol};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -24,8 +24,8 @@ pub enum MsgIdFn {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "p2plab-node-rs", version = None, disable_version_flag = true,
-          about = "libp2p chat node (rust-libp2p): mDNS, gossipsub, QUIC, circuit relay v2, DCUtR")]
+#[command(name = "p2plab-node", version = None, disable_version_flag = true,
+          about = "a libp2p chat node following the p2plab node contract")]
 pub struct Flags {
     /// Print the implementation and libp2p versions, then exit.
     #[arg(long)]
@@ -58,10 +58,10 @@ pub struct Flags {
     pub mdns: bool,
     /// A persistent peer to dial (repeatable).
     #[arg(long = "dial", value_parser = parse_dial)]
-    pub dial: Vec<Multiaddr>,
+    pub dial: Vec<String>,
     /// A circuit relay v2 to reserve a slot on (needs /p2p/ID; repeatable).
     #[arg(long = "relay", value_parser = parse_relay)]
-    pub relays: Vec<Multiaddr>,
+    pub relays: Vec<String>,
     /// Derive the identity from this seed (ed25519 secret = SHA-256 of its UTF-8 bytes).
     #[arg(long, conflicts_with = "key_file")]
     pub key_seed: Option<String>,
@@ -149,8 +149,13 @@ fn names(addr: &Multiaddr) -> Vec<&'static str> {
 }
 
 /// A dialable multiaddr: /ip4|/ip6|/dns|/dns4|/dns6 (or /p2p), tcp or udp/quic-v1, or a
-/// circuit address through a relay named by its /p2p/ID.
-pub fn parse_dial(text: &str) -> Result<Multiaddr, String> {
+/// circuit address through a relay named by its /p2p/ID. Checked here, returned as text:
+/// a node parses it with its own libp2p's `Multiaddr` (the kit serves every release).
+pub fn parse_dial(text: &str) -> Result<String, String> {
+    check_dial(text).map(|addr| addr.to_string())
+}
+
+fn check_dial(text: &str) -> Result<Multiaddr, String> {
     let addr: Multiaddr = text
         .parse()
         .map_err(|e| format!("{text:?}: not a multiaddr ({e})"))?;
@@ -185,10 +190,10 @@ pub fn parse_dial(text: &str) -> Result<Multiaddr, String> {
     Ok(addr)
 }
 
-fn parse_relay(text: &str) -> Result<Multiaddr, String> {
-    let addr = parse_dial(text)?;
+fn parse_relay(text: &str) -> Result<String, String> {
+    let addr = check_dial(text)?;
     if !addr.iter().any(|p| matches!(p, Protocol::P2p(_))) {
         return Err(format!("{text:?}: needs the relay's /p2p/ID"));
     }
-    Ok(addr)
+    Ok(addr.to_string())
 }

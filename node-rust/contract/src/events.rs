@@ -497,7 +497,13 @@ mod tests {
     /// The copy above against the Python schema itself, so the two cannot drift apart.
     #[test]
     fn schema_matches_events_py() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../p2plab/events.py");
+        // p2plab/events.py of the checkout (or events.py of an installed p2plab), found
+        // from whichever crate runs the test: this kit, or a node built at some release.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .flat_map(|dir| [dir.join("p2plab/events.py"), dir.join("events.py")])
+            .find(|candidate| candidate.is_file())
+            .expect("p2plab/events.py above the crate");
         let source =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let start = source
