@@ -136,16 +136,18 @@ test:
 test-stages: setup $(TEST_STAMP)
 	@mkdir -p build; rm -f build/checks.status build/lane.status build/rust-tests.log; \
 	( lint=0; $(MAKE) --no-print-directory lint > build/lint.log 2>&1 || lint=$$?; \
-	  rust=0; for v in $(RUST_VERSIONS); do ( cd node-rust/$${v%%:*} && \
+	  rust=0; for v in $(RUST_VERSIONS); do echo "== rust-libp2p $${v#*:}" >> build/rust-tests.log; \
+	  ( cd node-rust/$${v%%:*} && \
 	    CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} cargo test --release --locked --quiet ) \
 	    >> build/rust-tests.log 2>&1 || rust=1; done; \
+	  echo "== the contract kit" >> build/rust-tests.log; \
 	  ( cd node-rust/contract && CARGO_TARGET_DIR=$(CARGO_TARGET)/contract-kit \
 	    cargo test --release --locked --quiet ) >> build/rust-tests.log 2>&1 || rust=1; \
 	  echo "$$lint $$rust" > build/checks.status ) & checks_pid=$$!; \
 	images=0; $(MAKE) --no-print-directory images || images=$$?; \
 	wait $$checks_pid; lint=1; rust=1; read lint rust < build/checks.status; \
 	echo "== the linters (build/lint.log):"; tail -n 30 build/lint.log; \
-	echo "== the Rust node's unit tests (build/rust-tests.log):"; tail -n 5 build/rust-tests.log; \
+	echo "== the Rust unit tests (build/rust-tests.log):"; grep -E "^(==|test result|error)" build/rust-tests.log; \
 	( suite=0; $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 || suite=$$?; \
 	  unit=0; $(BIN)/pytest -q --durations=10 -m "not docker and not swarm and not netns" \
 	    > build/unit-tests.log 2>&1 || unit=$$?; \
@@ -185,7 +187,7 @@ cluster-down: setup
 
 # The node/router image, built without a registry (base from the machine's Debian archive).
 images: setup
-	$(BIN)/python -m p2plab.compose.images
+	$(BIN)/python -m p2plab.compose.images rust@0.57.1 rust@0.53.2
 
 # A compose v2 binary for the export test: Debian trixie's docker-compose package,
 # unpacked into build/tools (nothing is installed on the host), fetched from the Debian

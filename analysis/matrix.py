@@ -147,8 +147,11 @@ def write_matrix_report(out: Path, matrix: MatrixFile, rows: list[dict[str, Any]
     return summary
 
 
-def _names(pair: str) -> tuple[str, ...]:
-    return tuple(spec.partition("@")[0] for spec in split_pair(pair))
+def _sides(row: dict[str, Any]) -> frozenset[tuple[str, str]]:
+    """Which implementation (by name, not version) sits behind which NAT preset."""
+    dialled, dialling = split_pair(row["impls"])
+    return frozenset({(row["a"], dialled.partition("@")[0]),
+                      (row["b"], dialling.partition("@")[0])})
 
 
 def version_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,10 +161,9 @@ def version_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     releases, and the library's own words on why."""
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
-        key = (frozenset((r["a"], r["b"])), r["transport"], frozenset(_names(r["impls"])))
-        groups.setdefault(key, []).append(r)
+        groups.setdefault((_sides(r), r["transport"]), []).append(r)
     changes = []
-    for (_pair, transport, _impl_names), members in groups.items():
+    for (_sides_key, transport), members in groups.items():
         if len({m["outcome"] for m in members}) < 2:
             continue
         first = members[0]

@@ -105,7 +105,7 @@ def image_tag(builds: Sequence[Built] = ()) -> str:
         return tag
     digest = hashlib.sha256(tag.encode())
     for built in programs:
-        digest.update(f"{built.key}={built.source_hash}\n".encode())
+        digest.update(f"{built.key}={built.source_hash}:{built.program_hash}\n".encode())
     return f"{tag}-{digest.hexdigest()[:10]}"
 
 

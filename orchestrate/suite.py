@@ -28,9 +28,10 @@ from p2plab.analysis.junit import write_junit
 from p2plab.compose.backends.base import BackendError
 from p2plab.compose.run_folder import ResultsFolderError
 from p2plab.orchestrate.session import run_scenario
-from p2plab.topology.loading import ScenarioError, find_scenario, load_scenario_file
+from p2plab.topology.loading import ScenarioError, find_scenario, parse_scenario_file
 from p2plab.topology.matrix import is_matrix_file
 from p2plab.topology.overrides import Override, OverrideError, implementation_overrides
+from p2plab.topology.yaml_source import read_text
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -63,9 +64,11 @@ def _note(progress: Progress, scenario: str, message: str) -> None:
     progress.console.print(f"[dim]{scenario}: {message}")
 
 
-def impl_fields(path: Path) -> dict[tuple[str | int, ...], str]:
-    """Each field of the scenario file that names an implementation, and what it names."""
-    file = load_scenario_file(path)
+def impl_fields(path: Path, overrides: Sequence[Override] = ()
+                ) -> dict[tuple[str | int, ...], str]:
+    """Each field of the scenario (with ``overrides``) that names an implementation, and
+    what it names."""
+    file = parse_scenario_file(read_text(path), str(path), overrides)[0]
     fields: dict[tuple[str | int, ...], str] = {("impl",): file.impl}
     fields.update({("nodes", i, "impl"): spec.impl for i, spec in enumerate(file.node_specs)
                    if spec.impl is not None})
@@ -79,7 +82,8 @@ def _attempt(path: Path, backend: str, results: Path, note: Any,
     entry: dict[str, Any] = {"scenario": path.stem if impl is None else f"{path.stem} [{impl}]",
                              "file": str(path), "impl": impl}
     try:
-        swapped = [] if impl is None else implementation_overrides(impl_fields(path), impl)
+        swapped = ([] if impl is None
+                   else implementation_overrides(impl_fields(path, overrides), impl))
         result = run_scenario(path, backend, results, note,
                               overrides=[*overrides, *swapped])
         entry.update(run_dir=str(result.run_dir), passed=result.passed,

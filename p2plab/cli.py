@@ -72,6 +72,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             path = find_scenario(item, SCENARIOS_DIR)
             if is_matrix_file(path):
                 labs = lab_scenarios(load_matrix(path))
+                _resolve_matrix(path, labs)
                 print(f"{path}: ok: a NAT matrix of {sum(len(c) for _, c in labs)} cells "
                       f"in {len(labs)} labs")
                 continue
@@ -100,9 +101,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         path = find_scenario(args.scenario, SCENARIOS_DIR)
         plan = build_plan(load_scenario(path, _overrides(args)))
+        from p2plab.compose.impls.registry import Registry, resolve_scenario
+
+        impls = resolve_scenario(Registry.load(scenario=path), plan.scenario)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
     print(describe(plan))
+    print("implementations: " + ", ".join(f"{spec} = {d.key} ({d.library_text()})"
+                                          for spec, d in impls.items()))
     out = Path(args.png or f"{plan.scenario.name}-topology.png")
     from importlib.metadata import version
 
@@ -209,12 +215,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _resolve_matrix(path: Path, labs: list[Any]) -> None:
+    from p2plab.compose.impls.registry import Registry, resolve_scenario
+
+    registry = Registry.load(scenario=path)
+    for scenario, _cells in labs:
+        resolve_scenario(registry, scenario)
+
+
 def _run_matrix(path: Path, args: argparse.Namespace) -> int:
     from p2plab.orchestrate.matrix import run_matrix
     from p2plab.topology.matrix import lab_scenarios, load_matrix
 
     matrix = load_matrix(path)
-    lab_scenarios(matrix)  # every generated scenario validates before anything is made
+    # Every generated scenario validates, and names registered implementations, before
+    # anything is made.
+    try:
+        _resolve_matrix(path, lab_scenarios(matrix))
+    except ValueError as exc:
+        return _fail(str(exc))
     try:
         out, _rows = run_matrix(matrix, path, args.backend, Path(args.results), _progress)
     except BackendError as exc:
@@ -311,12 +330,31 @@ def cmd_suite(args: argparse.Namespace) -> int:
         if args.impls is not None and not impls:
             return _fail("--impls: give implementations separated by commas, e.g. "
                          "--impls rust@0.53,rust@0.57.1")
+        if impls and not args.scenarios:
+            paths = _running_any(paths, overrides, impls)
         if overrides or impls:  # every run must be possible before the first one runs
             _check_suite_runs(paths, overrides, impls)
         return run_suite(paths, args.backend, Path(args.results),
                          Path(args.junit) if args.junit else None, overrides, impls)
     except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
+
+
+def _running_any(paths: list[Path], overrides: list[Any], impls: list[str]) -> list[Path]:
+    """Of the default suite, the scenarios whose nodes run the implementations listed
+    (by name): the others would run unchanged; say which are left out."""
+    from p2plab.orchestrate.suite import impl_fields
+
+    names = {impl.partition("@")[0] for impl in impls}
+    keep = [p for p in paths if names <= {s.partition("@")[0]
+                                         for s in impl_fields(p, overrides).values()}]
+    left = sorted(p.stem for p in paths if p not in keep)
+    if left:
+        print(f"suite --impls: {', '.join(left)} run no {'/'.join(sorted(names))} node: "
+              "left out", file=sys.stderr)
+    if not keep:
+        raise ValueError(f"--impls: no scenario of the suite runs {'/'.join(sorted(names))}")
+    return keep
 
 
 def _check_suite_runs(paths: list[Path], overrides: list[Any], impls: list[str]) -> None:
@@ -332,31 +370,32 @@ def _check_suite_runs(paths: list[Path], overrides: list[Any], impls: list[str])
         registry = Registry.load(scenario=path)
         variants: list[str | None] = list(impls) or [None]
         for impl in variants:
-            swapped = [] if impl is None else implementation_overrides(impl_fields(path), impl)
+            swapped = ([] if impl is None
+                       else implementation_overrides(impl_fields(path, overrides), impl))
             resolve_scenario(registry, load_scenario(path, [*overrides, *swapped]))
 
 
 def cmd_impls(args: argparse.Namespace) -> int:
     """The registered implementations: what impl: may name, and where each is declared."""
-    from p2plab.compose.impls.builds import source_hash, target_dir
+    from p2plab.compose.impls.builds import is_built
     from p2plab.compose.impls.registry import Registry
+    from p2plab.topology.loading import ScenarioError, find_scenario
 
     try:
-        registry = Registry.load(scenario=Path(args.scenario) if args.scenario else None)
-    except ValueError as exc:
+        scenario = find_scenario(args.scenario, SCENARIOS_DIR) if args.scenario else None
+        registry = Registry.load(scenario=scenario)
+    except (ScenarioError, ValueError) as exc:
         return _fail(str(exc))
     for declaration in sorted(registry.declarations.values(), key=lambda d: d.key):
         file = declaration.file
         names = [declaration.key] + ([declaration.name] if file.default or
                                      len(registry.of(declaration.name)) == 1 else [])
-        cargo = file.build.cargo
-        if cargo is not None:
-            binary = target_dir(declaration) / "release" / cargo.binary
-            stamp = binary.with_name(f".{cargo.binary}.source")
-            fresh = stamp.exists() and stamp.read_text() == source_hash(declaration)
-            state = "built" if fresh else "not built yet (built by the first lab that runs it)"
-        else:
+        if file.build.cargo is None:
             state = "runs in the lab's Python"
+        elif is_built(declaration):
+            state = "built"
+        else:
+            state = "not built yet (built by the first lab that runs it)"
         print(f"{' | '.join(names):24} {declaration.library_text():22} {state}\n"
               f"{'':24} {declaration.path}")
     return 0

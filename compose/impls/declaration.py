@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 from p2plab.topology.loading import Origins, field_errors
-from p2plab.topology.yaml_source import YamlSourceError, line_index, parse_yaml, read_text
+from p2plab.topology.yaml_source import (
+    YamlSourceError,
+    field_path,
+    line_index,
+    parse_yaml,
+    read_text,
+)
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 DECLARATION_FILE = "p2plab-impl.yaml"
@@ -151,17 +157,17 @@ def load_declaration(path: Path) -> Declaration:
     declaration = Declaration(file, path.resolve())
     problems = _file_problems(declaration)
     if problems:
-        raise DeclarationError("\n".join(f"{origins.where(loc)}: {'.'.join(map(str, loc))}: "
-                                         f"{message}" for loc, message in problems))
+        raise DeclarationError("\n".join(f"{origins.where(loc)}: {field_path(loc)}: {message}"
+                                         for loc, message in problems))
     return declaration
 
 
-def _file_problems(declaration: Declaration) -> list[tuple[tuple[str, ...], str]]:
+def _file_problems(declaration: Declaration) -> list[tuple[tuple[str | int, ...], str]]:
     """What the fields say that the folder must hold."""
     cargo = declaration.file.build.cargo
     if cargo is None:
         return []
-    problems: list[tuple[tuple[str, ...], str]] = []
+    problems: list[tuple[tuple[str | int, ...], str]] = []
     manifest = declaration.folder / cargo.manifest
     if not manifest.is_file():
         return [(("build", "cargo", "manifest"),
@@ -173,7 +179,11 @@ def _file_problems(declaration: Declaration) -> list[tuple[tuple[str, ...], str]
                          "there and commit it (the lab builds --locked, so a build is "
                          "the same everywhere)"))
     for index, folder in enumerate(cargo.sources):
-        if not (manifest.parent / folder).is_dir():
-            problems.append((("build", "cargo", "sources", str(index)),
+        if Path(folder).is_absolute():
+            problems.append((("build", "cargo", "sources", index),
+                             f"{folder} is absolute: give it relative to the manifest, so "
+                             "the declaration works wherever the project is checked out"))
+        elif not (manifest.parent / folder).is_dir():
+            problems.append((("build", "cargo", "sources", index),
                              f"{manifest.parent / folder} is not a folder"))
     return problems

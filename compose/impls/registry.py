@@ -106,7 +106,8 @@ class Registry:
             raise UnknownImplementation(
                 f"{name!r} has several versions and none is the default: name one "
                 f"({', '.join(sorted(d.key for d in candidates))})")
-        exact = [d for d in candidates if wanted in (d.version, d.file.library.version)]
+        exact = ([d for d in candidates if d.version == wanted]
+                 or [d for d in candidates if d.file.library.version == wanted])
         matches = exact or [d for d in candidates if _prefix(wanted, d.version)]
         if len(matches) == 1:
             return matches[0]

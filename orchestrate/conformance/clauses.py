@@ -15,7 +15,13 @@ from pathlib import Path
 
 from p2plab.compose.impls.registry import Registry
 from p2plab.node.identity import peer_id_for_seed
-from p2plab.orchestrate.conformance.nodes import NodeProcess, free_port, node_program, stop_all
+from p2plab.orchestrate.conformance.nodes import (
+    CLEANUP_TIMEOUT_S,
+    NodeProcess,
+    free_port,
+    node_program,
+    stop_all,
+)
 
 from p2plab.events import read_events
 
@@ -89,7 +95,7 @@ def key_file_and_quit(impl: str, registry: Registry, workdir: Path) -> None:
     key = workdir / "key"
     key.write_text("11" * 32 + "\n")
     node = NodeProcess(workdir, "k", *LO, "--port", str(free_port()), "--key-file", str(key),
-                       impl=impl)
+                       impl=impl, registry=registry)
     try:
         expected = ID.from_pubkey(create_new_key_pair(bytes([0x11] * 32)).public_key)
         check(node.started()["peer_id"] == expected.to_base58(),
@@ -100,13 +106,14 @@ def key_file_and_quit(impl: str, registry: Registry, workdir: Path) -> None:
         check(node.of("node_stopped")[-1]["reason"] == "quit", "node_stopped's reason is "
               "not quit")
     finally:
-        node.stop()
+        node.stop(CLEANUP_TIMEOUT_S)
 
 
 def long_command(impl: str, registry: Registry, workdir: Path) -> None:
     """A pipe holds 64 KiB; a publish schedule can be far longer. The whole line must
     arrive (written as the node reads) and the commands after it still work."""
-    node = NodeProcess(workdir, "long", *LO, "--port", str(free_port()), impl=impl)
+    node = NodeProcess(workdir, "long", *LO, "--port", str(free_port()), impl=impl,
+                       registry=registry)
     try:
         node.started()
         offsets = [3600 + i / 1000 for i in range(40_000)]  # ~0.4 MB of JSON, never due
@@ -120,7 +127,7 @@ def long_command(impl: str, registry: Registry, workdir: Path) -> None:
         node.proc.wait(10)
         check(node.proc.returncode == 0, f"exit code {node.proc.returncode} after quit")
     finally:
-        node.stop()
+        node.stop(CLEANUP_TIMEOUT_S)
 
 
 def _chat(publisher: str, receiver: str, registry: Registry, workdir: Path,
@@ -130,7 +137,7 @@ def _chat(publisher: str, receiver: str, registry: Registry, workdir: Path,
     port_a, port_b = free_port(), free_port()
     common = [*LO, "--msg-id", msg_id, "--ping-interval", "0.5"]
     a = NodeProcess(workdir, "a", *common, "--port", str(port_a), "--key-seed", "seed-a",
-                    impl=publisher)
+                    impl=publisher, registry=registry)
     b = None
     try:
         started = a.started()
@@ -141,7 +148,7 @@ def _chat(publisher: str, receiver: str, registry: Registry, workdir: Path,
         # b also shows chat lines on stdout (stdin open): the payload is the text.
         b = NodeProcess(workdir, "b", *common, "--port", str(port_b), "--key-seed", "seed-b",
                         "--dial", f"/ip4/127.0.0.1/tcp/{port_a}/p2p/{started['peer_id']}",
-                        stdin=True, impl=receiver)
+                        stdin=True, impl=receiver, registry=registry)
         check(b.started()["peer_id"] == peer_id_for_seed("seed-b"),
               f"{receiver}: the peer id is not the one --key-seed derives")
         for node in (a, b):
@@ -184,9 +191,7 @@ def _chat(publisher: str, receiver: str, registry: Registry, workdir: Path,
         b.wait_for("the connection to close",
                    lambda n: bool(n.of("connection_closed")), timeout=15)
     finally:
-        a.stop()
-        if b is not None:
-            b.stop()
+        stop_all([a] if b is None else [a, b])
 
 
 def chat_origin_seq(publisher: str, receiver: str, registry: Registry, workdir: Path) -> None:
@@ -213,7 +218,7 @@ def _gossip(publisher: str, receiver: str, hub: str, registry: Registry, workdir
     def start(name: str, impl: str, *extra: str) -> NodeProcess:
         return NodeProcess(workdir, name, *LO, "--port", str(ports[name]), "--key-seed",
                            f"gossip-{name}", "--ping-interval", "0", "--msg-id", msg_id,
-                           *extra, impl=impl)
+                           *extra, impl=impl, registry=registry)
 
     b = start("b", hub, "--degree", "1", "--degree-low", "1", "--degree-high", "1")
     nodes = [b]
