@@ -88,6 +88,10 @@ lint: $(LINT_STAMP)
 	( cd build/typecheck && $(abspath $(BIN))/mypy --config-file ../../pyproject.toml -p p2plab ) || status=1; \
 	echo "== cargo fmt --check"; ( cd node-rust && cargo fmt --check ) || status=1; \
 	( cd node-rust/contract && cargo fmt --check ) || status=1; \
+	( cd examples/chat-node && cargo fmt --check ) || status=1; \
+	echo "== cargo clippy -D warnings (examples/chat-node)"; ( cd examples/chat-node && \
+	  CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@0.57.1 cargo clippy --locked --quiet -- -D warnings ) \
+	  || status=1; \
 	echo "== cargo clippy -D warnings (the contract kit)"; ( cd node-rust/contract && \
 	  CARGO_TARGET_DIR=$(CARGO_TARGET)/contract-kit cargo clippy --locked --quiet --all-targets -- -D warnings ) \
 	  || status=1; \
@@ -127,7 +131,8 @@ test:
 	$(PROGRESS) "building the Rust node at each version (cargo)" build/logs/cargo-build.log -- \
 	  sh -c 'for v in $(RUST_VERSIONS); do CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} \
 	    cargo build --release --locked --quiet --manifest-path node-rust/$${v%%:*}/Cargo.toml \
-	    || exit 1; done' & cargo_pid=$$!; \
+	    || exit 1; done; CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@0.57.1 cargo build --release \
+	    --locked --quiet --manifest-path examples/chat-node/Cargo.toml' & cargo_pid=$$!; \
 	$(MAKE) --no-print-directory system-test $(TEST_STAMP) compose-v2 lint-tools || \
 	  { kill $$cargo_pid 2>/dev/null; exit 1; }; \
 	wait $$cargo_pid || exit 1; \

@@ -33,7 +33,7 @@ def timed(argv: list[str],
 
 
 def build_in(project: Path) -> tuple[float, str]:
-    code = "from compose.images import ensure_image; print(ensure_image(lambda m: None))"
+    code = "from compose.images import ensure_image; print(ensure_image(log=lambda m: None))"
     seconds, result = timed([sys.executable, "-c", code], cwd=project,
                             env=dict(os.environ, PYTHONPATH=str(project)))
     if result.returncode != 0:

@@ -86,7 +86,7 @@ def test_node_image_starts_a_node(tmp_path: Path) -> None:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-    tag = ensure_image(lambda m: None)
+    tag = ensure_image(log=lambda m: None)
     container = (DockerContainer(tag)
                  .with_command("python -m p2plab.node --name solo --listen-ip 127.0.0.1 --no-stdin "
                                "--key-seed solo --ping-interval 0")
@@ -116,3 +116,23 @@ def test_subnet_in_use_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> No
     assert "overlaps Docker network 'p2plab-test-blocker' (10.2.0.0/24)" in result.stderr, \
         result.stderr
     assert leftovers() == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_layer_carries_each_rust_release() -> None:
+    """The image of a lab running rust@0.53 and rust@0.57.1 holds both programs, each
+    at the path its nodes are started with, each naming its own libp2p."""
+    import docker
+    from p2plab.compose.images import ensure_image, image_programs
+    from p2plab.compose.impls.builds import ensure_built
+    from p2plab.compose.impls.registry import Registry
+
+    registry = Registry.load()
+    builds = {spec: ensure_built(registry.resolve(spec), lambda m: None)
+              for spec in ("rust@0.53", "rust")}
+    tag = ensure_image(list(builds.values()), log=lambda m: None)
+    client = docker.from_env()
+    for spec, library in (("rust@0.53", "0.53.2"), ("rust", "0.57.1")):
+        argv = image_programs(builds)[spec]
+        out = client.containers.run(tag, [*argv, "--version"], remove=True, network_mode="none",
+                                    labels={"p2plab": "1"}).decode()
+        assert out.split()[2:] == ["rust-libp2p", library], out

@@ -140,3 +140,36 @@ def test_bad_scenario_exits_2_and_creates_nothing(tmp_path: Path) -> None:
                              "--results", str(tmp_path / "r")], capture_output=True, text=True)
     assert result.returncode == 2 and "LAN 'office' does not exist" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_seeds_libp2p_053_beside_today_s(backend: str, tmp_path: Path) -> None:
+    """impl: rust@0.53 runs rust-libp2p 0.53.2, and the manifest says so; it relays,
+    finds a py housemate by mDNS and punches to a 0.57.1 node."""
+    result, run_dir = run("poc-libp2p-053", backend, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["node_implementations"] == {
+        "py": "py-libp2p 0.8.1", "rust@0.53": "rust-libp2p 0.53.2",
+        "rust@0.57.1": "rust-libp2p 0.57.1"}
+    assert manifest["implementations"]["rust@0.53"]["libp2p"] == "rust-libp2p 0.53.2"
+    assert manifest["implementations"]["rust@0.53"]["nodes"] == ["relay", "alice"]
+    builds = manifest["implementation_builds"]
+    assert builds["rust@0.53"]["implementation"] == "rust@0.53.2"
+    assert builds["rust@0.53"]["program"] != builds["rust@0.57.1"]["program"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_node_registered_only_by_its_file(backend: str, tmp_path: Path) -> None:
+    """examples/chat-node (the contract through the kit) chats with py and rust@0.53."""
+    declaration = ROOT / "examples" / "chat-node" / "p2plab-impl.yaml"
+    result = subprocess.run([*P2PLAB, "run", "examples/chat-node/mixed-lab.yaml", "--backend",
+                             backend, "--results", str(tmp_path), "--register",
+                             str(declaration)], capture_output=True, text=True, timeout=900,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = next(tmp_path.iterdir())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["implementation_declarations"]["example-chat"]["declaration"] == \
+        str(declaration)
+    assert manifest["implementations"]["example-chat"]["libp2p"] == "rust-libp2p 0.57.1"

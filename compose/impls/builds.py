@@ -35,7 +35,10 @@ def target_root() -> Path:
 
 
 def target_dir(declaration: Declaration) -> Path:
-    return target_root() / declaration.key
+    """Its own folder, or the one it shares (``build.cargo.target``)."""
+    cargo = declaration.file.build.cargo
+    return target_root() / (cargo.target if cargo is not None and cargo.target
+                            else declaration.key)
 
 
 @dataclass(frozen=True)

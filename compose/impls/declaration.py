@@ -27,6 +27,7 @@ DECLARATION_FILE = "p2plab-impl.yaml"
 NEIGHBOUR_GLOB = "*.impl.yaml"
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")  # fullmatch
 VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
+TARGET = re.compile(r"[a-z][a-z0-9_-]{0,39}@[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
 PROGRAM = "{program}"
 
 
@@ -53,6 +54,13 @@ class CargoBuild(_Strict):
     sources: list[str] = Field(default_factory=lambda: ["src"], description=(
         "folders (relative to the manifest) whose files the build depends on, beside "
         "Cargo.toml and Cargo.lock: the cache key"))
+    target: str | None = Field(default=None, description=(
+        "share cargo's target folder with another build (NAME@VERSION, e.g. rust@0.57.1): "
+        "with the same lock file, only this crate compiles; default: its own"))
+
+    _target = field_validator("target")(classmethod(lambda cls, v: v if v is None else _match(
+        TARGET, v, "a target folder name such as rust@0.57.1 (letters, digits, '.', '@', "
+        "'+', '-', '_')")))
 
 
 class PythonBuild(_Strict):

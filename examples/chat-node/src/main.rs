@@ -14,7 +14,9 @@ use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{behaviour::toggle::Toggle, ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{gossipsub, identity::Keypair, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm};
+use libp2p::{
+    gossipsub, identity::Keypair, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, Swarm,
+};
 use p2plab_contract::config::{Flags, MsgIdFn, Role};
 use p2plab_contract::control::{self, Command, Publish};
 use p2plab_contract::events::{Connection, Event, EventLog};
@@ -40,7 +42,12 @@ struct ChatBehaviour {
 /// What reaches the event loop besides the swarm's events.
 enum Input {
     Stdin(String),
-    Publish { text: String, size: usize, topic: Option<String>, flow: Option<String> },
+    Publish {
+        text: String,
+        size: usize,
+        topic: Option<String>,
+        flow: Option<String>,
+    },
     PlanDone(u64),
     Redial(usize),
 }
@@ -78,7 +85,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if flags.role != Role::Peer || !flags.relays.is_empty() {
-        return usage_error(PROGRAM, "this node only chats: no --role relay and no --relay");
+        return usage_error(
+            PROGRAM,
+            "this node only chats: no --role relay and no --relay",
+        );
     }
     let secret = match (&flags.key_file, &flags.key_seed) {
         (Some(path), _) => match secret_from_file(path) {
@@ -120,7 +130,8 @@ fn message_id(kind: MsgIdFn, message: &gossipsub::Message) -> gossipsub::Message
 async fn run(flags: Flags, key: Keypair) -> Result<(), String> {
     let local = key.public().to_peer_id();
     let name = flags.name();
-    let log = EventLog::open(&name, flags.events.as_deref()).map_err(|e| format!("--events: {e}"))?;
+    let log =
+        EventLog::open(&name, flags.events.as_deref()).map_err(|e| format!("--events: {e}"))?;
     let last_own: Arc<Mutex<Option<u64>>> = Arc::default();
     let (kind, seen) = (flags.msg_id, last_own.clone());
     let config = gossipsub::ConfigBuilder::default()
@@ -128,7 +139,11 @@ async fn run(flags: Flags, key: Keypair) -> Result<(), String> {
         .mesh_n(flags.degree)
         .mesh_n_low(flags.degree_low)
         .mesh_n_high(flags.degree_high)
-        .mesh_outbound_min((flags.degree / 2).min(flags.degree_low.saturating_sub(1)).min(2))
+        .mesh_outbound_min(
+            (flags.degree / 2)
+                .min(flags.degree_low.saturating_sub(1))
+                .min(2),
+        )
         .validation_mode(gossipsub::ValidationMode::Strict)
         .message_id_fn(move |message: &gossipsub::Message| {
             if message.source == Some(local) {
@@ -138,30 +153,40 @@ async fn run(flags: Flags, key: Keypair) -> Result<(), String> {
         })
         .build()
         .map_err(|e| format!("gossipsub: {e}"))?;
-    let ping_every = if flags.ping_interval > 0.0 { flags.ping_interval } else { 86_400.0 };
+    let ping_every = if flags.ping_interval > 0.0 {
+        flags.ping_interval
+    } else {
+        86_400.0
+    };
     let mdns_on = flags.mdns;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| format!("tcp: {e}"))?
         .with_quic()
-        .with_behaviour(|key| -> Result<ChatBehaviour, Box<dyn std::error::Error + Send + Sync>> {
-            let mdns = if mdns_on {
-                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
-            } else {
-                None
-            };
-            Ok(ChatBehaviour {
-                gossipsub: gossipsub::Behaviour::new(
-                    gossipsub::MessageAuthenticity::Signed(key.clone()),
-                    config,
-                )?,
-                mdns: Toggle::from(mdns),
-                ping: ping::Behaviour::new(
-                    ping::Config::new().with_interval(Duration::from_secs_f64(ping_every)),
-                ),
-            })
-        })
+        .with_behaviour(
+            |key| -> Result<ChatBehaviour, Box<dyn std::error::Error + Send + Sync>> {
+                let mdns = if mdns_on {
+                    Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
+                } else {
+                    None
+                };
+                Ok(ChatBehaviour {
+                    gossipsub: gossipsub::Behaviour::new(
+                        gossipsub::MessageAuthenticity::Signed(key.clone()),
+                        config,
+                    )?,
+                    mdns: Toggle::from(mdns),
+                    ping: ping::Behaviour::new(
+                        ping::Config::new().with_interval(Duration::from_secs_f64(ping_every)),
+                    ),
+                })
+            },
+        )
         .map_err(|e| format!("behaviour: {e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
         .build();
@@ -190,7 +215,9 @@ async fn run(flags: Flags, key: Keypair) -> Result<(), String> {
         }
         for addr in addrs {
             let addr: Multiaddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-            swarm.listen_on(addr.clone()).map_err(|e| format!("listen on {addr}: {e}"))?;
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| format!("listen on {addr}: {e}"))?;
             listeners += 1;
         }
     }
@@ -222,7 +249,13 @@ async fn run(flags: Flags, key: Keypair) -> Result<(), String> {
     let targets = flags
         .dial
         .iter()
-        .map(|t| t.parse().map(|addr| Dialling { addr, started: Instant::now(), attempts: 0 }))
+        .map(|t| {
+            t.parse().map(|addr| Dialling {
+                addr,
+                started: Instant::now(),
+                attempts: 0,
+            })
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("--dial: {e}"))?;
     let mut node = Node {
@@ -279,7 +312,9 @@ async fn run(flags: Flags, key: Keypair) -> Result<(), String> {
         }
         node.report_topic_peers();
     };
-    node.log.emit(&Event::NodeStopped { reason: reason.into() });
+    node.log.emit(&Event::NodeStopped {
+        reason: reason.into(),
+    });
     Ok(())
 }
 
@@ -325,17 +360,30 @@ impl Node {
 
     fn on_swarm(&mut self, event: SwarmEvent<ChatBehaviourEvent>) {
         match event {
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 if let Some(index) = self.pending.remove(&connection_id) {
                     let event = self.dial_event(index, "ok", String::new());
                     self.log.emit(&event);
                 }
-                self.log.emit(&Event::ConnectionOpened(connection(peer_id, &endpoint)));
+                self.log
+                    .emit(&Event::ConnectionOpened(connection(peer_id, &endpoint)));
             }
-            SwarmEvent::ConnectionClosed { peer_id, endpoint, .. } => {
-                self.log.emit(&Event::ConnectionClosed(connection(peer_id, &endpoint)));
+            SwarmEvent::ConnectionClosed {
+                peer_id, endpoint, ..
+            } => {
+                self.log
+                    .emit(&Event::ConnectionClosed(connection(peer_id, &endpoint)));
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
                 if let Some(index) = self.pending.remove(&connection_id) {
                     self.dial_failed(index, error.to_string());
                 }
@@ -363,12 +411,19 @@ impl Node {
                     }
                 }
             }
-            SwarmEvent::Behaviour(ChatBehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
+            SwarmEvent::Behaviour(ChatBehaviourEvent::Ping(ping::Event {
+                peer, result, ..
+            })) => {
                 let (rtt_ms, outcome, reason) = match result {
                     Ok(rtt) => (Some(rtt.as_secs_f64() * 1000.0), "ok", String::new()),
                     Err(e) => (None, "failed", e.to_string()),
                 };
-                self.log.emit(&Event::Ping { peer: peer.to_base58(), rtt_ms, outcome, reason });
+                self.log.emit(&Event::Ping {
+                    peer: peer.to_base58(),
+                    rtt_ms,
+                    outcome,
+                    reason,
+                });
             }
             _ => {}
         }
@@ -376,8 +431,15 @@ impl Node {
 
     fn received(&mut self, from: PeerId, message: gossipsub::Message) {
         let origin = message.source.map(|p| p.to_base58()).unwrap_or_default();
-        let via_mesh = self.swarm.behaviour().gossipsub.mesh_peers(&message.topic).any(|p| *p == from);
-        let text = String::from_utf8_lossy(&message.data).trim_end().to_string();
+        let via_mesh = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .mesh_peers(&message.topic)
+            .any(|p| *p == from);
+        let text = String::from_utf8_lossy(&message.data)
+            .trim_end()
+            .to_string();
         let short = &origin[origin.len().saturating_sub(6)..];
         println!("{short}: {text}");
         self.log.emit(&Event::MessageReceived {
@@ -405,7 +467,11 @@ impl Node {
             peers.sort();
             mesh.sort();
             if self.topic_state.get(&topic) != Some(&(peers.clone(), mesh.clone())) {
-                self.log.emit(&Event::TopicPeers { topic: topic.clone(), peers: peers.clone(), mesh: mesh.clone() });
+                self.log.emit(&Event::TopicPeers {
+                    topic: topic.clone(),
+                    peers: peers.clone(),
+                    mesh: mesh.clone(),
+                });
                 self.topic_state.insert(topic, (peers, mesh));
             }
         }
@@ -418,7 +484,12 @@ impl Node {
                 self.publish(line, size, None, None);
             }
             Input::Stdin(_) => {}
-            Input::Publish { text, size, topic, flow } => self.publish(text, size, topic, flow),
+            Input::Publish {
+                text,
+                size,
+                topic,
+                flow,
+            } => self.publish(text, size, topic, flow),
             Input::PlanDone(plan) => {
                 if let Some((_, args, _)) = self.plans.remove(&plan) {
                     self.command("publish", Ok(()), args);
@@ -488,13 +559,21 @@ impl Node {
             Ok(()) => ("ok", String::new()),
             Err(reason) => ("failed", reason),
         };
-        self.log.emit(&Event::Command { cmd, outcome, reason, args });
+        self.log.emit(&Event::Command {
+            cmd,
+            outcome,
+            reason,
+            args,
+        });
     }
 
     /// A publish plan: the given offsets, else `count` messages `1/rate` s apart.
     fn start_plan(&mut self, publish: &Publish, args: Value) -> Result<(), String> {
         let count = publish.count.ok_or("count must be a whole number")?;
-        let rate = publish.rate.filter(|r| *r > 0.0).ok_or("rate must be a positive number")?;
+        let rate = publish
+            .rate
+            .filter(|r| *r > 0.0)
+            .ok_or("rate must be a positive number")?;
         let size = publish.size.ok_or("size must be a whole number")? as usize;
         let offsets: Vec<f64> = match &publish.offsets {
             Some(list) if !list.is_empty() => list
@@ -513,11 +592,23 @@ impl Node {
                 tokio::time::sleep_until(start + Duration::from_secs_f64(offset.max(0.0))).await;
                 let text = format!("{name} message {}", first + i as u64 + 1);
                 let (topic, flow) = (topic.clone(), flow.clone());
-                let _ = inputs.send(Input::Publish { text, size, topic, flow });
+                let _ = inputs.send(Input::Publish {
+                    text,
+                    size,
+                    topic,
+                    flow,
+                });
             }
             let _ = inputs.send(Input::PlanDone(plan));
         });
-        self.plans.insert(plan, (publish.flow.clone().unwrap_or_default(), args, task.abort_handle()));
+        self.plans.insert(
+            plan,
+            (
+                publish.flow.clone().unwrap_or_default(),
+                args,
+                task.abort_handle(),
+            ),
+        );
         Ok(())
     }
 
@@ -550,16 +641,31 @@ impl Node {
 }
 
 fn msg_id(origin: &str, seq: Option<u64>) -> String {
-    format!("{origin}/{}", seq.map(|s| s.to_string()).unwrap_or_else(|| "None".into()))
+    format!(
+        "{origin}/{}",
+        seq.map(|s| s.to_string()).unwrap_or_else(|| "None".into())
+    )
 }
 
 fn connection(peer: PeerId, endpoint: &ConnectedPoint) -> Connection {
     let addr = endpoint.get_remote_address().to_string();
     Connection {
         peer: peer.to_base58(),
-        kind: if addr.contains("/p2p-circuit") { "relayed" } else { "direct" },
-        transport: if addr.contains("/quic") { "quic" } else { "tcp" },
-        direction: if endpoint.is_dialer() { "outbound" } else { "inbound" },
+        kind: if addr.contains("/p2p-circuit") {
+            "relayed"
+        } else {
+            "direct"
+        },
+        transport: if addr.contains("/quic") {
+            "quic"
+        } else {
+            "tcp"
+        },
+        direction: if endpoint.is_dialer() {
+            "outbound"
+        } else {
+            "inbound"
+        },
         remote_addr: addr,
     }
 }
