@@ -164,8 +164,10 @@ def _start(tmp_path: Path) -> subprocess.Popen[str]:
 
 
 def _wait_for_nodes(cluster: local_cluster.Cluster, proc: subprocess.Popen[str]) -> None:
-    """Until the run's node containers exist on the engines (the lab is half up)."""
-    deadline = time.monotonic() + 120
+    """Until the run's node containers exist on the engines (the lab is half up). A CI
+    machine running the Docker lane beside this one can take minutes; a run that never
+    gets there is stopped, so it cannot hold its subnets against the next test."""
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         names = [c.name for client in engines_of(cluster)
@@ -173,7 +175,9 @@ def _wait_for_nodes(cluster: local_cluster.Cluster, proc: subprocess.Popen[str])
         if len(names) >= 3:
             return
         time.sleep(0.5)
-    pytest.fail("the lab's nodes did not appear within 120 s")
+    os.killpg(proc.pid, signal.SIGINT)  # the run tears its lab down
+    proc.wait(timeout=120)
+    pytest.fail("the lab's nodes did not appear within 300 s")
 
 
 def count_events(path: Path, type_: str) -> int:
@@ -292,7 +296,9 @@ def test_faults_work_on_any_engine(cluster: local_cluster.Cluster, tmp_path: Pat
     done = subprocess.run([*P2PLAB, "run", str(path), "--backend", "swarm", "--results",
                            str(tmp_path / "results")], capture_output=True, text=True,
                           timeout=300, env=swarm_env())
-    run_dir = next((tmp_path / "results").iterdir())
+    runs = sorted((tmp_path / "results").iterdir()) if (tmp_path / "results").exists() else []
+    assert runs, done.stdout + done.stderr[-3000:]
+    run_dir = runs[0]
     assert (run_dir / "summary.json").exists(), done.stderr[-3000:] + engine_errors()
     summary = json.loads((run_dir / "summary.json").read_text())
     timeline = next(v for v in summary["verdicts"] if v["name"] == "timeline completed")

@@ -220,7 +220,11 @@ def _gossip(publisher: str, receiver: str, hub: str, registry: Registry, workdir
                            f"gossip-{name}", "--ping-interval", "0", "--msg-id", msg_id,
                            *extra, impl=impl, registry=registry)
 
-    b = start("b", hub, "--degree", "1", "--degree-low", "1", "--degree-high", "1")
+    # The hub's heartbeat is 3 s: it gossips (IHAVE) the messages of its last 3 heartbeats
+    # and keeps them for 5, so a receiver stalled for seconds on a loaded machine can
+    # still ask for them.
+    b = start("b", hub, "--degree", "1", "--degree-low", "1", "--degree-high", "1",
+              "--heartbeat", "3")
     nodes = [b]
     try:
         b.started()
