@@ -22,9 +22,11 @@ TEST_PACKAGES := chromium stress-ng docker-registry
 PROGRESS := $(PYTHON) p2plab/progress.py
 
 # The Rust node's cargo projects (folder under node-rust/ : the libp2p version it pins):
-# its shared sources are linted, unit-tested and built at each.
+# its shared sources are linted, unit-tested and built at each. Every Rust build of the
+# project (both versions, the example, the kit) shares one cargo target folder, as the
+# declarations say (build.cargo.target: rust): the crates they lock alike compile once.
 RUST_VERSIONS := .:0.57.1 libp2p-0.53:0.53.2
-CARGO_TARGET := $${P2PLAB_CARGO_TARGET:-$$HOME/.cache/p2plab/cargo-target}
+CARGO_TARGET := $${P2PLAB_CARGO_TARGET:-$$HOME/.cache/p2plab/cargo-target}/rust
 
 .PHONY: setup system system-test apt-packages scenario test test-stages quick chat clean validate images compose-v2 suite rust-node \
         cluster cluster-down lint lint-tools
@@ -33,8 +35,8 @@ setup: $(STAMP) rust-node
 
 # The built-in Rust node at each libp2p version it is declared for (node-rust/ and
 # node-rust/libp2p-0.53/), built by cargo into a cache outside the checkout
-# (P2PLAB_CARGO_TARGET, default ~/.cache/p2plab/cargo-target/NAME@VERSION): ~3.5 min
-# each cold, then a no-op. A lab builds only the implementations its nodes name.
+# (P2PLAB_CARGO_TARGET, default ~/.cache/p2plab/cargo-target/rust, shared): ~4 min for
+# both cold, then a no-op. A lab builds only the implementations its nodes name.
 rust-node: $(STAMP)
 	@$(BIN)/python -m p2plab.compose.impls.builds rust@0.57.1 rust@0.53.2
 
@@ -90,13 +92,13 @@ lint: $(LINT_STAMP)
 	( cd node-rust/contract && cargo fmt --check ) || status=1; \
 	( cd examples/chat-node && cargo fmt --check ) || status=1; \
 	echo "== cargo clippy -D warnings (examples/chat-node)"; ( cd examples/chat-node && \
-	  CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@0.57.1 cargo clippy --locked --quiet -- -D warnings ) \
+	  CARGO_TARGET_DIR=$(CARGO_TARGET) cargo clippy --locked --quiet -- -D warnings ) \
 	  || status=1; \
 	echo "== cargo clippy -D warnings (the contract kit)"; ( cd node-rust/contract && \
-	  CARGO_TARGET_DIR=$(CARGO_TARGET)/contract-kit cargo clippy --locked --quiet --all-targets -- -D warnings ) \
+	  CARGO_TARGET_DIR=$(CARGO_TARGET) cargo clippy --locked --quiet --all-targets -- -D warnings ) \
 	  || status=1; \
 	for v in $(RUST_VERSIONS); do echo "== cargo clippy -D warnings (rust-libp2p $${v#*:})"; \
-	  ( cd node-rust/$${v%%:*} && CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} \
+	  ( cd node-rust/$${v%%:*} && CARGO_TARGET_DIR=$(CARGO_TARGET) \
 	    cargo clippy --locked --quiet --all-targets -- -D warnings ) || status=1; done; \
 	exit $$status
 
@@ -116,57 +118,62 @@ scenario: system
 validate: $(STAMP)
 	$(BIN)/p2plab validate scenarios/*.yaml
 
-# First the Rust node's cold build (cargo, about 3 minutes on two cores) beside the
-# Debian packages, the venv and the compose v2 binary, which mostly wait on the network.
-# Then the linters and the Rust node's unit tests beside the image build; then two
-# stages of two lanes each, so the two cores stay busy: the shipped suite on Docker
-# (JUnit XML in build/suite; its timing verdicts get a second attempt only when they
-# failed on a saturated host) and then the tests that need no lab (unit, node processes,
-# the simulator; build/unit-tests.log), beside the tests that build network namespaces;
-# then the Docker tests beside the swarm tests (a cluster of engines of their own;
-# build/swarm-tests.log). Every stage runs whatever the others said; the exit status is
-# a failure if any failed.
+# First the Rust builds' cold compile (cargo, about 6 minutes on two cores for both
+# versions and the example, in one shared target folder) beside the Debian packages, the
+# venv, the compose v2 binary and the node image, which mostly wait on the network and
+# the disk. Then three stages of two lanes each, so the two cores stay busy: the linters
+# and the Rust unit tests beside the image's layer of Rust programs and the tests that
+# need no lab (unit, node processes, conformance, the simulator: three pytest workers;
+# build/unit-tests.log); the shipped suite on Docker (JUnit XML in build/suite; its
+# timing verdicts get a second attempt only when they failed on a saturated host) beside
+# the tests that build network namespaces (two workers); the Docker tests beside the
+# swarm tests (a cluster of engines of their own; build/swarm-tests.log). Every stage
+# runs whatever the others said; the exit status is a failure if any failed.
 test:
 	@mkdir -p build/logs; \
-	$(PROGRESS) "building the Rust node at each version (cargo)" build/logs/cargo-build.log -- \
-	  sh -c 'for v in $(RUST_VERSIONS); do CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} \
+	$(PROGRESS) "building the Rust node at each version and the example (cargo)" build/logs/cargo-build.log -- \
+	  sh -c 'for v in $(RUST_VERSIONS); do CARGO_TARGET_DIR=$(CARGO_TARGET) \
 	    cargo build --release --locked --quiet --manifest-path node-rust/$${v%%:*}/Cargo.toml \
-	    || exit 1; done; CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@0.57.1 cargo build --release \
+	    || exit 1; done; CARGO_TARGET_DIR=$(CARGO_TARGET) cargo build --release \
 	    --locked --quiet --manifest-path examples/chat-node/Cargo.toml' & cargo_pid=$$!; \
 	$(MAKE) --no-print-directory system-test $(TEST_STAMP) compose-v2 lint-tools || \
 	  { kill $$cargo_pid 2>/dev/null; exit 1; }; \
+	$(PROGRESS) "building the node image" build/logs/node-image.log -- \
+	  $(BIN)/python -m p2plab.compose.images || true; \
 	wait $$cargo_pid || exit 1; \
 	$(MAKE) --no-print-directory test-stages
 
+# (The node image built above is only a head start: a failure there is `make images`'s
+# to report, in the first stage.)
 test-stages: setup $(TEST_STAMP)
 	@mkdir -p build; rm -f build/checks.status build/lane.status build/rust-tests.log; \
 	( lint=0; $(MAKE) --no-print-directory lint > build/lint.log 2>&1 || lint=$$?; \
 	  rust=0; for v in $(RUST_VERSIONS); do echo "== rust-libp2p $${v#*:}" >> build/rust-tests.log; \
 	  ( cd node-rust/$${v%%:*} && \
-	    CARGO_TARGET_DIR=$(CARGO_TARGET)/rust@$${v#*:} cargo test --release --locked --quiet ) \
+	    CARGO_TARGET_DIR=$(CARGO_TARGET) cargo test --release --locked --quiet ) \
 	    >> build/rust-tests.log 2>&1 || rust=1; done; \
 	  echo "== the contract kit" >> build/rust-tests.log; \
-	  ( cd node-rust/contract && CARGO_TARGET_DIR=$(CARGO_TARGET)/contract-kit \
+	  ( cd node-rust/contract && CARGO_TARGET_DIR=$(CARGO_TARGET) \
 	    cargo test --release --locked --quiet ) >> build/rust-tests.log 2>&1 || rust=1; \
 	  echo "$$lint $$rust" > build/checks.status ) & checks_pid=$$!; \
 	images=0; $(MAKE) --no-print-directory images || images=$$?; \
+	unit=0; $(BIN)/pytest -q -n 3 --durations=10 -m "not docker and not swarm and not netns" \
+	  > build/unit-tests.log 2>&1 || unit=$$?; \
 	wait $$checks_pid; lint=1; rust=1; read lint rust < build/checks.status; \
 	echo "== the linters (build/lint.log):"; tail -n 30 build/lint.log; \
 	echo "== the Rust unit tests (build/rust-tests.log):"; grep -E "^(==|test result|error)" build/rust-tests.log; \
-	( suite=0; $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 || suite=$$?; \
-	  unit=0; $(BIN)/pytest -q --durations=10 -m "not docker and not swarm and not netns" \
-	    > build/unit-tests.log 2>&1 || unit=$$?; \
-	  echo "$$suite $$unit" > build/lane.status ) & lane_pid=$$!; \
-	netns_tests=0; $(BIN)/pytest -q --durations=10 -m "netns and not docker and not swarm" \
-	  || netns_tests=$$?; \
-	wait $$lane_pid; suite=1; unit=1; read suite unit < build/lane.status; \
-	echo "== the shipped suite (build/suite.log):"; tail -n 40 build/suite.log; \
 	echo "== the tests without a lab (build/unit-tests.log):"; tail -n 40 build/unit-tests.log; \
+	( suite=0; $(BIN)/p2plab suite --results build/suite > build/suite.log 2>&1 || suite=$$?; \
+	  echo "$$suite" > build/lane.status ) & lane_pid=$$!; \
+	netns_tests=0; $(BIN)/pytest -q -n 2 --durations=10 -m "netns and not docker and not swarm" \
+	  || netns_tests=$$?; \
+	wait $$lane_pid; suite=1; read suite < build/lane.status; \
+	echo "== the shipped suite (build/suite.log):"; tail -n 40 build/suite.log; \
 	$(BIN)/pytest -q --durations=10 -m swarm > build/swarm-tests.log 2>&1 & swarm_pid=$$!; \
 	docker_tests=0; $(BIN)/pytest -q --durations=10 -m docker || docker_tests=$$?; \
 	swarm_tests=0; wait $$swarm_pid || swarm_tests=$$?; \
 	echo "== the swarm tests (build/swarm-tests.log):"; tail -n 60 build/swarm-tests.log; \
-	echo "== results: image build exit $$images, lint exit $$lint, Rust unit tests exit $$rust, suite exit $$suite, tests without a lab exit $$unit, netns tests exit $$netns_tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
+	echo "== results: image build exit $$images, lint exit $$lint, Rust unit tests exit $$rust, tests without a lab exit $$unit, suite exit $$suite, netns tests exit $$netns_tests, Docker tests exit $$docker_tests, swarm tests exit $$swarm_tests"; \
 	[ $$images -eq 0 ] && [ $$lint -eq 0 ] && [ $$rust -eq 0 ] && [ $$suite -eq 0 ] && [ $$unit -eq 0 ] && [ $$netns_tests -eq 0 ] && [ $$docker_tests -eq 0 ] && [ $$swarm_tests -eq 0 ]
 
 suite: $(STAMP)

@@ -66,8 +66,8 @@ def node_processes(spare: Container[str]) -> list[str]:
     import psutil
     from p2plab.compose.lab.ownership import RUN_ENV
 
-    out = subprocess.run(["pgrep", "-f", "python.* -m p2plab.node --name|p2plab-node-rs --name"],
-                         capture_output=True, text=True)
+    pattern = "python.* -m p2plab.node --name|p2plab-node-rs(-053)? --name"
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
     found = []
     own_mounts = os.stat("/proc/self/ns/mnt").st_ino
     for pid in out.stdout.split():

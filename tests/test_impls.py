@@ -116,6 +116,25 @@ def test_the_same_key_twice_is_refused(tmp_path: Path) -> None:
         Registry.load(extra=[first, second])
 
 
+def test_builds_sharing_a_target_folder_need_binaries_of_their_own(tmp_path: Path) -> None:
+    _crate(tmp_path)
+    ours = tmp_path / "a.impl.yaml"
+    ours.write_text(GOOD.replace("binary: my-node}", "binary: p2plab-node-rs, target: rust}"))
+    with pytest.raises(DeclarationError, match=r"a\.impl\.yaml:5: build\.cargo\.binary: "
+                       r"'p2plab-node-rs' is built into the target folder 'rust' by rust@"):
+        Registry.load(extra=[ours])
+    # Its own binary name in the shared folder, or the same name in a folder of its own.
+    ours.write_text(GOOD.replace("binary: my-node}", "binary: my-node, target: rust}"))
+    assert Registry.load(extra=[ours]).resolve("my-node").cargo_target == "rust"
+    ours.write_text(GOOD.replace("binary: my-node}", "binary: p2plab-node-rs}"))
+    assert Registry.load(extra=[ours]).resolve("my-node").cargo_target == "my-node@2.1"
+    # The built-ins share one folder, each with its own binary.
+    registry = Registry.load()
+    shared = [registry.resolve(spec) for spec in ("rust@0.57.1", "rust@0.53.2")]
+    assert {d.cargo_target for d in shared} == {"rust"}
+    assert len({d.file.build.cargo.binary for d in shared if d.file.build.cargo}) == 2
+
+
 def test_the_cache_key_follows_the_sources(tmp_path: Path) -> None:
     _crate(tmp_path)
     path = tmp_path / "p2plab-impl.yaml"

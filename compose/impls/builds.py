@@ -36,9 +36,7 @@ def target_root() -> Path:
 
 def target_dir(declaration: Declaration) -> Path:
     """Its own folder, or the one it shares (``build.cargo.target``)."""
-    cargo = declaration.file.build.cargo
-    return target_root() / (cargo.target if cargo is not None and cargo.target
-                            else declaration.key)
+    return target_root() / (declaration.cargo_target or declaration.key)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ DECLARATION_FILE = "p2plab-impl.yaml"
 NEIGHBOUR_GLOB = "*.impl.yaml"
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")  # fullmatch
 VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
-TARGET = re.compile(r"[a-z][a-z0-9_-]{0,39}@[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
+TARGET = re.compile(r"[a-z][a-z0-9._@+-]{0,79}")
 PROGRAM = "{program}"
 
 
@@ -55,12 +55,14 @@ class CargoBuild(_Strict):
         "folders (relative to the manifest) whose files the build depends on, beside "
         "Cargo.toml and Cargo.lock: the cache key"))
     target: str | None = Field(default=None, description=(
-        "share cargo's target folder with another build (NAME@VERSION, e.g. rust@0.57.1): "
-        "with the same lock file, only this crate compiles; default: its own"))
+        "share a cargo target folder with other builds (its name under the cache, e.g. "
+        "rust, the built-in Rust node's): the crates both lock at the same version "
+        "compile once; each build's binary needs a name of its own there; default: a "
+        "folder of its own (NAME@VERSION)"))
 
     _target = field_validator("target")(classmethod(lambda cls, v: v if v is None else _match(
-        TARGET, v, "a target folder name such as rust@0.57.1 (letters, digits, '.', '@', "
-        "'+', '-', '_')")))
+        TARGET, v, "a target folder name such as rust (lower-case letters, digits, '.', "
+        "'@', '+', '-', '_')")))
 
 
 class PythonBuild(_Strict):
@@ -138,6 +140,14 @@ class Declaration:
     @property
     def name(self) -> str:
         return self.file.name
+
+    @property
+    def cargo_target(self) -> str | None:
+        """The cargo target folder's name under the cache (its own: ``NAME@VERSION``)."""
+        cargo = self.file.build.cargo
+        if cargo is None:
+            return None
+        return cargo.target or self.key
 
     @property
     def version(self) -> str:

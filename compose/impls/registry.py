@@ -76,7 +76,28 @@ class Registry:
             raise DeclarationError(
                 f"{declaration.path}: default: {declaration.name} has a default version "
                 f"already ({defaults[0].key}, {defaults[0].path}): remove default: true")
+        self._check_binary(declaration)
         self.declarations[declaration.key] = declaration
+
+    def _check_binary(self, declaration: Declaration) -> None:
+        """Builds sharing a cargo target folder must not build one binary name: each
+        would overwrite the other's (and rebuild it at every lab)."""
+        cargo = declaration.file.build.cargo
+        if cargo is None:
+            return
+        for other in self.declarations.values():
+            theirs = other.file.build.cargo
+            if (other.key != declaration.key and theirs is not None
+                    and other.cargo_target == declaration.cargo_target
+                    and theirs.binary == cargo.binary):
+                lines = declaration.path.read_text().splitlines()
+                line = next((i for i, text in enumerate(lines, 1)
+                             if "binary:" in text), 1)
+                raise DeclarationError(
+                    f"{declaration.path}:{line}: build.cargo.binary: {cargo.binary!r} is built "
+                    f"into the target folder {declaration.cargo_target!r} by "
+                    f"{other.key} ({other.path}) too: give the [[bin]] another name or "
+                    "drop build.cargo.target")
 
     def of(self, name: str) -> list[Declaration]:
         return [d for d in self.declarations.values() if d.name == name]

@@ -9,7 +9,7 @@ use libp2p::{
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     PeerId,
 };
-use sha2::{Digest, Sha256};
+use p2plab_contract::messages::gossip_message_id;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Flags, MsgIdFn, Role};
@@ -31,17 +31,15 @@ pub struct ChatBehaviour {
 /// message-id function: rust-libp2p does not return it from `publish`.
 pub type LastOwnSeq = Arc<Mutex<Option<u64>>>;
 
-/// The network-wide message id: origin + sequence number (go-libp2p's and py-libp2p's
-/// default encoding: peer id bytes then 8 big-endian bytes), or SHA-256 of the payload.
+/// The network-wide message id, as the contract kit computes it for every node.
 pub fn message_id(kind: MsgIdFn, message: &gossipsub::Message) -> gossipsub::MessageId {
-    match kind {
-        MsgIdFn::OriginSeq => {
-            let mut id = message.source.map(|p| p.to_bytes()).unwrap_or_default();
-            id.extend_from_slice(&message.sequence_number.unwrap_or(0).to_be_bytes());
-            gossipsub::MessageId::new(&id)
-        }
-        MsgIdFn::Content => gossipsub::MessageId::new(&Sha256::digest(&message.data)),
-    }
+    let source = message.source.map(|p| p.to_bytes());
+    gossipsub::MessageId::new(&gossip_message_id(
+        kind,
+        source.as_deref(),
+        message.sequence_number,
+        &message.data,
+    ))
 }
 
 fn gossipsub(

@@ -21,9 +21,11 @@ use p2plab_contract::config::{Flags, MsgIdFn, Role};
 use p2plab_contract::control::{self, Command, Publish};
 use p2plab_contract::events::{Connection, Event, EventLog};
 use p2plab_contract::identity::{secret_from_file, secret_from_seed};
+use p2plab_contract::messages::{
+    event_msg_id, gossip_message_id, message_text, payload, schedule, Schedule,
+};
 use p2plab_contract::usage_error;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -117,14 +119,14 @@ fn main() -> ExitCode {
 }
 
 fn message_id(kind: MsgIdFn, message: &gossipsub::Message) -> gossipsub::MessageId {
-    match kind {
-        MsgIdFn::OriginSeq => {
-            let mut id = message.source.map(|p| p.to_bytes()).unwrap_or_default();
-            id.extend_from_slice(&message.sequence_number.unwrap_or(0).to_be_bytes());
-            gossipsub::MessageId::new(&id)
-        }
-        MsgIdFn::Content => gossipsub::MessageId::new(&Sha256::digest(&message.data)),
-    }
+    let source = message.source.map(|p| p.to_bytes());
+    let id = gossip_message_id(
+        kind,
+        source.as_deref(),
+        message.sequence_number,
+        &message.data,
+    );
+    gossipsub::MessageId::new(&id)
 }
 
 async fn run(flags: Flags, key: Keypair) -> Result<(), String> {
@@ -443,7 +445,7 @@ impl Node {
         let short = &origin[origin.len().saturating_sub(6)..];
         println!("{short}: {text}");
         self.log.emit(&Event::MessageReceived {
-            msg_id: msg_id(&origin, message.sequence_number),
+            msg_id: event_msg_id(&origin, message.sequence_number),
             origin: origin.clone(),
             seq: message.sequence_number,
             size: message.data.len(),
@@ -569,28 +571,21 @@ impl Node {
 
     /// A publish plan: the given offsets, else `count` messages `1/rate` s apart.
     fn start_plan(&mut self, publish: &Publish, args: Value) -> Result<(), String> {
-        let count = publish.count.ok_or("count must be a whole number")?;
-        let rate = publish
-            .rate
-            .filter(|r| *r > 0.0)
-            .ok_or("rate must be a positive number")?;
-        let size = publish.size.ok_or("size must be a whole number")? as usize;
-        let offsets: Vec<f64> = match &publish.offsets {
-            Some(list) if !list.is_empty() => list
-                .iter()
-                .map(|v| v.ok_or("offsets must be numbers"))
-                .collect::<Result<_, _>>()?,
-            _ => (0..count).map(|i| i as f64 / rate).collect(),
-        };
+        let Schedule {
+            offsets,
+            size,
+            topic,
+            flow,
+        } = schedule(publish)?;
         let plan = self.next_plan;
         self.next_plan += 1;
         let (inputs, name, first) = (self.inputs.clone(), self.name.clone(), self.sent);
-        let (topic, flow) = (publish.topic.clone(), publish.flow.clone());
+        let flow_name = flow.clone().unwrap_or_default();
         let task = tokio::spawn(async move {
             let start = tokio::time::Instant::now();
             for (i, offset) in offsets.into_iter().enumerate() {
                 tokio::time::sleep_until(start + Duration::from_secs_f64(offset.max(0.0))).await;
-                let text = format!("{name} message {}", first + i as u64 + 1);
+                let text = message_text(&name, first + i as u64 + 1);
                 let (topic, flow) = (topic.clone(), flow.clone());
                 let _ = inputs.send(Input::Publish {
                     text,
@@ -601,24 +596,15 @@ impl Node {
             }
             let _ = inputs.send(Input::PlanDone(plan));
         });
-        self.plans.insert(
-            plan,
-            (
-                publish.flow.clone().unwrap_or_default(),
-                args,
-                task.abort_handle(),
-            ),
-        );
+        self.plans
+            .insert(plan, (flow_name, args, task.abort_handle()));
         Ok(())
     }
 
     /// Publish one message, padded with spaces to `size`, and write its event.
     fn publish(&mut self, text: String, size: usize, topic: Option<String>, flow: Option<String>) {
         let topic = topic.unwrap_or_else(|| self.topics[0].clone());
-        let mut data = text.into_bytes();
-        if data.len() < size {
-            data.resize(size, b' ');
-        }
+        let data = payload(&text, size);
         let size = data.len();
         self.sent += 1;
         let result = self
@@ -629,7 +615,7 @@ impl Node {
         let seq = self.last_own.lock().expect("not poisoned").take();
         let origin = self.local.to_base58();
         self.log.emit(&Event::MessagePublished {
-            msg_id: msg_id(&origin, seq),
+            msg_id: event_msg_id(&origin, seq),
             origin,
             seq,
             size,
@@ -638,13 +624,6 @@ impl Node {
             error: result.err().map(|e| e.to_string()),
         });
     }
-}
-
-fn msg_id(origin: &str, seq: Option<u64>) -> String {
-    format!(
-        "{origin}/{}",
-        seq.map(|s| s.to_string()).unwrap_or_else(|| "None".into())
-    )
 }
 
 fn connection(peer: PeerId, endpoint: &ConnectedPoint) -> Connection {

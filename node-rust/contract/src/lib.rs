@@ -6,12 +6,15 @@
 //! - [`identity`]: the ed25519 secret from `--key-seed` or `--key-file`, as 32 bytes;
 //! - [`events`]: the schema-v1 event log ([`events::EventLog`], [`events::Event`]);
 //! - [`control`]: the JSON-line commands of the control FIFO ([`control::read_fifo`],
-//!   [`control::parse`]).
+//!   [`control::parse`]);
+//! - [`messages`]: what every node computes alike about messages (a publish command's
+//!   schedule, texts and padding, the gossipsub and event message ids).
 
 pub mod config;
 pub mod control;
 pub mod events;
 pub mod identity;
+pub mod messages;
 
 use std::process::ExitCode;
 

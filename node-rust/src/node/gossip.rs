@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use libp2p::{gossipsub, PeerId};
 
-use super::publishing::msg_id;
 use super::{short, Node};
 use crate::config::Flags;
 use crate::events::Event;
+use p2plab_contract::messages::event_msg_id;
 
 /// Peers and mesh peers of one topic, sorted.
 type TopicView = (Vec<String>, Vec<String>);
@@ -46,7 +46,7 @@ impl Node {
             .unwrap_or(false);
         let origin_text = origin.to_base58();
         self.emit(Event::MessageReceived {
-            msg_id: msg_id(&origin_text, seq),
+            msg_id: event_msg_id(&origin_text, seq),
             origin: origin_text,
             seq,
             size: message.data.len(),
