@@ -170,7 +170,9 @@ def run_suite(paths: list[Path], backend: str, results: Path, junit: Path | None
     write_atomic(results / "suite.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     stopped = any(r["error"] and r["error"].startswith("interrupted") for r in runs)
-    print(f"suite: {passed} passed, {failed} failed"
+    scenarios_passed = sum(1 for r in runs if r["passed"])
+    print(f"suite: {scenarios_passed} of {len(runs)} runs passed; expectations: {passed} "
+          f"passed, {failed} failed"
           + (f", interrupted after {len(runs)} of {len(plan)} runs" if stopped else ""))
     if stopped:
         return 130

@@ -159,6 +159,31 @@ def test_the_seeds_libp2p_053_beside_today_s(backend: str, tmp_path: Path) -> No
     assert builds["rust@0.53"]["program"] != builds["rust@0.57.1"]["program"]
 
 
+@pytest.mark.netns
+def test_one_scenario_across_versions_gives_a_verdict_row_per_version(tmp_path: Path) -> None:
+    """suite --impls: how a user bisects a regression. Every Rust node of the scenario
+    runs each version in turn, and each row's manifest says which."""
+    result = subprocess.run([*P2PLAB, "suite", "poc-libp2p-053", "--impls",
+                             "rust@0.53,rust@0.57.1", "--backend", "netns", "--results",
+                             str(tmp_path)], capture_output=True, text=True, timeout=900,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "suite.json").read_text())
+    rows = {r["scenario"]: r for r in summary["runs"]}
+    assert sorted(rows) == ["poc-libp2p-053 [rust@0.53]", "poc-libp2p-053 [rust@0.57.1]"]
+    libraries = {}
+    for name, row in rows.items():
+        assert row["passed"], row
+        manifest = json.loads((Path(row["run_dir"]) / "manifest.json").read_text())
+        libraries[name] = manifest["node_implementations"]
+    assert libraries == {
+        "poc-libp2p-053 [rust@0.53]": {"py": "py-libp2p 0.8.1",
+                                       "rust@0.53": "rust-libp2p 0.53.2"},
+        "poc-libp2p-053 [rust@0.57.1]": {"py": "py-libp2p 0.8.1",
+                                         "rust@0.57.1": "rust-libp2p 0.57.1"}}
+    assert "| poc-libp2p-053 [rust@0.53] | PASS |" in result.stdout
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_node_registered_only_by_its_file(backend: str, tmp_path: Path) -> None:
     """examples/chat-node (the contract through the kit) chats with py and rust@0.53."""

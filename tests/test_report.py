@@ -115,8 +115,9 @@ def test_suite_report_browser_and_compare(tmp_path: Path) -> None:
                            "--results", str(results)], capture_output=True, text=True,
                           timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().splitlines()[-1].startswith("suite: ")
-    assert done.stdout.strip().endswith(" passed, 0 failed")
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("suite: 2 of 2 runs passed; expectations: "), last
+    assert last.endswith(" passed, 0 failed"), last
     tree = ET.parse(results / "junit.xml")
     cases = tree.getroot().findall(".//testcase")
     suite = json.loads((results / "suite.json").read_text())
