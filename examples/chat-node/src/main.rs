@@ -22,7 +22,7 @@ use p2plab_contract::control::{self, Command, Publish};
 use p2plab_contract::events::{Connection, Event, EventLog};
 use p2plab_contract::identity::{secret_from_file, secret_from_seed};
 use p2plab_contract::messages::{
-    event_msg_id, gossip_message_id, message_text, payload, schedule, Schedule,
+    at_offsets, event_msg_id, gossip_message_id, message_text, payload, schedule, Schedule,
 };
 use p2plab_contract::usage_error;
 use serde_json::Value;
@@ -582,18 +582,15 @@ impl Node {
         let (inputs, name, first) = (self.inputs.clone(), self.name.clone(), self.sent);
         let flow_name = flow.clone().unwrap_or_default();
         let task = tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            for (i, offset) in offsets.into_iter().enumerate() {
-                tokio::time::sleep_until(start + Duration::from_secs_f64(offset.max(0.0))).await;
-                let text = message_text(&name, first + i as u64 + 1);
-                let (topic, flow) = (topic.clone(), flow.clone());
+            at_offsets(&offsets, |i| {
                 let _ = inputs.send(Input::Publish {
-                    text,
+                    text: message_text(&name, first + i as u64 + 1),
                     size,
-                    topic,
-                    flow,
+                    topic: topic.clone(),
+                    flow: flow.clone(),
                 });
-            }
+            })
+            .await;
             let _ = inputs.send(Input::PlanDone(plan));
         });
         self.plans

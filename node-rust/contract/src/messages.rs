@@ -6,6 +6,7 @@
 use crate::config::MsgIdFn;
 use crate::control::Publish;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 /// What a publish command asks for, checked.
 #[derive(Debug, PartialEq)]
@@ -40,6 +41,16 @@ pub fn schedule(publish: &Publish) -> Result<Schedule, String> {
         topic: publish.topic.clone(),
         flow: publish.flow.clone(),
     })
+}
+
+/// Call `send(i)` for each offset `i`, at that many seconds after the call (a negative
+/// offset: at once): how a publish plan's task paces its messages.
+pub async fn at_offsets(offsets: &[f64], mut send: impl FnMut(usize)) {
+    let start = tokio::time::Instant::now();
+    for (i, offset) in offsets.iter().enumerate() {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(offset.max(0.0))).await;
+        send(i);
+    }
 }
 
 /// The text of a node's `n`th published message (counted from 1 over all its plans).
@@ -165,6 +176,25 @@ mod tests {
         assert_eq!(plan.offsets.len(), 20);
         assert_eq!(plan.offsets[1], 1.0 / 40.0);
         assert_eq!(plan.flow.as_deref(), Some("f"));
+    }
+
+    #[tokio::test]
+    async fn at_offsets_paces_in_order_and_sends_late_ones_at_once() {
+        let start = std::time::Instant::now();
+        let mut sent = Vec::new();
+        at_offsets(&[0.0, -1.0, 0.5], |i| sent.push((i, start.elapsed()))).await;
+        assert_eq!(
+            sent.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert!(
+            sent[1].1 < Duration::from_millis(500),
+            "a negative offset waited: {sent:?}"
+        );
+        assert!(
+            sent[2].1 >= Duration::from_millis(500),
+            "sent early: {sent:?}"
+        );
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! each offset), `stop-traffic`, and the publishing itself (`message_published`). The
 //! schedule, texts, padding and ids are the contract kit's (`p2plab_contract::messages`).
 
-use std::time::Duration;
-
 use libp2p::gossipsub;
 use serde_json::Value;
 use tokio::task::AbortHandle;
@@ -11,7 +9,9 @@ use tokio::task::AbortHandle;
 use super::{Input, Node};
 use crate::control::Publish;
 use crate::events::Event;
-use p2plab_contract::messages::{event_msg_id, message_text, payload, schedule, Schedule};
+use p2plab_contract::messages::{
+    at_offsets, event_msg_id, message_text, payload, schedule, Schedule,
+};
 
 /// A running publish plan.
 pub(super) struct Plan {
@@ -50,17 +50,15 @@ impl Node {
         let name = self.name.clone();
         let first = self.sent;
         let task = tokio::spawn(async move {
-            let start = tokio::time::Instant::now();
-            for (i, offset) in offsets.into_iter().enumerate() {
-                tokio::time::sleep_until(start + Duration::from_secs_f64(offset.max(0.0))).await;
-                let text = message_text(&name, first + i as u64 + 1);
+            at_offsets(&offsets, |i| {
                 let _ = inputs.send(Input::Publish {
-                    text,
+                    text: message_text(&name, first + i as u64 + 1),
                     size,
                     topic: t.clone(),
                     flow: f.clone(),
                 });
-            }
+            })
+            .await;
             let _ = inputs.send(Input::PlanDone { plan });
         });
         self.plans.insert(
