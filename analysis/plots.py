@@ -13,13 +13,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import networkx as nx
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 COLOURS = {"direct": "#2e9d4f", "relayed": "#e8a33d", "success": "#2e9d4f", "failure": "#c8453b"}
 
 
-def _subtitle(meta: dict[str, Any]) -> str:
-    return (f"{meta.get('scenario')} · backend {meta.get('backend')} · seed {meta.get('seed')} "
-            f"· libp2p {meta.get('libp2p_version')}")
+def _subtitle(meta: dict[str, Any], width: int = 64) -> str:
+    """What produced the plot, broken between its parts into lines of at most ``width``
+    characters: a lab of several libp2p releases names them all, wider than a plot."""
+    parts = [str(meta.get("scenario")), f"backend {meta.get('backend')}",
+             f"seed {meta.get('seed')}", f"libp2p {meta.get('libp2p_version')}"]
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 3 + len(part) > width:
+            lines.append(part)
+        else:
+            lines[-1] += f" · {part}"
+    return "\n".join(lines)
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -132,10 +142,11 @@ def hole_punch_outcomes(punches: dict[str, Any], meta: dict[str, Any], path: Pat
     ax.bar(pairs, bad, bottom=ok, color=COLOURS["failure"], label="failed")
     for i, p in enumerate(pairs):
         t = punches[p].get("time_to_direct_ms")
-        if t:
-            ax.text(i, ok[i] + bad[i] + 0.05, f"{t / 1000:.1f} s to direct", ha="center",
-                    fontsize=8)
+        if t is not None:  # in ms below a second: a LAN punch takes a few (never "0.0 s")
+            shown = f"{t:.3g} ms" if t < 1000 else f"{t / 1000:.1f} s"
+            ax.text(i, ok[i] + bad[i] + 0.05, f"{shown} to direct", ha="center", fontsize=8)
     ax.set_ylabel("hole-punch attempts")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(0, max(o + b for o, b in zip(ok, bad, strict=True)) + 1)
     ax.legend(fontsize=8)
     ax.set_title(f"Hole-punch outcomes (DCUtR)\n{_subtitle(meta)}", fontsize=10)
@@ -193,7 +204,7 @@ def machine_load(cpu: dict[str, Any], meta: dict[str, Any], path: Path) -> Path 
     bars.barh([g for g, _ in groups], [v["share_pct"] for _, v in groups], color="#3b6fb6")
     bars.set_xlabel("share of the machine over the run, %")
     bars.invert_yaxis()
-    fig.suptitle(f"Machine load · {_subtitle(meta)}", fontsize=9)
+    fig.suptitle(f"Machine load · {_subtitle(meta, width=200)}", fontsize=9)  # 11 in wide
     return _save(fig, path)
 
 
@@ -221,6 +232,7 @@ def mesh_over_time(mesh: dict[str, Any], meta: dict[str, Any], path: Path,
         ax.axvline(first_publish - t0, color="#777", ls=":", lw=1, label="first publish")
     ax.set_xlabel("seconds since the first node reported its mesh")
     ax.set_ylabel("mesh peers (first topic)")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # peers come whole
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"Gossipsub mesh size over time · {_subtitle(meta)}", fontsize=9)
+    ax.set_title(f"Gossipsub mesh size over time\n{_subtitle(meta)}", fontsize=9)
     return _save(fig, path)

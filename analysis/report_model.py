@@ -375,6 +375,10 @@ def report_model(manifest: dict[str, Any], summary: dict[str, Any], verdicts: li
     d = summary["delivery"]
     lat, prop = d["latency_ms"], summary.get("propagation", {})
     notes = []
+    if manifest.get("overrides"):
+        # A suite --impls row or a --set run: the description is the file's, not this run's.
+        notes.append("Run with overrides (the description above is the scenario file as "
+                     "written, before them): " + ", ".join(manifest["overrides"]) + ".")
     if summary.get("not_checked"):
         notes.append("Not checked on this backend: " + "; ".join(summary["not_checked"]) + ".")
     if manifest.get("sim_warnings"):

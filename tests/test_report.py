@@ -203,12 +203,15 @@ def test_markdown_and_html_say_the_same_from_one_model(tmp_path: Path) -> None:
     verdict = Verdict(name="punch a|b", expected="direct", observed="relayed | failed",
                       passed=False)
     manifest = {"scenario": "s", "backend": "sim", "kernel": "k", "seed": 1,
-                "p2plab_version": "0", "sim_warnings": ["quic: simulated as TCP"]}
+                "p2plab_version": "0", "sim_warnings": ["quic: simulated as TCP"],
+                "overrides": ["nodes.0.impl=rust@0.53"]}
     report = report_model(manifest, summary, [verdict], {}, "two nodes")
     markdown, page = render_markdown(report), render_html(report, {})
     assert "| punch a\\|b | direct | relayed \\| failed | **FAIL** |" in markdown
     for text in ("Not checked on this backend: link_rtt_tolerance_pct: no packets.",
-                 "The simulator ignored: quic: simulated as TCP.", "two nodes"):
+                 "The simulator ignored: quic: simulated as TCP.", "two nodes",
+                 "Run with overrides (the description above is the scenario file as "
+                 "written, before them): nodes.0.impl=rust@0.53."):
         assert text in markdown and text in page, text
     assert "<pre>" not in page and "<h3>Connections at the end of the timeline</h3>" in page
     assert markdown.count("\n## ") == 1 + len(report.sections)  # Expectations, then each
@@ -295,3 +298,17 @@ def test_classes_and_aggregated_punches() -> None:
     assert rows[0][7] == "30x Giving up"
     assert rows[1][:7] == ["peer · port-restricted ↔ peer · port-restricted", 30, 30, 60, 30,
                            "50%", 130.0]
+
+
+@pytest.mark.quick
+def test_plot_subtitles_break_between_parts_to_fit_the_plot() -> None:
+    """A lab of several libp2p releases names them all: the subtitle must not run off a
+    6-inch plot (it was cut at "rust-libp2p 0.53")."""
+    from p2plab.analysis.plots import _subtitle
+
+    meta = {"scenario": "poc-libp2p-053", "backend": "netns", "seed": 53,
+            "libp2p_version": "py-libp2p 0.8.1 + rust-libp2p 0.53.2"}
+    assert _subtitle(meta).split("\n") == ["poc-libp2p-053 · backend netns · seed 53",
+                                           "libp2p py-libp2p 0.8.1 + rust-libp2p 0.53.2"]
+    meta.update(scenario="lan", libp2p_version="py-libp2p 0.8.1")
+    assert _subtitle(meta) == "lan · backend netns · seed 53 · libp2p py-libp2p 0.8.1"
