@@ -35,7 +35,7 @@ setup: $(STAMP) rust-node
 
 # The built-in Rust node at each libp2p version it is declared for (node-rust/ and
 # node-rust/libp2p-0.53/), built by cargo into a cache outside the checkout
-# (P2PLAB_CARGO_TARGET, default ~/.cache/p2plab/cargo-target/rust, shared): ~4 min for
+# (P2PLAB_CARGO_TARGET, default ~/.cache/p2plab/cargo-target/rust, shared): ~6 min for
 # both cold, then a no-op. A lab builds only the implementations its nodes name.
 rust-node: $(STAMP)
 	@$(BIN)/python -m p2plab.compose.impls.builds rust@0.57.1 rust@0.53.2
@@ -118,7 +118,7 @@ scenario: system
 validate: $(STAMP)
 	$(BIN)/p2plab validate scenarios/*.yaml
 
-# First the Rust builds' cold compile (cargo, about 6 minutes on two cores for both
+# First the Rust builds' cold compile (cargo, about 7 minutes on two cores for both
 # versions and the example, in one shared target folder) beside the Debian packages, the
 # venv, the compose v2 binary and the node image, which mostly wait on the network and
 # the disk. Then three stages of two lanes each, so the two cores stay busy: the linters

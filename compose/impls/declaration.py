@@ -8,7 +8,7 @@ Errors name the file, line and field, as a scenario's do.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -127,6 +127,7 @@ class Declaration:
 
     file: DeclarationFile
     path: Path
+    origins: Origins | None = field(default=None, compare=False)  # each field's line
 
     @property
     def folder(self) -> Path:
@@ -172,7 +173,7 @@ def load_declaration(path: Path) -> Declaration:
         file = DeclarationFile.model_validate(document.data)
     except ValidationError as exc:
         raise DeclarationError("\n".join(field_errors(exc, origins))) from None
-    declaration = Declaration(file, path.resolve())
+    declaration = Declaration(file, path.resolve(), origins)
     problems = _file_problems(declaration)
     if problems:
         raise DeclarationError("\n".join(f"{origins.where(loc)}: {field_path(loc)}: {message}"

@@ -90,11 +90,11 @@ class Registry:
             if (other.key != declaration.key and theirs is not None
                     and other.cargo_target == declaration.cargo_target
                     and theirs.binary == cargo.binary):
-                lines = declaration.path.read_text().splitlines()
-                line = next((i for i, text in enumerate(lines, 1)
-                             if "binary:" in text), 1)
+                loc = ("build", "cargo", "binary")
+                where = (declaration.origins.where(loc) if declaration.origins
+                         else str(declaration.path))
                 raise DeclarationError(
-                    f"{declaration.path}:{line}: build.cargo.binary: {cargo.binary!r} is built "
+                    f"{where}: build.cargo.binary: {cargo.binary!r} is built "
                     f"into the target folder {declaration.cargo_target!r} by "
                     f"{other.key} ({other.path}) too: give the [[bin]] another name or "
                     "drop build.cargo.target")
