@@ -86,6 +86,62 @@ def node_processes(spare: Container[str]) -> list[str]:
     return found
 
 
+# Under pytest-xdist the lab tests run on several workers at once. A run one worker's
+# test keeps (tests/test_keep.py) or kills (tests/test_interrupt.py) has no live owner
+# while that test still works on it; the test itself asserts it leaves nothing, so the
+# other workers leave it alone. Set per worker by `_worker_temp`.
+_WORKERS_ROOT: Path | None = None  # this session's temp root, holding every worker's
+_OWN_TEMP: Path | None = None  # this worker's part of it
+CLAIMS_FILE = "p2plab-run-ids"  # run ids a test makes without a run record
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_temp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global _WORKERS_ROOT, _OWN_TEMP
+    _OWN_TEMP = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _WORKERS_ROOT = _OWN_TEMP.parent
+
+
+def claim_run_ids(*run_ids: str) -> None:
+    """Mark run ids this worker's test makes objects for without a run record (a
+    fabricated orphan), so that the other workers do not count them."""
+    assert _OWN_TEMP is not None
+    with open(_OWN_TEMP / CLAIMS_FILE, "a") as claims:
+        claims.writelines(f"{r}\n" for r in run_ids)
+
+
+def _another_workers(run_id: str) -> bool:
+    """Whether the run is another worker's test's: its results folder lies in that
+    worker's temp, or that worker claimed the id."""
+    from p2plab.compose.lab.ownership import RUNS_DIR, RunRecord
+
+    if _WORKERS_ROOT is None or _OWN_TEMP is None:
+        return False
+    record = RunRecord.load(RUNS_DIR / f"{run_id}.json")
+    if record is not None:
+        run_dir = Path(record.run_dir)
+        return _WORKERS_ROOT in run_dir.parents and _OWN_TEMP not in run_dir.parents
+    for claims in _WORKERS_ROOT.glob(f"*/{CLAIMS_FILE}"):
+        if claims.parent != _OWN_TEMP and run_id in claims.read_text().split():
+            return True
+    return False
+
+
+class _NotALeftover:
+    """Runs whose objects are not leftovers: a live owner's, or another worker's test's.
+    Asked per object, as ProtectedRuns is: a run another test starts meanwhile
+    registered first."""
+
+    def __init__(self) -> None:
+        from p2plab.compose.lab.ownership import ProtectedRuns
+
+        self.live = ProtectedRuns(include_kept=False)
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self.live or (isinstance(run_id, str) and _another_workers(run_id))
+
+
 def leftovers() -> list[str]:
     """Everything of p2plab still on the machine that no live run owns: namespaces,
     processes, containers, networks, rules. Runs of others (a concurrent CI job, a kept
@@ -93,10 +149,9 @@ def leftovers() -> list[str]:
     from p2plab.compose.backends.base import PREFIX
     from p2plab.compose.backends.containers import RUN_LABEL
     from p2plab.compose.lab.cleanup import helper_processes, lab_namespaces
-    from p2plab.compose.lab.ownership import ProtectedRuns, run_id_of
+    from p2plab.compose.lab.ownership import run_id_of
 
-    # Asked per object: a run another test starts meanwhile registered first.
-    spare = ProtectedRuns(include_kept=False)
+    spare = _NotALeftover()
     found = [f"namespace {n}" for n in lab_namespaces() if run_id_of(n, PREFIX) not in spare]
     found += [f"process {p}" for p in node_processes(spare)]
     found += [f"helper {pid} {cmd[:60]}" for pid, cmd in helper_processes(spare)]
