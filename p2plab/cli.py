@@ -378,6 +378,7 @@ def _check_suite_runs(paths: list[Path], overrides: list[Any], impls: list[str])
 def cmd_impls(args: argparse.Namespace) -> int:
     """The registered implementations: what impl: may name, and where each is declared."""
     from p2plab.compose.impls.builds import is_built
+    from p2plab.compose.impls.declaration import CAPABILITIES
     from p2plab.compose.impls.registry import Registry
     from p2plab.topology.loading import ScenarioError, find_scenario
 
@@ -396,6 +397,9 @@ def cmd_impls(args: argparse.Namespace) -> int:
             state = "built"
         else:
             state = "not built yet (built by the first lab that runs it)"
+        lacks = declaration.lacks(set(CAPABILITIES))
+        if lacks:
+            state += f"; leaves out {', '.join(lacks)}"
         print(f"{' | '.join(names):24} {declaration.library_text():22} {state}\n"
               f"{'':24} {declaration.path}")
     return 0
@@ -406,13 +410,13 @@ def cmd_conform(args: argparse.Namespace) -> int:
     import json
 
     from p2plab.compose.impls.registry import Registry
-    from p2plab.orchestrate.conformance.checker import CLAUSES, as_json, conform, table
+    from p2plab.orchestrate.conformance.checker import CLAUSE_NAMES, as_json, conform, table
 
     only = [c.strip() for c in (args.clauses or "").split(",") if c.strip()]
-    unknown = sorted(set(only) - {c.name for c in CLAUSES})
+    unknown = sorted(set(only) - set(CLAUSE_NAMES))
     if unknown:
         return _fail(f"--clauses: no clause {', '.join(unknown)} (clauses: "
-                     f"{', '.join(c.name for c in CLAUSES)})")
+                     f"{', '.join(CLAUSE_NAMES)})")
     try:
         registry = Registry.load()
         registry.resolve(args.impl)
@@ -421,18 +425,20 @@ def cmd_conform(args: argparse.Namespace) -> int:
         print(f"conform {registry.resolve(args.impl).key}: building what it needs",
               file=sys.stderr)
         outcomes = conform(args.impl, registry, only, progress=lambda o: print(
-            f"  {'pass' if o.passed else 'FAIL'}  {o.clause} [{' / '.join(o.impls)}] "
-            f"({o.seconds} s)", file=sys.stderr))
+            f"  {o.result}  {o.clause} [{' / '.join(o.impls)}] ({o.seconds} s)",
+            file=sys.stderr), log=lambda m: print(f"  lab: {m}", file=sys.stderr))
     except (ValueError, BackendError) as exc:
         return _fail(str(exc))
     print("\n".join(table(outcomes)))
-    failed = [o for o in outcomes if not o.passed]
+    failed = [o for o in outcomes if o.failed]
     for o in failed:
         print(f"\n{o.clause} [{' / '.join(o.impls)}]:\n{o.detail}")
     if args.json:
         Path(args.json).write_text(json.dumps(as_json(args.impl, registry, outcomes),
                                               indent=2) + "\n")
-    print(f"conform {args.impl}: {len(outcomes) - len(failed)} passed, {len(failed)} failed")
+    passed = sum(o.passed for o in outcomes)
+    print(f"conform {args.impl}: {passed} passed, {len(failed)} failed, "
+          f"{len(outcomes) - passed - len(failed)} not claimed")
     return 1 if failed else 0
 
 

@@ -1,28 +1,78 @@
 """The node contract (docs/reference/node-contract.md) against every built-in
 implementation and across them: a thin caller of the checks ``p2plab conform`` runs
-(orchestrate/conformance/clauses.py), so the tests and the users' tool cannot drift apart.
-Loopback only."""
+(orchestrate/conformance/), so the tests and the users' tool cannot drift apart. The
+loopback clauses a case each; the relay and DCUtR clauses a netns lab per subject."""
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from pathlib import Path
 
 import pytest
 from p2plab.compose.impls.registry import Registry
-from p2plab.orchestrate.conformance.checker import Case, cases, run_case
+from p2plab.orchestrate.conformance.checker import Case, cases, run_case, run_lab_cases
+from p2plab.orchestrate.conformance.clauses import Clause
+from p2plab.orchestrate.conformance.lab_clauses import LAB_CLAUSES, judge, run_lab_cells
 
 REGISTRY = Registry.load()
 # Every built-in implementation is a subject; its cases with the others are shared.
 SUBJECTS = ["py", "rust", "rust@0.53"]
-CASES = list({case.id: case for subject in SUBJECTS
-              for case in cases(subject, REGISTRY)}.values())
+CASES = list({case.id: case for subject in SUBJECTS for case in cases(subject, REGISTRY)
+              if isinstance(case.clause, Clause)}.values())
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_contract_clause(case: Case) -> None:
     outcome = run_case(case, REGISTRY)
     assert outcome.passed, outcome.detail
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_relay_and_dcutr_through_each_other(subject: str, no_leftovers: None) -> None:
+    """Every relay and DCUtR case of the subject, as `p2plab conform` runs them: one lab."""
+    lab_cases = [c for c in cases(subject, REGISTRY) if not isinstance(c.clause, Clause)]
+    assert {c.clause.name for c in lab_cases} == {"relay", "dcutr"}
+    outcomes = run_lab_cases(lab_cases, REGISTRY)
+    assert all(o.claimed for o in outcomes)
+    failed = [f"{o.clause} {o.impls}: {o.detail}" for o in outcomes if not o.passed]
+    assert not failed, failed
+
+
+@pytest.mark.netns
+def test_a_pair_that_cannot_punch_fails_dcutr_but_not_relay(no_leftovers: None) -> None:
+    """Behind symmetric NATs no hole punch works: the same verdicts fail the dcutr cell
+    (with the failure the nodes recorded) and pass the relay cell."""
+    relay, dcutr = LAB_CLAUSES
+    cells = [(relay, ("rust", "rust", "rust")), (dcutr, ("rust", "rust", "rust"))]
+    verdicts, _seconds, kept = run_lab_cells(cells, REGISTRY, nat="symmetric")
+    assert verdicts[0] == [], verdicts
+    assert len(verdicts[1]) == 1 and "did not turn direct (final connection relayed" in \
+        verdicts[1][0], verdicts
+    # A failed cell keeps the lab's results for forensics, in a folder of its own.
+    assert kept is not None and (kept / "events" / "a1.jsonl").exists()
+    shutil.rmtree(kept.parent)
+
+
+@pytest.mark.quick
+def test_lab_verdicts_name_what_went_wrong() -> None:
+    """The verdict of a cell from a run's summary, each way it can go wrong."""
+    relay, dcutr = LAB_CLAUSES
+    good = {"relay_reservations": [{"node": "a0", "outcome": "ok"}],
+            "connections": {"a0<->b0": {"ever": ["relayed", "direct"], "final": "direct"}},
+            "hole_punch": {"a0<->b0": {"successes": 1, "failures": []}},
+            "delivery": {"per_publisher": {"a0": 1.0, "b0": 1.0}}}
+    assert judge(dcutr, 0, good) == []
+    assert judge(relay, 0, good) == ["a direct connection although hole punching was off"]
+    bad = {"relay_reservations": [{"node": "a0", "outcome": "failed", "reason": "no slot"}],
+           "connections": {}, "hole_punch": {"a0<->b0": {"failures": [{"reason": "timeout"}]}},
+           "delivery": {"per_publisher": {"a0": 0.4}}}
+    assert judge(dcutr, 0, bad) == [
+        "the listener never held a reservation on the relay (no slot)",
+        "no relayed connection between listener and dialler",
+        "the pair did not turn direct (final connection none; hole-punch failures: timeout)",
+        "listener to dialler: delivery 40%", "dialler to listener: delivery none"]
 
 
 def test_every_built_in_is_a_subject() -> None:

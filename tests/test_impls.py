@@ -18,6 +18,7 @@ from p2plab.topology.loading import ScenarioError, load_scenario
 from p2plab.topology.overrides import OverrideError, implementation_overrides
 
 pytestmark = pytest.mark.quick
+ROOT_DECLARATIONS = Path(__file__).resolve().parent.parent / "node-rust"
 GOOD = """\
 name: my-node
 version: '2.1'
@@ -105,6 +106,38 @@ def test_a_user_declaration_beside_the_scenario_and_by_flag(tmp_path: Path,
     (tmp_path / "crate").rename(elsewhere / "crate")
     monkeypatch.setenv(REGISTER_ENV, str(elsewhere / "p2plab-impl.yaml"))
     assert Registry.load().resolve("my-node@2").key == "my-node@2.1"
+
+
+def test_a_scenario_asking_for_what_a_declaration_leaves_out_is_refused(tmp_path: Path
+                                                                        ) -> None:
+    """capabilities: a chat-only node as a relay, a relay client or a hole puncher is an
+    error at the field that asks for it; with holepunch: false a relayed dial is fine."""
+    _crate(tmp_path)
+    (tmp_path / "my-node.impl.yaml").write_text(GOOD + "capabilities: [relay-client]\n")
+    scenario = tmp_path / "lab.yaml"
+    scenario.write_text(
+        "name: lab\nimpl: my-node\npublic: {subnet: 203.0.113.0/24}\n"
+        "lans: [{name: home, subnet: 10.1.0.0/24, nat: port-restricted}]\nnodes:\n"
+        "  - {name: r, lan: public, role: relay}\n"
+        "  - {name: a, lan: home, relay: [r]}\n"
+        "  - {name: b, lan: public, dial: [{node: a, via: r}], holepunch: false}\n")
+    registry = Registry.load(scenario=scenario)
+    with pytest.raises(ScenarioError) as info:
+        resolve_scenario(registry, load_scenario(scenario))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"{scenario}:6: nodes[0].role: my-node@2.1 does not "
+                               "implement relay-hop") and "claims relay-client" in lines[0]
+    assert lines[1].startswith(f"{scenario}:7: nodes[1].holepunch: my-node@2.1 does not "
+                               "implement holepunch") and "holepunch: false" in lines[1]
+    # The relay on a built-in and DCUtR off: the same nodes are fine.
+    scenario.write_text(scenario.read_text()
+                        .replace("role: relay}", "role: relay, impl: rust}")
+                        .replace("relay: [r]}", "relay: [r], holepunch: false}"))
+    assert set(resolve_scenario(registry, load_scenario(scenario))) == {"my-node", "rust"}
+    # Undeclared, an implementation claims the whole contract.
+    assert load_declaration(ROOT_DECLARATIONS / "p2plab-impl.yaml").file.capabilities == \
+        ["relay-hop", "relay-client", "holepunch"]
 
 
 def test_the_same_key_twice_is_refused(tmp_path: Path) -> None:

@@ -329,24 +329,25 @@ class _Step(_Strict):
                              "starts: the step waits until then")
 
 
-class WaitReservation(_Step):
+class _Wait(_Step):
+    timeout: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
+    required: bool = Field(default=True, description="false: on timeout, just go on")
+
+
+class WaitReservation(_Wait):
     wait: Literal["reservation"]
     nodes: list[str]
-    timeout: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
 
 
-class WaitTopicPeers(_Step):
+class WaitTopicPeers(_Wait):
     wait: Literal["topic-peers"]
     nodes: list[str]
     min: int = 1
-    timeout: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
 
 
-class _WaitPairs(_Step):
+class _WaitPairs(_Wait):
     between: tuple[str, str] | None = None
     pairs: list[tuple[str, str]] = Field(default_factory=list)
-    timeout: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
-    required: bool = Field(default=True, description="false: on timeout, just go on")
 
     @model_validator(mode="after")
     def _one_of(self) -> _WaitPairs:

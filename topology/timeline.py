@@ -166,13 +166,13 @@ class Timeline:
         if isinstance(step, WaitReservation):
             nodes = s.match_nodes(step.nodes)
             ex.progress(f"waiting for relay reservations of {names(nodes)}")
-            yield Until(Reserved(tuple(nodes)), step.timeout, True,
+            yield Until(Reserved(tuple(nodes)), step.timeout, step.required,
                         f"relay reservations of {names(nodes)}")
         elif isinstance(step, WaitTopicPeers):
             running = ex.running()
             nodes = [n for n in s.match_chatting(step.nodes) if n in running]
             ex.progress(f"waiting until {names(nodes)} have {step.min}+ mesh peers")
-            yield Until(MeshAtLeast(tuple(nodes), step.min), step.timeout, True,
+            yield Until(MeshAtLeast(tuple(nodes), step.min), step.timeout, step.required,
                         f"{step.min}+ gossipsub mesh peers at {names(nodes)}")
         elif isinstance(step, (WaitConnection, WaitHolePunch)):
             pairs = tuple(step.all_pairs())

@@ -29,6 +29,12 @@ NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")  # fullmatch
 VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}")
 TARGET = re.compile(r"[a-z][a-z0-9._@+-]{0,79}")
 PROGRAM = "{program}"
+# The contract's parts an implementation may leave out (docs/reference/node-contract.md):
+# a circuit relay v2 hop (--role relay), its client (--relay, dials through a relay) and
+# DCUtR hole punching. A scenario that needs one its nodes' implementation lacks is
+# refused at validation; `p2plab conform` lists those clauses as not claimed.
+Capability = Literal["relay-hop", "relay-client", "holepunch"]
+CAPABILITIES: tuple[Capability, ...] = ("relay-hop", "relay-client", "holepunch")
 
 
 class DeclarationError(ValueError):
@@ -91,6 +97,10 @@ class DeclarationFile(_Strict):
     build: Build
     run: list[str] = Field(default_factory=lambda: [PROGRAM], description=(
         "the command before the contract's flags; {program} is what the build made"))
+    capabilities: list[Capability] = Field(
+        default_factory=lambda: list(CAPABILITIES), description=(
+            "the contract's optional parts it implements: relay-hop, relay-client, "
+            "holepunch; default: all three ([] for a node that only chats)"))
 
     _name = field_validator("name")(classmethod(lambda cls, v: _match(NAME, v, (
         "a lower-case name of letters, digits, - and _ (at most 40), e.g. my-node"))))
@@ -156,6 +166,10 @@ class Declaration:
 
     def library_text(self) -> str:
         return f"{self.file.library.name} {self.file.library.version}"
+
+    def lacks(self, needed: set[Capability]) -> list[Capability]:
+        """Which of ``needed`` the declaration does not claim, in the contract's order."""
+        return [c for c in CAPABILITIES if c in needed and c not in self.file.capabilities]
 
 
 def load_declaration(path: Path) -> Declaration:

@@ -13,12 +13,14 @@ from typing import Any
 from p2plab.compose.impls.declaration import (
     DECLARATION_FILE,
     NEIGHBOUR_GLOB,
+    Capability,
     Declaration,
     DeclarationError,
     load_declaration,
 )
 from p2plab.topology.loading import ScenarioError
 from p2plab.topology.scenario import Scenario
+from p2plab.topology.schema import DialTarget
 from p2plab.topology.yaml_source import field_path
 
 from p2plab.resources import package_dir
@@ -163,7 +165,38 @@ def resolve_scenario(registry: Registry, scenario: Scenario) -> dict[str, Declar
         except UnknownImplementation as exc:
             where = scenario.origins.where(loc) if scenario.origins else scenario.name
             problems.append(f"{where}: {field_path(loc)}: {exc}")
+    if not problems:
+        problems = _missing_capabilities(registry, scenario)
     if problems:
         raise ScenarioError("\n".join(dict.fromkeys(problems)))
     used = {scenario.impl_of(node) for node in scenario.nodes}
     return {spec: registry.resolve(spec) for spec in sorted(used)}
+
+
+def _missing_capabilities(registry: Registry, scenario: Scenario) -> list[str]:
+    """A node asked for a part of the contract its implementation does not claim (a
+    relay hop, a relay client, DCUtR): an error at the field that asks for it."""
+    problems = []
+    for i, spec in enumerate(scenario.file.node_specs):
+        declaration = registry.resolve(scenario.impl_of(spec))
+        relayed = bool(spec.relay) or any(isinstance(d, DialTarget) and d.via for d in spec.dial)
+        asks: list[tuple[Capability, str, str]] = []
+        if spec.role == "relay":
+            asks.append(("relay-hop", "role", "make another node the relay"))
+        if spec.relay:
+            asks.append(("relay-client", "relay", "drop its relay: list"))
+        elif relayed:
+            asks.append(("relay-client", "dial", "dial without via:"))
+        if relayed and spec.holepunch:
+            asks.append(("holepunch", "holepunch", "set holepunch: false (its relayed "
+                         "connections stay relayed)"))
+        for capability, key, fix in asks:
+            if declaration.lacks({capability}):
+                loc = ("nodes", i, key)
+                where = scenario.origins.where(loc) if scenario.origins else scenario.name
+                problems.append(
+                    f"{where}: {field_path(loc)}: {declaration.key} does not implement "
+                    f"{capability} (its declaration {declaration.path} claims "
+                    f"{', '.join(declaration.file.capabilities) or 'none'} in capabilities): "
+                    f"{fix}, or give this node an implementation that does")
+    return problems

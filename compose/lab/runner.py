@@ -237,7 +237,7 @@ class Runner:
                     if action.required:  # say who is missing, not only who was waited for
                         raise StepTimeout(f"{exc}; not there: "
                                           f"{names(list(self.waits.unmet(condition)))}") from None
-                    self.progress(f"not every pair got there ({action.what}); going on")
+                    self.progress(f"not all there in time ({action.what}); going on")
 
     def finish_publishing(self) -> None:
         """Wait for every publish plan to have gone out (with slack for a slow host)."""
