@@ -99,7 +99,8 @@ def test_a_failing_clause_is_reported(tmp_path: Path) -> None:
     fake.write_text("name: liar\nversion: '1'\nlibrary: {name: py-libp2p, version: 0.8.1}\n"
                     "build: {python: {module: tests.lying_node, package: libp2p}}\n")
     registry = Registry.load(extra=[fake])
-    by_name = {c.clause.name: c for c in cases("liar", registry) if c.clause.arity == 1}
+    by_name = {c.clause.name: c for c in cases("liar", registry)
+               if isinstance(c.clause, Clause) and c.clause.arity == 1}
     lying = run_case(by_name["version-line"], registry)
     assert not lying.passed and "py-libp2p 0.0.1" in lying.detail, lying
     assert run_case(by_name["bad-flags"], registry).passed
