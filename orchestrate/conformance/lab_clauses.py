@@ -88,7 +88,8 @@ def can_build_labs() -> str:
 
 
 def scenario_data(cells: Sequence[tuple[LabClause, tuple[str, ...]]],
-                  nat: str = "port-restricted") -> dict[str, Any]:
+                  nat: str = "port-restricted",
+                  direct_timeout: float = DIRECT_TIMEOUT_S) -> dict[str, Any]:
     """One lab holding every cell: relay rN, listener aN and dialler bN per cell, each
     chat node behind a NAT of the preset ``nat`` (a home router unless a test says)."""
     lans: list[dict[str, Any]] = []
@@ -115,7 +116,7 @@ def scenario_data(cells: Sequence[tuple[LabClause, tuple[str, ...]]],
          "required": False}]
     if punching:
         timeline.append({"wait": "connection", "pairs": punching, "kind": "direct",
-                         "timeout": DIRECT_TIMEOUT_S, "required": False})
+                         "timeout": direct_timeout, "required": False})
     timeline += [{"wait": "topic-peers", "nodes": chatting, "min": 1, "timeout": 20,
                   "required": False},
                  {"publish": chatting, "count": 5, "size": 100, "rate": 5}]
@@ -161,13 +162,14 @@ def judge(clause: LabClause, n: int, summary: dict[str, Any]) -> list[str]:
 
 def run_lab_cells(cells: Sequence[tuple[LabClause, tuple[str, ...]]], registry: Registry,
                   progress: Callable[[str], None] = lambda message: None,
-                  nat: str = "port-restricted") -> tuple[list[list[str]], float, Path | None]:
+                  nat: str = "port-restricted", direct_timeout: float = DIRECT_TIMEOUT_S
+                  ) -> tuple[list[list[str]], float, Path | None]:
     """Run every cell in one netns lab; each cell's problems (empty: passed), the lab's
     wall time, and its results folder, kept only when a cell failed (for forensics)."""
     started = time.monotonic()
     keep = Path(tempfile.mkdtemp(prefix="p2plab-conform-lab-"))
     scenario_file = keep / "conform-nat.yaml"
-    data = scenario_data(cells, nat)
+    data = scenario_data(cells, nat, direct_timeout)
     scenario_file.write_text(json.dumps(data, indent=1))
     lab = Lab(scenario_file, "netns", keep, scenario=scenario_from_data(data),
               progress=progress, implementations=registry)
