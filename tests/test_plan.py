@@ -29,6 +29,29 @@ def test_nat_relay_addresses_and_routes() -> None:
     assert sorted(plan.graph.neighbors("home-a-gw")) == ["home-a", "public"]
 
 
+def test_nodes_behind_one_nat_each_listen_on_a_port_of_their_own() -> None:
+    """Housemates sharing a port would have it remapped by their NAT for some
+    destinations only (and rust-libp2p would advertise the wrong one); public nodes
+    keep 4001, and dials name the target's own port."""
+    plan = build_plan(parse_scenario("""
+name: ports
+public: {subnet: 203.0.113.0/24}
+lans: [{name: home, subnet: 10.1.0.0/24, nat: port-restricted},
+       {name: flat, subnet: 10.2.0.0/24, nat: public}]
+nodes:
+  - {name: relay, lan: public, role: relay}
+  - {name: srv, lan: public}
+  - {name: h, count: 3, lan: home, relay: [relay]}
+  - {name: f, count: 2, lan: flat}
+  - {name: out, lan: public, dial: [h-3]}
+""", "ports.yaml"))
+    port = {name: int(n.args[n.args.index("--port") + 1]) for name, n in plan.nodes.items()}
+    assert port == {"relay": 4001, "srv": 4001, "h-1": 4001, "h-2": 4002, "h-3": 4003,
+                    "f-1": 4001, "f-2": 4001, "out": 4001}
+    out = plan.nodes["out"].args
+    assert out[out.index("--dial") + 1].startswith(f"/ip4/{plan.nodes['h-3'].ip}/tcp/4003/")
+
+
 def test_peer_ids_are_reproducible_from_the_seed() -> None:
     a = build_plan(load_scenario(SCENARIOS / "nat-holepunch.yaml"))
     b = build_plan(load_scenario(SCENARIOS / "nat-holepunch.yaml"))

@@ -21,6 +21,7 @@ from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import PUBLIC, DialTarget, LinkSpec, NatSpec, nat_spec
 
 NODE_PORT = 4001
+MAX_NODE_PORT = 32767  # below Linux's ephemeral ports, which the nodes' dials use
 PROBE_PORTS = (3478, 3479)
 # Interface names inside namespaces and containers, fixed so rules can name them.
 LAN_IF = "lan0"
@@ -186,6 +187,32 @@ def _ruleset(name: str, behaviour: NatBehaviour | None, lan_subnet: ipaddress.IP
                        wan_ip=str(wan_ip), name=name)
 
 
+def node_ports(scenario: Scenario, natted: set[str]) -> dict[str, int]:
+    """Each node's TCP and QUIC port. Behind a NAT every node has a port of its own
+    (NODE_PORT, NODE_PORT + 1, ... in the LAN's order), as devices in one home running
+    their own apps do: a Linux NAT keeps a source port only while no other host's flow to
+    the same destination holds it, so LAN hosts sharing one port get it remapped for some
+    destinations and not others, and rust-libp2p's identify then translates the remapped
+    observed port back to the listen port (another host's mapping): hole punches fail
+    (rust-libp2p#4896 discusses that translation). Elsewhere every node listens on
+    NODE_PORT."""
+    ports: dict[str, int] = {}
+    taken: dict[str, int] = {}
+    for node in scenario.nodes:
+        lan = node.lan_name
+        if lan in natted:
+            ports[node.name] = NODE_PORT + taken.get(lan, 0)
+            taken[lan] = taken.get(lan, 0) + 1
+        else:
+            ports[node.name] = NODE_PORT
+    most = max(ports.values(), default=NODE_PORT)
+    if most > MAX_NODE_PORT:
+        raise ValueError(f"{most - NODE_PORT + 1} nodes behind one NAT: at most "
+                         f"{MAX_NODE_PORT - NODE_PORT + 1} fit its ports below Linux's "
+                         "ephemeral range; spread them over more LANs")
+    return ports
+
+
 def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
     """Assign addresses, generate NAT rules, routes and flags; build the topology graph."""
     graph = nx.Graph()
@@ -251,6 +278,7 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
     addresses = {}
     for spec_node in scenario.nodes:
         addresses[spec_node.name] = next(free[spec_node.lan_name])
+    ports = node_ports(scenario, {r.lan for r in routers.values() if r.behaviour is not None})
     peer_ids = {n.name: peer_id_for_seed(_seed(scenario, n.name)) for n in scenario.nodes}
 
     specs = {n.name: n for n in scenario.nodes}
@@ -258,8 +286,8 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
     def node_addr(name: str, dialer: str) -> str:
         """TCP, or QUIC when the dialer cannot speak TCP (both must then speak QUIC)."""
         if not specs[dialer].tcp and specs[name].quic:
-            return f"/ip4/{addresses[name]}/udp/{NODE_PORT}/quic-v1/p2p/{peer_ids[name]}"
-        return f"/ip4/{addresses[name]}/tcp/{NODE_PORT}/p2p/{peer_ids[name]}"
+            return f"/ip4/{addresses[name]}/udp/{ports[name]}/quic-v1/p2p/{peer_ids[name]}"
+        return f"/ip4/{addresses[name]}/tcp/{ports[name]}/p2p/{peer_ids[name]}"
 
     def host_routes(segment: str) -> tuple[Route, ...]:
         return public_routes if segment == PUBLIC else ()
@@ -270,7 +298,7 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             "--name", spec_node.name,
             "--key-seed", _seed(scenario, spec_node.name),
             "--listen-ip", str(addresses[spec_node.name]),
-            "--port", str(NODE_PORT),
+            "--port", str(ports[spec_node.name]),
             "--role", "relay" if spec_node.role == "relay" else "peer",
             "--ping-interval", f"{scenario.ping_interval:g}",
             "--no-stdin",
