@@ -133,7 +133,28 @@ def check(expect: Expectations, summary: dict[str, Any],
                   if punch else outcome)
         verdicts.append(Verdict(f"hole punch {key}", punch_exp.outcome, detail,
                                 outcome == punch_exp.outcome))
+    if expect.hole_punch_success_min is not None:
+        verdicts.append(_punch_share(expect.hole_punch_success_min, summary["hole_punch"]))
     return _with_caveats(verdicts, summary)
+
+
+def _punch_share(bound: float, punches: dict[str, Any]) -> Verdict:
+    """The share of pairs that tried DCUtR and punched, with the commonest reasons of
+    the others: a red hole-punch strip no expectation looked at passed gossip-200."""
+    tried = len(punches)
+    punched = sum(1 for p in punches.values() if p["outcome"] == "success")
+    share = punched / tried if tried else None
+    reasons: dict[str, int] = {}
+    for p in punches.values():
+        if p["outcome"] != "success":
+            for failure in p["failures"][-1:]:
+                reasons[failure["reason"]] = reasons.get(failure["reason"], 0) + 1
+    why = "; ".join(f"{n} x {reason}" for reason, n in
+                    sorted(reasons.items(), key=lambda item: -item[1])[:3])
+    observed = ("no pair tried" if share is None else
+                f"{share:.1%} ({punched}/{tried} pairs){'; failed: ' + why if why else ''}")
+    return Verdict("hole punches succeeded", f">= {bound:.0%} of pairs that tried",
+                   observed, share is not None and share >= bound, value=share, bound=bound)
 
 
 # Verdicts on timing: what CPU queueing on a saturated host moves.

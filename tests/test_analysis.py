@@ -112,6 +112,23 @@ def test_connection_final_state_and_hole_punch_time(tmp_path: Path) -> None:
     assert summary_after["connections"]["a<->b"]["final"] == "none"
 
 
+def test_the_share_of_pairs_that_punched() -> None:
+    """hole_punch_success_min: pairs that tried DCUtR and punched, with why the others
+    did not (each pair's last failure, commonest first)."""
+    fail = {"outcome": "failure", "failures": [{"reason": "early"}, {"reason": "gave up"}]}
+    punches = {"a<->b": {"outcome": "success", "failures": []}, "c<->d": fail,
+               "e<->f": fail, "g<->h": {"outcome": "failure", "failures": [{"reason": "x"}]}}
+    summary = {"delivery": {}, "hole_punch": punches}
+    (verdict,) = check(Expectations(hole_punch_success_min=0.25), summary, None)[1:]
+    assert verdict.passed and verdict.value == 0.25
+    assert verdict.observed == "25.0% (1/4 pairs); failed: 2 x gave up; 1 x x"
+    (strict,) = check(Expectations(hole_punch_success_min=0.5), summary, None)[1:]
+    assert not strict.passed and strict.expected == ">= 50% of pairs that tried"
+    (none,) = check(Expectations(hole_punch_success_min=0.5),
+                    {"delivery": {}, "hole_punch": {}}, None)[1:]
+    assert not none.passed and none.observed == "no pair tried"
+
+
 def test_timeline_error_fails_the_run(tmp_path: Path) -> None:
     summary = summarize(_write(tmp_path, [_started("a")]))
     verdicts = check(Expectations(), summary, "timed out waiting")

@@ -541,6 +541,9 @@ class Expectations(_Strict):
         "before the timeline are within this % (+2 ms) of the configured ones")
     connections: list[ConnectionExpectation] = Field(default_factory=list)
     hole_punch: list[HolePunchExpectation] = Field(default_factory=list)
+    hole_punch_success_min: float | None = Field(
+        default=None, ge=0, le=1, description="of the pairs that tried DCUtR, the share "
+        "that punched (a big lab's hole-punch health in one figure)")
 
 
 class SimModel(_Strict):
