@@ -234,6 +234,20 @@ def test_interrupted_run_removes_its_stack_everywhere(cluster: local_cluster.Clu
     assert leftovers(cluster) == [], output[-1500:]
 
 
+def test_clean_finds_a_run_that_left_only_a_volume(cluster: local_cluster.Cluster) -> None:
+    """A teardown cut short can leave just the run's volume on an engine, with no
+    service or network naming the run: `clean` still finds it and sweeps it."""
+    run_id = os.urandom(3).hex()
+    manager = engines_of(cluster)[0]
+    manager.volumes.create(f"p2pl-{run_id}-lab", labels={"p2plab.run": run_id})
+    assert leftovers(cluster, run_id) == [f"volume p2pl-{run_id}-lab"]
+    done = subprocess.run([*P2PLAB, "clean"], capture_output=True, text=True, timeout=180,
+                          env=swarm_env())
+    assert done.returncode == 0, done.stderr
+    assert leftovers(cluster, run_id) == [], done.stdout + done.stderr
+    assert f"containers and volumes of run {run_id} on every engine" in done.stdout
+
+
 def test_clean_removes_what_a_killed_run_left(cluster: local_cluster.Cluster,
                                               tmp_path: Path) -> None:
     proc = _start(tmp_path)

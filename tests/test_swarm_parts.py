@@ -411,6 +411,9 @@ class _Manager:
         self.nodes = type("Nodes", (), {"list": lambda _self: [_Node(), _Node()]})()
         self.secrets = type("Secrets", (), {"list": lambda _self, filters: []})()
         self.networks = _NetworksWithOne(run)
+        # The manager's engine holds nothing of the run: its network names it.
+        self.containers = type("Containers", (), {"list": lambda _self, all, filters: []})()
+        self.volumes = type("Volumes", (), {"list": lambda _self, filters: []})()
 
 
 class _NetworksWithOne(_Networks):

@@ -52,6 +52,11 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
                 pass  # another cleaner (a concurrent `p2plab clean`) removed it first
     for network in manager.networks.list(filters={"label": selector}):
         runs.add((network.attrs.get("Labels") or {}).get(RUN_LABEL))
+    # A run whose services and networks are gone can still have left a container or its
+    # volume (a teardown cut short): found on the manager's engine, swept on every one.
+    for leftover in [*manager.containers.list(all=True, filters={"label": selector}),
+                     *manager.volumes.list(filters={"label": selector})]:
+        runs.add((leftover.attrs.get("Labels") or {}).get(RUN_LABEL))
     runs.discard(None)
     runs = {r for r in runs if r not in spare}
     if runs and image and config is not None:
@@ -87,6 +92,12 @@ def remove_stack(manager: Any, run_id: str | None, image: str | None,
                              if n.attrs["Status"]["State"] == "ready"])
                 if len(states) >= nodes and all(s in ("complete", "failed", "rejected",
                                                       "shutdown") for s in states):
+                    failed = [t for t in sweep.tasks()
+                              if t["Status"]["State"] in ("failed", "rejected")]
+                    for task in failed:
+                        log(f"the sweep of run {run} failed on an engine: "
+                            f"{task['Status'].get('Err') or task['Status']['State']}")
+                    ours = ours and not failed
                     break
                 time.sleep(0.5)
             else:
@@ -156,5 +167,14 @@ def clean_swarm(spare: Container[str]) -> list[str]:
             return []
     except Exception:  # no swarm configured or reachable: nothing of ours can be there
         return []
+    # The sweep runs in a node image every engine can pull: the newest the manager's
+    # engine pulled from the cluster's registry (the current source's tag may not have
+    # been pushed yet), else that tag.
     fallback = f"{config.registry}/{IMAGE_REPO}:{image_tag().split(':', 1)[1]}"
+    pulled = sorted(manager.images.list(name=f"{config.registry}/{IMAGE_REPO}"),
+                    key=lambda i: i.attrs.get("Created", ""), reverse=True)
+    for image in pulled:
+        if image.tags:
+            fallback = image.tags[0]
+            break
     return remove_stack(manager, None, fallback, config, spare=spare)
