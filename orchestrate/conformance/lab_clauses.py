@@ -136,11 +136,12 @@ def judge(clause: LabClause, n: int, summary: dict[str, Any]) -> list[str]:
                           if r["node"] == a} - {""})
         wrong.append(f"the listener never held a reservation on the relay"
                      f"{' (' + '; '.join(reasons) + ')' if reasons else ''}")
-    conn = summary["connections"].get(pair_key(a, b)[0], {})
+    key = pair_key(a, b)[0]
+    conn = summary["connections"].get(key, {})
     ever, final = conn.get("ever", []), conn.get("final")
     if "relayed" not in ever:
         wrong.append("no relayed connection between listener and dialler")
-    punch = summary["hole_punch"].get(pair_key(a, b)[0], {})
+    punch = summary["hole_punch"].get(key, {})
     if clause.holepunch:
         if final != "direct":
             failures = sorted({f.get("reason") or "" for f in punch.get("failures", [])} - {""})
