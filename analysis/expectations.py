@@ -7,7 +7,8 @@ from typing import Any
 
 from p2plab.analysis.cpu import caveat
 from p2plab.analysis.metrics import pair_key
-from p2plab.topology.schema import Expectations
+from p2plab.analysis.relay_circuits import LIMIT_REASONS
+from p2plab.topology.schema import Expectations, RelayCutExpectation
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,12 @@ def check(expect: Expectations, summary: dict[str, Any],
                                 outcome == punch_exp.outcome))
     if expect.hole_punch_success_min is not None:
         verdicts.append(_punch_share(expect.hole_punch_success_min, summary["hole_punch"]))
+    if expect.relay_cuts and not summary.get("packets", True):
+        summary.setdefault("not_checked", []).append(
+            "relay_cuts: the simulator's relays have no limits to cut circuits at")
+    else:
+        for cut_exp in expect.relay_cuts:
+            verdicts.append(_relay_cuts(cut_exp, summary.get("relay_circuits", {})))
     return _with_caveats(verdicts, summary)
 
 
@@ -155,6 +162,27 @@ def _punch_share(bound: float, punches: dict[str, Any]) -> Verdict:
                 f"{share:.1%} ({punched}/{tried} pairs){'; failed: ' + why if why else ''}")
     return Verdict("hole punches succeeded", f">= {bound:.0%} of pairs that tried",
                    observed, share is not None and share >= bound, value=share, bound=bound)
+
+
+def _relay_cuts(expect: RelayCutExpectation, circuits: dict[str, Any]) -> Verdict:
+    """Circuits the relays closed for a reason, counted from their own events only: a
+    relay that writes none cannot pass ``max: 0`` by saying nothing."""
+    least = expect.at_least
+    bound = (f">= {least}" if expect.max is None else
+             f"{least}..{expect.max}" if expect.max != least else f"== {least}")
+    name = (f"circuits cut by relay {expect.relay} ({expect.reason})" if expect.relay
+            else f"circuits cut by relays ({expect.reason})")
+    if not circuits:
+        return Verdict(name, bound, "no relay reported its circuits (its implementation "
+                       "writes no relay_hop events)", False)
+    reasons = LIMIT_REASONS if expect.reason == "limit" else (expect.reason,)
+    cuts = [c for c in circuits["cuts"] if c["reason"] in reasons
+            and expect.relay in (None, c["relay"])]
+    shown = ", ".join(f"{c['src']}->{c['dst']} at {c['at_s']:g} s" for c in cuts[:3])
+    observed = f"{len(cuts)} cut" + (f" ({shown}{', ...' if len(cuts) > 3 else ''})"
+                                     if cuts else "")
+    passed = len(cuts) >= least and (expect.max is None or len(cuts) <= expect.max)
+    return Verdict(name, bound, observed, passed, value=len(cuts), bound=least)
 
 
 # Verdicts on timing: what CPU queueing on a saturated host moves.

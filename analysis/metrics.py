@@ -15,6 +15,7 @@ import pandas as pd
 from p2plab.analysis.cpu import cpu_figures
 from p2plab.analysis.event_log import EventLog, read_event_log
 from p2plab.analysis.lab_state import LabState
+from p2plab.analysis.relay_circuits import relay_circuits
 
 
 def _percentile(series: pd.Series, q: float) -> float | None:
@@ -423,6 +424,7 @@ def summarize(events_dir: Path, until: float | None = None,
         "startup": startup(events, run_started, spawned),
         "cpu": cpu_figures(events, messages),
         "mesh": mesh_sizes(events, nodes, messages),
+        "relay_circuits": relay_circuits(events, nodes, messages),
         "relay_reservations": [
             {"node": r["node"], "outcome": r["outcome"], "elapsed_ms": r["elapsed_ms"]}
             for r in events.of("relay_reservation").to_dict("records")

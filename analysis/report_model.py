@@ -215,6 +215,33 @@ def connection_sections(summary: dict[str, Any],
     return out
 
 
+def relay_section(summary: dict[str, Any]) -> Section | None:
+    """What the relays did, from their own events: counts, and each circuit they cut with
+    how long the pair was apart and what the messages sent meanwhile did."""
+    circuits = summary.get("relay_circuits") or {}
+    if not circuits:
+        return None
+    actions = ", ".join(f"{n} {a}" for a, n in circuits["actions"].items())
+    closed = ", ".join(f"{n} {r}" for r, n in circuits["closed_by_reason"].items()) or "none"
+    section = Section("Relayed circuits").paragraph(
+        f"The relays' own account: {actions}; circuits closed by reason: {closed} "
+        "(duration and bytes: the relay cut the circuit at its limit).")
+    cuts = circuits["cuts"]
+    if cuts:
+        rows = [[f"{c['src']} -> {c['dst']}", c["relay"], c["reason"], f"{c['at_s']:g} s",
+                 "-" if c["lived_s"] is None else f"{c['lived_s']:g} s",
+                 "never" if c["reconnected_after_s"] is None
+                 else f"{c['reconnected_after_s']:g} s ({c['reconnected_kind']})",
+                 f"{c['arrived_while_cut']}/{c['messages_while_cut']}"]
+                for c in cuts[:AGGREGATE_AT]]
+        section.table(["circuit (dialler -> listener)", "relay", "cut because", "at",
+                       "after living", "connected again after",
+                       "messages between them while apart: arrived"], rows)
+        if len(cuts) > AGGREGATE_AT:
+            section.paragraph(f"... and {len(cuts) - AGGREGATE_AT} more in summary.json.")
+    return section
+
+
 def _probe_cell(observed: dict[str, Any], proto: str) -> str:
     seen = observed.get(proto, {})
     if "error" in observed:
@@ -385,7 +412,7 @@ def report_model(manifest: dict[str, Any], summary: dict[str, Any], verdicts: li
         notes.append("The simulator ignored: " + "; ".join(manifest["sim_warnings"]) + ".")
     sections: list[Section | None] = [
         delivery_section(summary), *connection_sections(summary, classes),
-        *traffic_sections(summary),
+        relay_section(summary), *traffic_sections(summary),
         links_section(manifest, summary), machine_load_section(summary.get("cpu") or {}),
         cluster_section(manifest), *node_sections(summary)]
     return Report(

@@ -42,7 +42,8 @@ NODE_DEPENDENCIES = ("libp2p", "trio", "psutil", "multiaddr", "NetfilterQueue")
 # image as installed (p2plab/node/...), so ``python -m p2plab.node`` works.
 IMAGE_PACKAGES = {"p2plab/node": "p2plab.node",
                   "p2plab/compose/backends/swarm": "p2plab.compose.backends.swarm"}
-IMAGE_FILES = ("__init__.py", "events.py", "natprobe.py", "control.py", "linkcheck.py")
+IMAGE_FILES = ("__init__.py", "events.py", "natprobe.py", "control.py", "linkcheck.py",
+               "relay_limits.py")
 IMAGE_MODULES = {"p2plab/compose": ("p2plab.compose", ("__init__.py",)),
                  "p2plab/compose/backends": ("p2plab.compose.backends", ("__init__.py",)),
                  "p2plab/compose/lab": ("p2plab.compose.lab", ("__init__.py", "linkstage.py"))}

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import trio
 from p2plab.node.config import NodeConfig, UsageError, VersionRequested, parse_args, version_line
+from p2plab.node.relay_limits import unsupported as unsupported_relay_limits
 
 if TYPE_CHECKING:
     from p2plab.events import EventWriter  # imported at run time only once flags are checked
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except UsageError as exc:
         print(f"p2plab-node: {exc}", file=sys.stderr)
+        return 2
+    refusal = unsupported_relay_limits(config.relay_limits)
+    if refusal is not None:
+        print(f"p2plab-node: {refusal}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -26,7 +26,7 @@ from p2plab.node.identity import key_pair_from_file, key_pair_from_seed
 from p2plab.node.libp2p_tuning import Forwarders
 from p2plab.node.parts import REDIAL_PAUSE_S, log
 from p2plab.node.publishing import chat_payload, message_id_function, short_id
-from p2plab.node.relay import Relaying
+from p2plab.node.relay import Relaying, relay_limits
 from p2plab.node.reservations import Reservations
 from p2plab.node.stdin import Stdin
 
@@ -140,7 +140,8 @@ class ChatNode(Stdin, MdnsDiscovery, Reservations):
         async with self.host.run(self.listen_addrs), trio.open_nursery() as nursery:
             self.host.get_network().register_notifee(_ConnectionEvents(self))
             if self.config.role == "relay":
-                self.relaying = Relaying(self.host, hop=True)
+                self.relaying = Relaying(self.host, hop=True,
+                                         limits=relay_limits(self.config.relay_limits))
             elif self.config.relays or any("p2p-circuit" in str(a) for a in self.config.dial):
                 self.relaying = Relaying(self.host, hop=False)
             if self.relaying is not None:

@@ -14,6 +14,9 @@ from typing import NoReturn
 
 from multiaddr import Multiaddr
 
+from p2plab.relay_limits import RelayLimits, RelayLimitsError
+from p2plab.relay_limits import parse as parse_relay_limits
+
 DEFAULT_PORT = 4001
 DEFAULT_TOPIC = "chat"
 # Gossipsub message-id functions (docs/reference/node-contract.md): one per network, on every node.
@@ -72,6 +75,7 @@ class NodeConfig:
     holepunch: bool
     gossip: GossipParams = field(default_factory=GossipParams)
     msg_id: str = "origin-seq"
+    relay_limits: RelayLimits | None = None  # None: the library's defaults
 
     @property
     def topic(self) -> str:
@@ -114,6 +118,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nick", default=None, help="chat nickname (default: the name)")
     parser.add_argument("--role", choices=("peer", "relay"), default="peer",
                         help="relay: act as a circuit relay v2 hop and do not chat")
+    parser.add_argument("--relay-limits", default=None, metavar="LIMITS",
+                        help="with --role relay: unlimited, or KEY=VALUE,... overriding "
+                             "the library's defaults (p2plab/relay_limits.py)")
     parser.add_argument("--topic", action="append", default=None, metavar="TOPIC",
                         help=f"subscribe (repeatable; default {DEFAULT_TOPIC})")
     parser.add_argument("--listen-ip", action="append", default=[], metavar="IP",
@@ -178,6 +185,14 @@ def parse_args(argv: list[str]) -> NodeConfig:
         raise UsageError("--no-tcp needs --quic: a node must listen on something")
     if args.heartbeat <= 0:
         raise UsageError("--heartbeat must be positive")
+    relay_limits = None
+    if args.relay_limits is not None:
+        if args.role != "relay":
+            raise UsageError("--relay-limits needs --role relay")
+        try:
+            relay_limits = parse_relay_limits(args.relay_limits)
+        except RelayLimitsError as exc:
+            raise UsageError(str(exc)) from None
     relays = tuple(parse_multiaddr(a, "--relay") for a in args.relay)
     for text, addr in zip(args.relay, relays, strict=True):
         if "p2p" not in [p.name for p in addr.protocols()]:
@@ -210,4 +225,5 @@ def parse_args(argv: list[str]) -> NodeConfig:
             heartbeat_interval=args.heartbeat,
         ),
         msg_id=args.msg_id,
+        relay_limits=relay_limits,
     )

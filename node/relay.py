@@ -7,6 +7,7 @@ connection to each configured relay is made, and a reservation is requested on i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import cast
@@ -17,18 +18,34 @@ from libp2p.network.swarm import Swarm
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.relay.circuit_v2.config import RelayConfig, RelayRole
+from libp2p.relay.circuit_v2.protocol import DEFAULT_RELAY_LIMITS, CircuitV2Protocol
 from libp2p.relay.circuit_v2.protocol import PROTOCOL_ID as HOP_PROTOCOL_ID
-from libp2p.relay.circuit_v2.protocol import CircuitV2Protocol
 from libp2p.relay.circuit_v2.resources import RelayLimits
 from libp2p.relay.circuit_v2.transport import CircuitV2Transport
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
+from p2plab.node.relay_limits import PY_LIMIT_FIELDS, unsupported
 
-# go-libp2p's defaults for a relayed connection: 2 minutes, 128 KiB each way. A lab
-# relay carries whole chat runs, so it is more generous; still bounded.
-LAB_RELAY_LIMITS = RelayLimits(
-    duration=3600, data=64 * 1024 * 1024, max_circuit_conns=64, max_reservations=256
+from p2plab.relay_limits import RelayLimits as ContractLimits
+
+# ``--relay-limits unlimited``: a relay that does not limit the lab (a day, 1 TiB).
+UNLIMITED_RELAY_LIMITS = RelayLimits(
+    duration=86_400, data=1 << 40, max_circuit_conns=4096, max_reservations=4096,
+    reservation_ttl=3600,
 )
+
+
+def relay_limits(limits: ContractLimits | None) -> RelayLimits:
+    """py-libp2p's limits for ``--relay-limits``: its defaults, unlimited, or overrides."""
+    if limits is None:
+        return DEFAULT_RELAY_LIMITS
+    if limits.unlimited:
+        return UNLIMITED_RELAY_LIMITS
+    refusal = unsupported(limits)
+    assert refusal is None, refusal  # the flags were checked at start (__main__)
+    return dataclasses.replace(DEFAULT_RELAY_LIMITS, **{
+        PY_LIMIT_FIELDS[key]: int(value) for key, value in limits.overrides})
+
 
 CIRCUIT_LISTEN_ADDR = Multiaddr("/p2p-circuit")
 
@@ -42,13 +59,14 @@ def swarm_of(host: IHost) -> Swarm:
 class Relaying:
     """The relay-v2 services of one node, owned by the node's nursery."""
 
-    def __init__(self, host: IHost, hop: bool) -> None:
+    def __init__(self, host: IHost, hop: bool, limits: RelayLimits = DEFAULT_RELAY_LIMITS
+                 ) -> None:
         self.host = host
         self.hop = hop
-        self.protocol = CircuitV2Protocol(host, limits=LAB_RELAY_LIMITS, allow_hop=hop)
+        self.protocol = CircuitV2Protocol(host, limits=limits, allow_hop=hop)
         roles = RelayRole.HOP if hop else RelayRole.STOP | RelayRole.CLIENT
         self.transport = CircuitV2Transport(
-            host, self.protocol, RelayConfig(roles=roles, limits=LAB_RELAY_LIMITS)
+            host, self.protocol, RelayConfig(roles=roles, limits=limits)
         )
 
     async def run(self, nursery: trio.Nursery, started: trio.Event) -> None:

@@ -40,13 +40,13 @@ from p2plab.files import write_atomic
 
 def default_suite(scenarios_dir: Path, items: list[str]) -> list[Path]:
     """Scenario files from names, files or folders; by default every shipped scenario
-    except matrix files (a matrix is its own long run: p2plab run nat-matrix) and those
-    marked ``in_suite: false``."""
+    (the bug gallery's too) except matrix files (a matrix is its own long run: p2plab
+    run nat-matrix) and those marked ``in_suite: false``."""
     if not items:
-        from p2plab.topology.loading import load_scenario
+        from p2plab.topology.loading import load_scenario, shipped_files
 
-        return sorted(p for p in scenarios_dir.glob("*.yaml")
-                      if not is_matrix_file(p) and load_scenario(p).in_suite)
+        return [p for p in shipped_files(scenarios_dir)
+                if not is_matrix_file(p) and load_scenario(p).in_suite]
     paths: list[Path] = []
     for item in items:
         path = Path(item)

@@ -25,6 +25,8 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "connection_closed": ("peer", "remote_addr", "kind", "transport", "direction"),
     "relay_reservation": ("relay", "outcome", "elapsed_ms", "reason"),
     "hole_punch": ("peer", "attempt", "outcome", "elapsed_ms", "reason", "transport"),
+    # A relay hop's reservations and circuits: accepted, denied, closed (and why).
+    "relay_hop": ("action", "src_peer", "dst_peer", "reason"),
     "topic_peers": ("topic", "peers"),
     "message_published": ("msg_id", "origin", "seq", "size", "topic"),
     "message_received": ("msg_id", "origin", "seq", "size", "topic"),

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from p2plab.topology.loading import shipped_files
 from pydantic import BaseModel
 
 pytestmark = pytest.mark.quick
@@ -288,7 +289,7 @@ def test_shipped_scenarios_table_is_the_scenarios_folder() -> None:
     path = REFERENCE / "shipped-scenarios.md"
     rows = {row[0].strip("`"): row[-1] for head, body in tables(path.read_text())
             if head[:1] == ["scenario"] for row in body}
-    files = {p.stem: yaml.safe_load(p.read_text()) for p in (ROOT / "scenarios").glob("*.yaml")}
+    files = {p.stem: yaml.safe_load(p.read_text()) for p in shipped_files(ROOT / "scenarios")}
     assert set(rows) == set(files), diff_message("shipped scenarios", set(rows), set(files),
                                                  rel(path))
     in_suite = {name: "no" if "matrix" in data or data.get("in_suite") is False else "yes"

@@ -18,6 +18,7 @@ FOLDERS = {"node": ("p2plab.node", 1), "topology": ("p2plab.topology", 2),
 # fixture) last.
 TOP_LEVEL = {"events": 0, "control": 0, "files": 0, "resources": 0, "linkcheck": 0,
              "natprobe": 0, "processes": 0, "interrupts": 0, "progress": 0, "__init__": 0,
+             "relay_limits": 0,
              "cli": 6, "testing": 6, "results": 6}
 
 

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from p2plab.topology.loading import ScenarioError, load_scenario, parse_scenario_file
+from p2plab.topology.loading import (
+    ScenarioError,
+    load_scenario,
+    parse_scenario_file,
+    shipped_files,
+)
 from p2plab.topology.overrides import OverrideError, parse_override, seed_override
 
 from p2plab.cli import main
@@ -134,7 +139,7 @@ def test_list_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = {line.split()[0] for line in lines[1:] if line and not line.startswith("/")}
-    assert {p.stem for p in scenarios_dir().glob("*.yaml")} <= names
+    assert {p.stem for p in shipped_files(scenarios_dir())} <= names
     gossip_10k = next(line for line in lines if line.startswith("gossip-10k "))
     assert "sim only" in gossip_10k and "10000 nodes" in gossip_10k
     with pytest.raises(SystemExit) as done:

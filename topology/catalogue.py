@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from p2plab.topology.loading import ScenarioError, load_scenario
+from p2plab.topology.loading import ScenarioError, load_scenario, shipped_files
 from p2plab.topology.matrix import is_matrix_file, lab_scenarios, load_matrix
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import Publish, Sleep, StopTraffic, step_kind
@@ -90,7 +90,7 @@ def entry_for(path: Path, max_emulated: int) -> Entry:
 def catalogue(scenarios_dir: Path, max_emulated: int) -> list[Entry]:
     """Every shipped scenario and matrix, by name; a broken file is an error."""
     entries = []
-    for path in sorted(scenarios_dir.glob("*.yaml")):
+    for path in shipped_files(scenarios_dir):
         try:
             entries.append(entry_for(path, max_emulated))
         except ScenarioError as exc:

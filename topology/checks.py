@@ -138,6 +138,14 @@ def cross_check(s: Scenario) -> list[Problem]:
         if item.flow not in flows:
             errors.append((("expect", "flows", i, "flow"), f"no publish step is named "
                            f"{item.flow!r}; named flows: {', '.join(flows) or 'none'}"))
+    relays = [name for name, role in roles.items() if role == "relay"]
+    for i, cut in enumerate(s.expect.relay_cuts):
+        if not relays:
+            errors.append((("expect", "relay_cuts", i), "the scenario has no relay (a node "
+                           "with role: relay) to cut circuits"))
+        elif cut.relay is not None and cut.relay not in relays:
+            errors.append((("expect", "relay_cuts", i, "relay"), f"{cut.relay!r} is not a "
+                           f"relay; relays: {', '.join(relays)}"))
     kinds = {step_kind(s) for s in s.timeline}
     for i, item in enumerate(s.expect.recovery):
         if item.after not in kinds:

@@ -177,17 +177,29 @@ def load_scenario(path: Path, overrides: Sequence[Override] = ()) -> Scenario:
     return parse_scenario(text, str(path), overrides)
 
 
+# The bug gallery: each file reproduces one documented upstream behaviour.
+BUGS_FOLDER = "bugs"
+
+
+def shipped_files(scenarios_dir: Path) -> list[Path]:
+    """Every shipped scenario file: the scenarios, then the bug gallery's."""
+    return (sorted(scenarios_dir.glob("*.yaml"))
+            + sorted((scenarios_dir / BUGS_FOLDER).glob("*.yaml")))
+
+
 def find_scenario(name_or_path: str, scenarios_dir: Path) -> Path:
-    """Accept a path, or the name of a shipped scenario (``nat-relay``)."""
+    """Accept a path, or the name of a shipped scenario (``nat-relay``, or a bug
+    gallery entry's, ``rust-libp2p-5170``)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise ScenarioError(f"{path}: no such scenario file")
         return path
-    candidate = scenarios_dir / f"{name_or_path}.yaml"
-    if candidate.exists():
-        return candidate
-    known = sorted(p.stem for p in scenarios_dir.glob("*.yaml"))
+    for folder in (scenarios_dir, scenarios_dir / BUGS_FOLDER):
+        candidate = folder / f"{name_or_path}.yaml"
+        if candidate.exists():
+            return candidate
+    known = sorted(p.stem for p in shipped_files(scenarios_dir))
     raise ScenarioError(
         f"no scenario named {name_or_path!r}; shipped: {', '.join(known) or 'none'}"
     )

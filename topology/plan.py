@@ -304,6 +304,9 @@ def build_plan(scenario: Scenario, probing: bool | None = None) -> LabPlan:
             "--no-stdin",
             "--msg-id", scenario.msg_id,
         ]
+        limits = spec_node.relay_limits_flag()
+        if limits is not None:  # absent: the relay's library defaults, as shipped
+            args += ["--relay-limits", limits.render()]
         for topic in scenario.topics_of(spec_node):
             args += ["--topic", topic]
         if spec_node.quic:

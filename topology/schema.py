@@ -19,9 +19,13 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from p2plab.relay_limits import KEYS as RELAY_LIMIT_KEYS
+from p2plab.relay_limits import RelayLimits
 
 NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,19}")  # fullmatch: "$" would let "a\n" through
 PUBLIC = "public"
@@ -273,6 +277,59 @@ class GraphSpec(_Strict):
 ROLES = ("peer", "relay", "bootstrap")
 
 
+class RelayLimitsSpec(_Strict):
+    """Overrides of the relay's library defaults (``p2plab/relay_limits.py``); a field left
+    out keeps the library's value. 0 is passed on as 0 (the spec's "no limit")."""
+
+    reservations: int | None = Field(default=None, ge=0, description="reservations at once")
+    reservations_per_peer: int | None = Field(default=None, ge=0)
+    reservation_duration_s: int | None = Field(default=None, ge=0, le=MAX_SECONDS)
+    circuits: int | None = Field(default=None, ge=0, description="circuits at once")
+    circuits_per_peer: int | None = Field(default=None, ge=0)
+    circuit_duration_s: int | None = Field(default=None, ge=0, le=MAX_SECONDS,
+                                           description="the relay cuts a circuit after it")
+    circuit_bytes: int | None = Field(default=None, ge=0, le=2**63 - 1,
+                                      description="the relay cuts a circuit after it")
+    rate_limits: bool | None = Field(default=None, description="the library's reservation "
+                                     "and circuit rate limits on or off")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> RelayLimitsSpec:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("an empty relay_limits is the library's defaults: write "
+                             "default, or name a limit such as {circuit_bytes: 131072}")
+        return self
+
+    def limits(self) -> RelayLimits:
+        """The flag's value: each given field under its flag key, in the flag's order."""
+        given = self.model_dump(exclude_none=True)
+        overrides = []
+        for key in RELAY_LIMIT_KEYS:
+            field = key.replace("-", "_") + ("_s" if key.endswith("duration") else "")
+            if field in given:
+                overrides.append((key, given[field]))
+        return RelayLimits(overrides=tuple(overrides))
+
+
+def _limits_kind(value: Any) -> str:
+    return "Limits" if isinstance(value, dict | RelayLimitsSpec) else "Preset"
+
+
+def _limits_preset(value: Any) -> str:
+    if value not in ("default", "unlimited"):
+        raise ValueError(f"{value!r} is not relay limits: give default (the library's), "
+                         "unlimited, or a mapping such as {circuit_bytes: 131072}")
+    return str(value)
+
+
+# A name or a mapping: an error speaks of the one that was given, not of both.
+RelayLimitsField = Annotated[
+    Annotated[Any, AfterValidator(_limits_preset), Tag("Preset")]
+    | Annotated[RelayLimitsSpec, Tag("Limits")],
+    Discriminator(_limits_kind),
+]
+
+
 class NodeSpec(_Strict):
     """One node, or with ``count`` a group of them (NAME-01, NAME-02, ...).
 
@@ -287,6 +344,10 @@ class NodeSpec(_Strict):
     impl: ImplSpec | None = Field(
         default=None, description="which registered implementation of the node contract "
         "runs it (py, rust, rust@0.53, or one you register); default: the scenario's impl")
+    relay_limits: RelayLimitsField = Field(
+        default="default", description="a relay's limits: default (its library's, as "
+        "shipped), unlimited, or overrides {circuit_bytes: N, circuit_duration_s: S, "
+        "circuits: N, ...}")
     quic: bool = False
     tcp: bool = Field(default=True, description="false with quic: true makes a QUIC-only node")
     mdns: bool = False
@@ -311,6 +372,22 @@ class NodeSpec(_Strict):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
+
+    @field_validator("relay_limits")
+    @classmethod
+    def _limits_on_a_relay(cls, value: RelayLimitsField, info: ValidationInfo) -> RelayLimitsField:
+        if value != "default" and info.data.get("role", "peer") != "relay":
+            raise ValueError("only a relay has relay limits: set role: relay, or drop "
+                             "relay_limits")
+        return value
+
+    def relay_limits_flag(self) -> RelayLimits | None:
+        """What ``--relay-limits`` says for this node; None: the library's defaults."""
+        if self.relay_limits == "default":
+            return None
+        if self.relay_limits == "unlimited":
+            return RelayLimits(unlimited=True)
+        return self.relay_limits.limits()
 
     @property
     def chats(self) -> bool:
@@ -528,6 +605,28 @@ class RecoveryExpectation(_Strict):
     max_s: float = Field(gt=0)
 
 
+class RelayCutExpectation(_Strict):
+    """How many circuits the relays closed for this reason (``relay_hop`` events):
+    ``duration`` and ``bytes`` are their limits, ``limit`` either of them."""
+
+    reason: Literal["duration", "bytes", "limit", "connection-lost"]
+    relay: str | None = Field(default=None, description="count this relay's cuts only")
+    min: int | None = Field(default=None, ge=0, description="default 1, or 0 with max")
+    max: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RelayCutExpectation:
+        if self.max is not None and self.max < self.at_least:
+            raise ValueError(f"max {self.max} is below min {self.at_least}: swap them")
+        return self
+
+    @property
+    def at_least(self) -> int:
+        if self.min is not None:
+            return self.min
+        return 0 if self.max is not None else 1
+
+
 class Expectations(_Strict):
     delivery_ratio_min: float | None = Field(default=None, ge=0, le=1)
     reachable_delivery_ratio_min: float | None = Field(default=None, ge=0, le=1)
@@ -541,6 +640,9 @@ class Expectations(_Strict):
         "before the timeline are within this % (+2 ms) of the configured ones")
     connections: list[ConnectionExpectation] = Field(default_factory=list)
     hole_punch: list[HolePunchExpectation] = Field(default_factory=list)
+    relay_cuts: list[RelayCutExpectation] = Field(
+        default_factory=list, description="circuits the relays cut: [{reason: bytes, "
+        "min: 1}], reason duration, bytes, limit or connection-lost; max: 0 for none")
     hole_punch_success_min: float | None = Field(
         default=None, ge=0, le=1, description="of the pairs that tried DCUtR, the share "
         "that punched (a big lab's hole-punch health in one figure)")

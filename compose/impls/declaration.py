@@ -22,6 +22,9 @@ from p2plab.topology.yaml_source import (
 )
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from p2plab.relay_limits import KEYS as LIMIT_KEYS
+from p2plab.relay_limits import UNLIMITED
+
 DECLARATION_FILE = "p2plab-impl.yaml"
 # Beside a scenario, any file named like this registers one more implementation.
 NEIGHBOUR_GLOB = "*.impl.yaml"
@@ -101,6 +104,21 @@ class DeclarationFile(_Strict):
         default_factory=lambda: list(CAPABILITIES), description=(
             "the contract's optional parts it implements: relay-hop, relay-client, "
             "holepunch; default: all three ([] for a node that only chats)"))
+
+    relay_limits: list[str] = Field(default_factory=list, description=(
+        "the --relay-limits its relay hop honours: unlimited and the keys of "
+        "p2plab/relay_limits.py (circuit-bytes, circuit-duration, ...); default none: "
+        "its relays run as its library ships them"))
+
+    @field_validator("relay_limits")
+    @classmethod
+    def _limit_keys(cls, keys: list[str]) -> list[str]:
+        known = (UNLIMITED, *LIMIT_KEYS)
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))}: not a --relay-limits key; "
+                             f"known: {', '.join(known)}")
+        return keys
 
     _name = field_validator("name")(classmethod(lambda cls, v: _match(NAME, v, (
         "a lower-case name of letters, digits, - and _ (at most 40), e.g. my-node"))))

@@ -190,6 +190,17 @@ def _missing_capabilities(registry: Registry, scenario: Scenario) -> list[str]:
         if relayed and spec.holepunch:
             asks.append(("holepunch", "holepunch", "set holepunch: false (its relayed "
                          "connections stay relayed)"))
+        limits = spec.relay_limits_flag() if spec.role == "relay" else None
+        lacking = [k for k in (limits.asks() if limits else ()) if k not in
+                   declaration.file.relay_limits]
+        if lacking:
+            loc = ("nodes", i, "relay_limits")
+            where = scenario.origins.where(loc) if scenario.origins else scenario.name
+            problems.append(
+                f"{where}: {field_path(loc)}: {declaration.key}'s relay does not honour "
+                f"{', '.join(lacking)} (its declaration {declaration.path} lists "
+                f"{', '.join(declaration.file.relay_limits) or 'none'} in relay_limits): "
+                "drop it, or run this relay on an implementation that does (rust has all)")
         for capability, key, fix in asks:
             if declaration.lacks({capability}):
                 loc = ("nodes", i, key)

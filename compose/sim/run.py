@@ -38,6 +38,10 @@ def ignored_features(scenario: Scenario) -> list[str]:
                    "recomputed")
     if scenario.ping_interval:
         out.append("ping: libp2p pings are not simulated (no ping events)")
+    if any(n.role == "relay" for n in scenario.nodes):
+        out.append("relay limits: the model's relays carry every circuit without limit "
+                   "(their library's defaults and relay_limits are not modelled; "
+                   "relay_cuts is not checked)")
     if scenario.expect.link_rtt_tolerance_pct is not None:
         out.append("link_rtt_tolerance_pct: no packets to measure; the check fails in "
                    "the simulator")

@@ -10,6 +10,7 @@ use libp2p::{
     PeerId,
 };
 use p2plab_contract::messages::gossip_message_id;
+use p2plab_contract::relay_limits::RelayLimits;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Flags, MsgIdFn, Role};
@@ -74,20 +75,53 @@ fn gossipsub(
         .map_err(|e| format!("gossipsub: {e}"))
 }
 
-/// A relay hop sized for a lab: no rate limits (many peers share one NAT address) and
-/// circuits that outlive a scenario (the defaults cut a circuit after 2 min or 128 KiB).
-fn relay_config() -> relay::Config {
-    relay::Config {
-        max_reservations: 4096,
-        max_reservations_per_peer: 8,
-        reservation_duration: Duration::from_secs(3600),
-        reservation_rate_limiters: Vec::new(),
-        max_circuits: 4096,
-        max_circuits_per_peer: 64,
-        max_circuit_duration: Duration::from_secs(24 * 3600),
-        max_circuit_bytes: 1 << 40,
-        circuit_src_rate_limiters: Vec::new(),
+/// The relay hop's configuration for `--relay-limits`: the library's defaults (as a relay
+/// in the field runs), sized not to limit a lab (`unlimited`), or defaults with overrides.
+fn relay_config(limits: Option<&RelayLimits>) -> relay::Config {
+    let Some(limits) = limits else {
+        return relay::Config::default();
+    };
+    if limits.unlimited {
+        return relay::Config {
+            max_reservations: 4096,
+            max_reservations_per_peer: 8,
+            reservation_duration: Duration::from_secs(3600),
+            reservation_rate_limiters: Vec::new(),
+            max_circuits: 4096,
+            max_circuits_per_peer: 64,
+            max_circuit_duration: Duration::from_secs(24 * 3600),
+            max_circuit_bytes: 1 << 40,
+            circuit_src_rate_limiters: Vec::new(),
+        };
     }
+    let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let mut config = relay::Config::default();
+    if let Some(n) = limits.reservations {
+        config.max_reservations = count(n);
+    }
+    if let Some(n) = limits.reservations_per_peer {
+        config.max_reservations_per_peer = count(n);
+    }
+    if let Some(s) = limits.reservation_duration {
+        config.reservation_duration = Duration::from_secs(s);
+    }
+    if let Some(n) = limits.circuits {
+        config.max_circuits = count(n);
+    }
+    if let Some(n) = limits.circuits_per_peer {
+        config.max_circuits_per_peer = count(n);
+    }
+    if let Some(s) = limits.circuit_duration {
+        config.max_circuit_duration = Duration::from_secs(s);
+    }
+    if let Some(n) = limits.circuit_bytes {
+        config.max_circuit_bytes = n;
+    }
+    if limits.rate_limits == Some(false) {
+        config.reservation_rate_limiters.clear();
+        config.circuit_src_rate_limiters.clear();
+    }
+    config
 }
 
 pub fn build(
@@ -114,7 +148,8 @@ pub fn build(
     Ok(ChatBehaviour {
         relay_client,
         relay: Toggle::from(
-            (flags.role == Role::Relay).then(|| relay::Behaviour::new(local, relay_config())),
+            (flags.role == Role::Relay)
+                .then(|| relay::Behaviour::new(local, relay_config(flags.relay_limits.as_ref()))),
         ),
         dcutr: Toggle::from((chats && !flags.no_holepunch).then(|| dcutr::Behaviour::new(local))),
         gossipsub: Toggle::from(if chats {

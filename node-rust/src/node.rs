@@ -447,6 +447,7 @@ impl Node {
                     ..
                 },
             ) => self.on_reservation_accepted(relay_peer_id, renewal),
+            ChatBehaviourEvent::Relay(event) => self.on_relay_hop(event),
             ChatBehaviourEvent::Dcutr(dcutr::Event {
                 remote_peer_id,
                 result,

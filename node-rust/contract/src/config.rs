@@ -39,6 +39,9 @@ pub struct Flags {
     /// relay: act as a circuit relay v2 hop and do not chat.
     #[arg(long, value_enum, default_value = "peer")]
     pub role: Role,
+    /// With --role relay: unlimited, or KEY=VALUE,... overriding the library's defaults.
+    #[arg(long = "relay-limits", value_parser = crate::relay_limits::parse)]
+    pub relay_limits: Option<crate::relay_limits::RelayLimits>,
     /// Subscribe (repeatable; default chat). The first topic is where chat lines go.
     #[arg(long = "topic")]
     pub topics: Vec<String>,
@@ -107,6 +110,9 @@ impl Flags {
             && self.degree <= self.degree_high)
         {
             return Err("gossipsub degrees must satisfy 0 < D_lo <= D <= D_hi".into());
+        }
+        if self.relay_limits.is_some() && self.role != Role::Relay {
+            return Err("--relay-limits needs --role relay".into());
         }
         if self.no_tcp && !self.quic {
             return Err("--no-tcp needs --quic: a node must listen on something".into());

@@ -62,6 +62,17 @@ pub enum Event {
         reason: String,
     },
     HolePunch(HolePunch),
+    /// What a relay hop (`--role relay`) did: `action` is `reservation-accepted`,
+    /// `reservation-denied`, `circuit-accepted`, `circuit-denied` or `circuit-closed`;
+    /// a closed circuit's `reason` is `duration` or `bytes` (the relay cut it at its
+    /// limit), `ended` (both ends finished), `connection-lost`, or the error.
+    RelayHop {
+        action: &'static str,
+        src_peer: String,
+        /// Empty for a reservation.
+        dst_peer: String,
+        reason: String,
+    },
     TopicPeers {
         topic: String,
         peers: Vec<String>,

@@ -7,6 +7,7 @@
 //! - [`events`]: the schema-v1 event log ([`events::EventLog`], [`events::Event`]);
 //! - [`control`]: the JSON-line commands of the control FIFO ([`control::read_fifo`],
 //!   [`control::parse`]);
+//! - [`relay_limits`]: the `--relay-limits` value a relay hop is started with;
 //! - [`messages`]: what every node computes alike about messages (a publish command's
 //!   schedule, texts and padding, the gossipsub and event message ids).
 
@@ -15,6 +16,7 @@ pub mod control;
 pub mod events;
 pub mod identity;
 pub mod messages;
+pub mod relay_limits;
 
 use std::process::ExitCode;
 

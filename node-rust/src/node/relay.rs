@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::time::Instant;
 
+use libp2p::relay as relay_proto;
 use libp2p::{core::transport::ListenerId, multiaddr::Protocol, Multiaddr, PeerId};
 
 use super::connections::is_circuit;
@@ -40,7 +41,105 @@ fn awaiting(
         .map(|(id, _)| *id)
 }
 
+/// Why the relay hop closed a circuit, as the `relay_hop` event's reason: rust-libp2p's
+/// copy loop ends with `TimedOut` at the duration limit and "Max circuit bytes reached."
+/// at the byte limit (libp2p-relay's copy_future.rs, both releases the lab pins).
+fn why_circuit_closed(error: Option<&std::io::Error>) -> String {
+    match error {
+        None => "ended".into(),
+        Some(e) if e.kind() == std::io::ErrorKind::TimedOut => "duration".into(),
+        Some(e) if e.to_string().contains("Max circuit bytes") => "bytes".into(),
+        Some(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => "connection-lost".into(),
+        Some(e) => format!("error: {e}"),
+    }
+}
+
+/// The status a denial carried (0.53's events carry none).
+#[cfg(not(feature = "libp2p-053"))]
+fn denial(status: &relay_proto::StatusCode) -> String {
+    format!("{status:?}")
+}
+
 impl Node {
+    /// Record what the relay hop did: reservations and circuits accepted, denied, closed.
+    pub(super) fn on_relay_hop(&mut self, event: relay_proto::Event) {
+        use relay_proto::Event as Hop;
+        let none = String::new();
+        let (action, src, dst, reason) = match event {
+            Hop::ReservationReqAccepted { renewed: true, .. } => return,
+            Hop::ReservationReqAccepted { src_peer_id, .. } => (
+                "reservation-accepted",
+                src_peer_id.to_base58(),
+                none.clone(),
+                none,
+            ),
+            #[cfg(not(feature = "libp2p-053"))]
+            Hop::ReservationReqDenied {
+                src_peer_id,
+                status,
+            } => (
+                "reservation-denied",
+                src_peer_id.to_base58(),
+                none,
+                denial(&status),
+            ),
+            #[cfg(feature = "libp2p-053")]
+            Hop::ReservationReqDenied { src_peer_id } => (
+                "reservation-denied",
+                src_peer_id.to_base58(),
+                none.clone(),
+                none,
+            ),
+            Hop::CircuitReqAccepted {
+                src_peer_id,
+                dst_peer_id,
+            } => (
+                "circuit-accepted",
+                src_peer_id.to_base58(),
+                dst_peer_id.to_base58(),
+                none,
+            ),
+            #[cfg(not(feature = "libp2p-053"))]
+            Hop::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+                status,
+            } => (
+                "circuit-denied",
+                src_peer_id.to_base58(),
+                dst_peer_id.to_base58(),
+                denial(&status),
+            ),
+            #[cfg(feature = "libp2p-053")]
+            Hop::CircuitReqDenied {
+                src_peer_id,
+                dst_peer_id,
+            } => (
+                "circuit-denied",
+                src_peer_id.to_base58(),
+                dst_peer_id.to_base58(),
+                none,
+            ),
+            Hop::CircuitClosed {
+                src_peer_id,
+                dst_peer_id,
+                error,
+            } => (
+                "circuit-closed",
+                src_peer_id.to_base58(),
+                dst_peer_id.to_base58(),
+                why_circuit_closed(error.as_ref()),
+            ),
+            _ => return,
+        };
+        self.emit(Event::RelayHop {
+            action,
+            src_peer: src,
+            dst_peer: dst,
+            reason,
+        });
+    }
+
     /// Reserve a slot on a relay: listen on its circuit address.
     pub(super) fn reserve(&mut self, relay: usize) {
         let addr = self.relays[relay].clone().with(Protocol::P2pCircuit);
@@ -122,6 +221,20 @@ mod tests {
 
     fn peer(seed: &str) -> PeerId {
         crate::identity::from_seed(seed).public().to_peer_id()
+    }
+
+    #[test]
+    fn a_closed_circuit_is_named_by_the_limit_that_cut_it() {
+        use std::io::{Error, ErrorKind};
+        assert_eq!(why_circuit_closed(None), "ended");
+        let timed_out: Error = ErrorKind::TimedOut.into();
+        assert_eq!(why_circuit_closed(Some(&timed_out)), "duration");
+        let bytes = Error::other("Max circuit bytes reached.");
+        assert_eq!(why_circuit_closed(Some(&bytes)), "bytes");
+        let aborted: Error = ErrorKind::ConnectionAborted.into();
+        assert_eq!(why_circuit_closed(Some(&aborted)), "connection-lost");
+        let other = Error::other("stream reset");
+        assert_eq!(why_circuit_closed(Some(&other)), "error: stream reset");
     }
 
     #[test]
