@@ -66,7 +66,9 @@ def _grid(rows: list[dict[str, Any]], presets: list[str], transport: str,
         if r["transport"] != transport or r["impls"] != impls:
             continue
         i, j = presets.index(r["a"]), presets.index(r["b"])
-        grid[i][j] = grid[j][i] = r["outcome"]
+        grid[i][j] = r["outcome"]
+        if not grid[j][i]:  # one direction only: the grid shows it both ways round
+            grid[j][i] = r["outcome"]
     return grid
 
 

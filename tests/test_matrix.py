@@ -25,10 +25,18 @@ def test_theory_cells() -> None:
     assert theory("udp-blocked", "full-cone", "quic") == "failed"
     assert theory("udp-blocked", "full-cone", "tcp") == "direct"
     assert theory("public", "symmetric", "tcp") == "direct"
-    # Symmetric in its arguments.
+    # Over TCP both sides' packets count: symmetric in its arguments.
     presets = MatrixSpec().presets
-    assert all(theory(a, b, t) == theory(b, a, t) for a in presets for b in presets
-               for t in ("tcp", "quic"))
+    assert all(theory(a, b, "tcp") == theory(b, a, "tcp") for a in presets for b in presets)
+    # Over QUIC only the dialler's ClientHello counts (libp2p/specs#487): a symmetric NAT
+    # may dial a cone but not be dialled by one.
+    one_way = {(a, b) for a in presets for b in presets
+               if theory(a, b, "quic") != theory(b, a, "quic")}
+    assert one_way == {(a, b) for a in ("full-cone", "restricted-cone")
+                       for b in ("symmetric", "double-nat")} | {
+        (b, a) for a in ("full-cone", "restricted-cone") for b in ("symmetric", "double-nat")}
+    assert theory("full-cone", "symmetric", "quic") == "direct"
+    assert theory("symmetric", "full-cone", "quic") == "relayed"
 
 
 @pytest.mark.quick
@@ -82,6 +90,38 @@ matrix:
     page = (out / "matrix.html").read_text()
     assert "data:image/png;base64," in page and "port-restricted" in page
     assert (out / "matrix.png").stat().st_size > 10_000
+
+
+@pytest.mark.quick
+def test_both_directions_add_the_reversed_pairs() -> None:
+    spec = MatrixSpec(presets=["full-cone", "symmetric", "public"], transports=["quic"],
+                      directions="both")
+    pairs = [(c.a, c.b) for c in cells(spec)]
+    assert len(pairs) == 6 + 3 and len(set(pairs)) == len(pairs)
+    assert ("full-cone", "symmetric") in pairs and ("symmetric", "full-cone") in pairs
+
+
+@pytest.mark.netns
+@pytest.mark.usefixtures("no_leftovers")
+def test_over_quic_the_grid_depends_on_who_dials(tmp_path: Path) -> None:
+    _, rows = run_grid(tmp_path, """
+name: directions
+seed: 487
+matrix:
+  presets: [restricted-cone, symmetric]
+  transports: [quic]
+  impls: [rust@0.53/rust@0.53]
+  relay: rust
+  directions: both
+  direct_timeout: 30
+""")
+    by = {(r["a"], r["b"]): r for r in rows}
+    assert len(rows) == 4
+    # (dialled NAT, dialling NAT): on 0.53 only the dialler sends a ClientHello, and it
+    # must get into the dialled side's NAT (libp2p/specs#487).
+    assert by[("restricted-cone", "symmetric")]["outcome"] == "direct"
+    assert by[("symmetric", "restricted-cone")]["outcome"] == "relayed"
+    assert all(r["agrees"] == "True" for r in rows), rows
 
 
 @pytest.mark.netns

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from p2plab.topology.loading import ScenarioError, scenario_from_data
-from p2plab.topology.nat import PRESETS, preset_chain, punch_works
+from p2plab.topology.nat import PRESETS, preset_chain, punch_works, quic_punch_works
 from p2plab.topology.scenario import Scenario
 from p2plab.topology.schema import ImplSpec, check_impl_spec
 from p2plab.topology.yaml_source import (
@@ -69,6 +69,10 @@ class MatrixSpec(BaseModel):
     direct_timeout: float = Field(default=40.0, gt=0,
                                   description="seconds a cell may take to turn direct")
     cells_per_lab: int = Field(default=8, ge=1, le=20)
+    directions: Literal["one", "both"] = Field(default="one", description=(
+        "both: each pair of different presets in both roles too (which NAT is dialled "
+        "through the relay): over QUIC the dialler sends the ClientHello, so the outcome "
+        "can depend on it (libp2p/specs#487)"))
 
     @field_validator("presets")
     @classmethod
@@ -137,8 +141,9 @@ def theory(a: str, b: str, transport: Transport) -> str:
     """What the NAT literature predicts for a cell: direct, relayed or failed.
 
     A public side is dialled directly; otherwise the punch is judged over both sides'
-    chains of NATs (``nat.punch_works``, the simulator's rule too), and a failed punch
-    leaves the relayed connection. UDP blocked stops QUIC altogether (no relay, no
+    chains of NATs (``nat.punch_works``, the simulator's rule too; over QUIC only the
+    dialler's packet counts, ``nat.quic_punch_works``), and a failed punch leaves the
+    relayed connection. UDP blocked stops QUIC altogether (no relay, no
     punch) and is a home router for TCP.
     """
     chains = [preset_chain(p) for p in (a, b)]
@@ -146,6 +151,8 @@ def theory(a: str, b: str, transport: Transport) -> str:
         return "failed"
     if not all(chains):
         return "direct"
+    if transport == "quic":  # a: the listener, b: the dialler, whose ClientHello must get in
+        return "direct" if quic_punch_works(*chains) else "relayed"
     return "direct" if punch_works(*chains) else "relayed"
 
 
@@ -154,6 +161,8 @@ def cells(spec: MatrixSpec) -> list[Cell]:
     transport. Cells of one lab share a relay, so a lab holds one transport's cells."""
     out: list[Cell] = []
     pairs = list(itertools.combinations_with_replacement(spec.presets, 2))
+    if spec.directions == "both":
+        pairs += [(b, a) for a, b in pairs if a != b]
     for impls in spec.impls:
         for transport in spec.transports:
             for a, b in pairs:

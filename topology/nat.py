@@ -143,6 +143,13 @@ def punch_works(a: Sequence[NatBehaviour], b: Sequence[NatBehaviour]) -> bool:
     return admits_punch(a, b) or admits_punch(b, a)
 
 
+def quic_punch_works(listener: Sequence[NatBehaviour], dialler: Sequence[NatBehaviour]) -> bool:
+    """DCUtR over QUIC, whose roles are fixed (libp2p/specs#487): the relayed connection's
+    dialler sends the ClientHello and the listener only sprays packets to open its own
+    NATs, so the punch works only if the dialler's packet gets into the listener."""
+    return admits_punch(listener, dialler)
+
+
 def preset_chain(preset: str) -> list[NatBehaviour]:
     """A preset's NATs, innermost first (its own, then the carrier's)."""
     own, carrier = resolve(preset)
