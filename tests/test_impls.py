@@ -41,6 +41,10 @@ def test_the_built_ins_and_what_names_them() -> None:
     assert registry.resolve("rust").key == "rust@0.57.1"  # the default
     assert registry.resolve("rust@0.53").key == "rust@0.53.2"  # a prefix, by components
     assert registry.resolve("rust@0.53.2").key == "rust@0.53.2"
+    # A variant of a release is named whole; a prefix names the plain release.
+    variant = "rust@0.53.2+relay-0.17.1"
+    assert registry.resolve(variant).key == variant
+    assert registry.resolve("rust@0.53.2+relay-0.17").key == variant  # by components
     assert registry.resolve("rust@0.57").key == "rust@0.57.1"
     with pytest.raises(UnknownImplementation, match=r"no version '0.5' .*rust@0.53.2"):
         registry.resolve("rust@0.5")  # 0.5 is not a component prefix of 0.53.2

@@ -5,6 +5,7 @@ scenario's ``impl: NAME[@VERSION]`` names among them."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,13 @@ from p2plab.resources import package_dir
 
 # The built-in nodes' declarations (package, folder inside it).
 BUILT_IN = (("p2plab.node", "."), ("p2plab.node_rust", "."),
-            ("p2plab.node_rust", "libp2p-0.53"))
+            ("p2plab.node_rust", "libp2p-0.53"), ("p2plab.node_rust", "libp2p-0.53-relay-0.17.1"))
 
 
 # Declaration files given on the command line (--register), separated by os.pathsep;
 # an environment variable, so a suite's, sweep's or matrix's every lab sees them.
 REGISTER_ENV = "P2PLAB_IMPLS"
+RELEASE = re.compile(r"[0-9]+(\.[0-9]+)*")  # a plain release number, no suffix
 
 
 class UnknownImplementation(ValueError):
@@ -132,8 +134,11 @@ class Registry:
         exact = ([d for d in candidates if d.version == wanted]
                  or [d for d in candidates if d.file.library.version == wanted])
         matches = exact or [d for d in candidates if _prefix(wanted, d.version)]
-        if len(matches) == 1:
-            return matches[0]
+        # A prefix names a release, not a variant of one (0.53.2+relay-0.17.1 is named
+        # whole): with several matches, the only plain release among them wins.
+        plain = [d for d in matches if RELEASE.fullmatch(d.version)]
+        if len(matches) == 1 or (not exact and len(plain) == 1):
+            return matches[0] if len(matches) == 1 else plain[0]
         versions = ", ".join(sorted(d.key for d in candidates))
         if not matches:
             raise UnknownImplementation(f"{name} has no version {wanted!r} (registered: "
