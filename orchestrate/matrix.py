@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from p2plab.analysis.matrix import cell_results, write_matrix_report
-from p2plab.analysis.metrics import summarize
 from p2plab.compose.impls.registry import Registry
-from p2plab.compose.lab.lifecycle import Lab
 from p2plab.compose.run_folder import new_run_id
+from p2plab.orchestrate.generated_lab import run_generated_lab
 from p2plab.topology.matrix import MatrixFile, lab_scenarios
 
 
@@ -31,18 +30,11 @@ def run_matrix(matrix: MatrixFile, matrix_path: Path, backend_name: str, results
     for index, (scenario, cells) in enumerate(labs):
         progress(f"lab {index + 1}/{len(labs)}: {len(cells)} cells "
                  f"({', '.join(f'{c.a}/{c.b}/{c.transport}' for c in cells)})")
-        scenario_file = out / "labs" / f"lab-{index + 1}.yaml"
-        scenario_file.parent.mkdir(exist_ok=True)
-        scenario_file.write_text(json.dumps(scenario.model_dump(mode="json", by_alias=True,
-                                                                exclude_defaults=True)))
-        lab = Lab(scenario_file, backend_name, out / "labs", scenario=scenario,
-                  progress=lambda m: progress(f"  {m}"), implementations=registry)
-        with lab:
-            lab.run()
-        assert lab.run_dir is not None
-        lab_dir = lab.run_dir
-        summary = summarize(lab_dir / "events", until=lab.timeline_end)
-        rows += cell_results(cells, summary, lab_dir.name)
+        data = scenario.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        run = run_generated_lab(scenario, data, out / "labs" / f"lab-{index + 1}.yaml",
+                                backend_name, out / "labs", registry,
+                                lambda m: progress(f"  {m}"))
+        rows += cell_results(cells, run.summary, run.run_dir.name)
     first_lab = sorted(p for p in (out / "labs").iterdir() if p.is_dir())[0]
     manifest = json.loads((first_lab / "manifest.json").read_text())
     meta = {"matrix": matrix.name, "seed": matrix.seed, "backend": backend_name,

@@ -12,7 +12,6 @@ from the lab's summary, the same figures a run's report gives.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -22,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2plab.analysis.metrics import pair_key, summarize
+from p2plab.analysis.metrics import pair_key
 from p2plab.compose.impls.declaration import Capability
 from p2plab.compose.impls.registry import Registry
-from p2plab.compose.lab.lifecycle import Lab
+from p2plab.orchestrate.generated_lab import run_generated_lab
 from p2plab.topology.loading import scenario_from_data
 
 ROLES = ("listener", "dialler", "relay")
@@ -169,17 +168,11 @@ def run_lab_cells(cells: Sequence[tuple[LabClause, tuple[str, ...]]], registry: 
     wall time, and its results folder, kept only when a cell failed (for forensics)."""
     started = time.monotonic()
     keep = Path(tempfile.mkdtemp(prefix="p2plab-conform-lab-"))
-    scenario_file = keep / "conform-nat.yaml"
     data = scenario_data(cells, nat, direct_timeout)
-    scenario_file.write_text(json.dumps(data, indent=1))
-    lab = Lab(scenario_file, "netns", keep, scenario=scenario_from_data(data),
-              progress=progress, implementations=registry)
-    with lab:
-        lab.run()
-    assert lab.run_dir is not None
-    summary = summarize(lab.run_dir / "events", until=lab.timeline_end)
-    verdicts = [judge(clause, n, summary) for n, (clause, _) in enumerate(cells)]
+    run = run_generated_lab(scenario_from_data(data), data, keep / "conform-nat.yaml",
+                            "netns", keep, registry, progress)
+    verdicts = [judge(clause, n, run.summary) for n, (clause, _) in enumerate(cells)]
     if all(not v for v in verdicts):
         shutil.rmtree(keep, ignore_errors=True)
         return verdicts, time.monotonic() - started, None
-    return verdicts, time.monotonic() - started, lab.run_dir
+    return verdicts, time.monotonic() - started, run.run_dir
