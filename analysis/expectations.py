@@ -130,8 +130,10 @@ def check(expect: Expectations, summary: dict[str, Any],
         outcome = punch["outcome"] if punch else "no attempt"
         direct = (f", {punch['time_to_direct_ms']} ms to direct"
                   if punch and punch["time_to_direct_ms"] is not None else "")
-        detail = (f"{outcome} ({punch['successes']}/{punch['attempts']} attempts{direct})"
-                  if punch else outcome)
+        anyway = "; DCUtR failed, but a direct connection opened" if (
+            punch and punch.get("direct_anyway")) else ""
+        detail = (f"{outcome} ({punch['successes']}/{punch['attempts']} attempts{direct}"
+                  f"{anyway})" if punch else outcome)
         verdicts.append(Verdict(f"hole punch {key}", punch_exp.outcome, detail,
                                 outcome == punch_exp.outcome))
     if expect.hole_punch_success_min is not None:

@@ -361,6 +361,12 @@ def hole_punches(events: EventLog, nodes: dict[str, dict[str, Any]],
         relayed_at = pairs.get(key, {}).get("first_opened", {}).get("relayed")
         direct_at = pairs.get(key, {}).get("first_opened", {}).get("direct")
         entry["outcome"] = "success" if entry["successes"] else "failure"
+        # DCUtR's initiator said it failed, yet a direct connection opened after the
+        # relayed one: the responder's dial got in (rust-libp2p's initiator waits for its
+        # own attempt only), or a plain dial did. Told apart from a failure that left the
+        # pair relayed (go-libp2p#2103 asks the same: a punch from a reversal).
+        entry["direct_anyway"] = (entry["outcome"] == "failure" and relayed_at is not None
+                                  and direct_at is not None and direct_at > relayed_at)
         entry["time_to_direct_ms"] = (
             round((direct_at - relayed_at) * 1000, 1)
             if relayed_at is not None and direct_at is not None and direct_at > relayed_at

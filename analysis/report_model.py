@@ -179,7 +179,8 @@ def connection_sections(summary: dict[str, Any],
             [[k, sum(c.values()), *[c.get(f, 0) for f in finals]]
              for k, c in sorted(tally.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))])]
     if punches and len(punches) < AGGREGATE_AT:
-        rows = [[k, v["outcome"], v["attempts"], v["successes"], _ms(v["time_to_direct_ms"]),
+        rows = [[k, "failure, direct anyway" if v.get("direct_anyway") else v["outcome"],
+                 v["attempts"], v["successes"], _ms(v["time_to_direct_ms"]),
                  "; ".join(f"#{f['attempt']} {f['reason']}" for f in v["failures"]) or "-"]
                 for k, v in punches.items()]
         out.append(Section("Hole punching").table(

@@ -112,6 +112,28 @@ def test_connection_final_state_and_hole_punch_time(tmp_path: Path) -> None:
     assert summary_after["connections"]["a<->b"]["final"] == "none"
 
 
+def test_a_failed_punch_with_a_direct_connection_is_told_apart(tmp_path: Path) -> None:
+    def punch(node: str, peer: str, t: float, role: str) -> dict:
+        return {"t": t, "node": node, "type": "hole_punch", "peer": IDS[peer], "attempt": 1,
+                "outcome": "failure", "elapsed_ms": 9000.0, "reason": "Giving up",
+                "transport": "quic", "role": role}
+
+    events = [_started("a"), _started("b"), _started("c"),
+              _conn("connection_opened", "a", "b", 1.0, "relayed", "/p2p/X/p2p-circuit"),
+              # b's own dial got in: a direct connection, though a's DCUtR gave up
+              _conn("connection_opened", "a", "b", 1.5, "direct", "/ip4/1.2.3.4/udp/9"),
+              punch("a", "b", 10.0, "initiator"),
+              _conn("connection_opened", "a", "c", 1.0, "relayed", "/p2p/X/p2p-circuit"),
+              punch("a", "c", 10.0, "initiator")]
+    summary = summarize(_write(tmp_path, events))
+    ab, ac = summary["hole_punch"]["a<->b"], summary["hole_punch"]["a<->c"]
+    assert (ab["outcome"], ab["direct_anyway"]) == ("failure", True)
+    assert (ac["outcome"], ac["direct_anyway"]) == ("failure", False)
+    [_, verdict] = check(Expectations(hole_punch=[
+        HolePunchExpectation(between=("a", "b"), outcome="failure")]), summary, None)
+    assert verdict.passed and "a direct connection opened" in verdict.observed
+
+
 def test_the_share_of_pairs_that_punched() -> None:
     """hole_punch_success_min: pairs that tried DCUtR and punched, with why the others
     did not (each pair's last failure, commonest first)."""
