@@ -15,6 +15,7 @@ from p2plab.analysis.expectations import Verdict, check
 from p2plab.analysis.grouping import AGGREGATE_AT, node_classes, pair_class
 from p2plab.analysis.metrics import summarize
 from p2plab.analysis.pages import render_page
+from p2plab.analysis.punch_forensics import explain_failed_punches
 from p2plab.analysis.report_model import Report, Summary, report_model
 from p2plab.analysis.tables import save_tables
 from p2plab.topology.describe import TOPOLOGY_FILE, picture_from_json
@@ -38,6 +39,7 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     summary["node_rss_mb"] = manifest.get("node_rss_mb", {})
     probe_file = run_dir / "nat_probe.json"
     summary["nat_probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
+    summary["punch_forensics"] = explain_failed_punches(run_dir, manifest, summary)
     summary["backend"] = manifest.get("backend")
     summary["packets"] = manifest.get("packets", True)  # the simulator sends none
     interrupted = interruption(manifest)

@@ -206,6 +206,15 @@ def connection_sections(summary: dict[str, Any],
             "tables/hole_punches.csv.").table(
             ["classes", "pairs", "pairs direct", "attempts", "successes", "success rate",
              "time to direct p50 (ms)", "commonest failures"], rows))
+    forensics = summary.get("punch_forensics") or {}
+    if forensics:
+        out.append(Section("Why hole punches failed (the routers' connection tracking)")
+                   .paragraph("From each router's conntrack log (forensics: true), not "
+                              "from theory: where each side's packets went, what the other "
+                              "side's router had mapped, and what it let in (a packet a "
+                              "router drops leaves no entry: it shows as none let in).")
+                   .bullets([f"**{k}**: {v['text']}" for k, v in
+                             list(forensics.items())[:AGGREGATE_AT]]))
     if summary.get("nat_probe"):
         rows = [[lan, r["router"], r["nat"], _probe_cell(r["observed"], "udp"),
                  _probe_cell(r["observed"], "tcp"),

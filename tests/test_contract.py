@@ -77,11 +77,33 @@ def test_lab_verdicts_name_what_went_wrong() -> None:
         "listener to dialler: delivery 40%", "dialler to listener: delivery none"]
 
 
-def test_every_built_in_is_a_subject() -> None:
-    assert {REGISTRY.resolve(s).key for s in SUBJECTS} == set(REGISTRY.declarations)
+# Built-ins that are another lock of a subject's sources (same sources, same feature),
+# built for the bug gallery: the contract is checked on the subject they re-lock.
+LOCK_VARIANTS = {"rust@0.53.2+relay-0.17.1": "rust@0.53.2"}
 
 
-@pytest.mark.parametrize("key", ["rust@0.57.1", "rust@0.53.2"])
+def test_every_built_in_is_a_subject_or_another_lock_of_one() -> None:
+    subjects = {REGISTRY.resolve(s).key for s in SUBJECTS}
+    assert subjects | set(LOCK_VARIANTS) == set(REGISTRY.declarations)
+    for variant, subject in LOCK_VARIANTS.items():
+        mine, theirs = REGISTRY.declarations[variant], REGISTRY.declarations[subject]
+        assert mine.file.build.cargo is not None and theirs.file.build.cargo is not None
+        assert mine.file.build.cargo.sources == theirs.file.build.cargo.sources
+        assert mine.file.library == theirs.file.library
+        manifest = tomllib.loads((mine.folder / mine.file.build.cargo.manifest).read_text())
+        assert manifest["features"] == tomllib.loads(
+            (theirs.folder / theirs.file.build.cargo.manifest).read_text())["features"]
+
+
+def test_the_february_2024_lock_has_the_relay_before_its_fix() -> None:
+    declaration = REGISTRY.declarations["rust@0.53.2+relay-0.17.1"]
+    lock = (declaration.folder / "Cargo.lock").read_text()
+    assert 'name = "libp2p-relay"\nversion = "0.17.1"' in lock
+    today = (REGISTRY.declarations["rust@0.53.2"].folder / "Cargo.lock").read_text()
+    assert 'name = "libp2p-relay"\nversion = "0.17.2"' in today
+
+
+@pytest.mark.parametrize("key", ["rust@0.57.1", "rust@0.53.2", "rust@0.53.2+relay-0.17.1"])
 def test_declared_library_is_the_one_cargo_locks(key: str) -> None:
     """The declaration, the manifest's exact pin and the lock file name one release."""
     declaration = REGISTRY.declarations[key]

@@ -688,6 +688,9 @@ class ScenarioFile(_Strict):
     ping_interval: float = Field(default=5.0, ge=0, description="seconds between a node's "
                                  "pings of each connected peer (0: never); each ping costs "
                                  "CPU, so big labs ping less")
+    forensics: bool = Field(default=False, description="record every router's connection "
+                            "tracking (routers/ROUTER.conntrack) and explain each failed hole "
+                            "punch from it in the report")
     probe_nat: bool = Field(default=False, description="classify every NAT with the "
                             "built-in probe at lab start; a mismatch fails the run")
     sim: SimModel = Field(default_factory=SimModel, description="simulator-only model "

@@ -210,6 +210,7 @@ class Lab:
         hosts = [*self.plan.routers, *(h.name for h in self.plan.hosts())]
         KeptLab(self.run_id, backend.name, str(self.run_dir), hosts,
                 [p.pid for p in [*runner.captures.processes.values(),
+                                  *runner.conntrack.processes.values(),
                                   *runner.links.stages.values()]],
                 host_limits=self._limits.state(), details=backend.kept_details()).save()
         self._record.kept = True

@@ -22,6 +22,7 @@ from typing import Any
 
 from p2plab.compose.backends.base import Backend
 from p2plab.compose.lab.capture import Captures
+from p2plab.compose.lab.conntrack_log import ConntrackLogs
 from p2plab.compose.lab.cpu import CpuSampler
 from p2plab.compose.lab.events_tail import EventTail
 from p2plab.compose.lab.fault_filters import FaultFilters
@@ -65,6 +66,7 @@ class Runner:
         self.down: set[str] = set()  # killed and not restarted
         self.waits = Waits(plan, backend, self.tail, self.down, self.spawned)
         self.captures = Captures(backend, run_dir, capture)
+        self.conntrack = ConntrackLogs(backend, run_dir, plan.scenario.file.forensics)
         self.links = LinkShaper(plan, backend, run_dir, progress)
         self.faults = FaultFilters(plan, backend)
         self.lab_events: EventWriter | None = None
@@ -274,6 +276,7 @@ class Runner:
         """Captures, CPU sampling, the NAT probe (if planned), every node started and
         ready, the impaired links measured."""
         self.captures.start(list(self.plan.routers))
+        self.conntrack.start(list(self.plan.routers))
         self.cpu.start()
         if self.plan.probing:
             self.probe_nats()
@@ -330,3 +333,4 @@ class Runner:
 
     def stop_captures(self) -> None:
         self.captures.stop()
+        self.conntrack.stop()
