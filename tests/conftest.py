@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Container
 from pathlib import Path
 
@@ -145,7 +146,20 @@ class _NotALeftover:
 def leftovers() -> list[str]:
     """Everything of p2plab still on the machine that no live run owns: namespaces,
     processes, containers, networks, rules. Runs of others (a concurrent CI job, a kept
-    lab is not one) are theirs: only what belongs to no live owner is a leftover."""
+    lab is not one) are theirs: only what belongs to no live owner is a leftover.
+
+    A leftover stays: what is gone a second later was another run's passing object (the
+    netns backend's probe namespace lives a few milliseconds before its run is claimed),
+    and is not counted."""
+    first = _leftovers_now()
+    if not first:
+        return []
+    time.sleep(1.0)
+    again = set(_leftovers_now())
+    return [thing for thing in first if thing in again]
+
+
+def _leftovers_now() -> list[str]:
     from p2plab.compose.backends.base import PREFIX
     from p2plab.compose.backends.containers import RUN_LABEL
     from p2plab.compose.lab.cleanup import helper_processes, lab_namespaces
