@@ -138,6 +138,9 @@ def check(expect: Expectations, summary: dict[str, Any],
                                 outcome == punch_exp.outcome))
     if expect.hole_punch_success_min is not None:
         verdicts.append(_punch_share(expect.hole_punch_success_min, summary["hole_punch"]))
+    if expect.punch_theory_agreement_min is not None:
+        verdicts.append(_theory_agreement(expect.punch_theory_agreement_min,
+                                          summary.get("punch_theory") or {}))
     if expect.relay_cuts and not summary.get("packets", True):
         summary.setdefault("not_checked", []).append(
             "relay_cuts: the simulator's relays have no limits to cut circuits at")
@@ -145,6 +148,22 @@ def check(expect: Expectations, summary: dict[str, Any],
         for cut_exp in expect.relay_cuts:
             verdicts.append(_relay_cuts(cut_exp, summary.get("relay_circuits", {})))
     return _with_caveats(verdicts, summary)
+
+
+def _theory_agreement(bound: float, theory: dict[str, Any]) -> Verdict:
+    """Pairs whose punch theory predicts, or whose disagreement the routers explain: a
+    shipped scenario's punches that differ from theory with no explanation fail it."""
+    tried = theory.get("pairs", 0)
+    unexplained = [d for d in theory.get("disagreements", []) if not d["explained"]]
+    share = (tried - len(unexplained)) / tried if tried else None
+    examples = "; ".join(f"{d['pair']} ({d['nats']}): {d['observed']}, theory "
+                         f"{d['theory']}" for d in unexplained[:3])
+    observed = ("no pair tried" if share is None else
+                f"{share:.1%} ({tried - len(unexplained)}/{tried} pairs)"
+                + (f"; unexplained: {examples}" if examples else ""))
+    return Verdict("hole punches as NAT theory predicts (or explained)",
+                   f">= {bound:.0%} of pairs that tried", observed,
+                   share is not None and share >= bound, value=share, bound=bound)
 
 
 def _punch_share(bound: float, punches: dict[str, Any]) -> Verdict:

@@ -106,10 +106,14 @@ def _direction(sender: Side, receiver: Side, logs: dict[str, list[Flow]],
                and f.dst == receiver.public_ip]
     let_in = [f for f in arrived if f.reply_src == receiver.ip]
     dropped = [f for f in arrived if f.reply_src != receiver.ip]
-    mine = [f for f in logs.get(receiver.router or "", []) if f.src == receiver.ip]
+    protocols = {f.proto for f in sent}
+    # Only the receiver's mappings in the sender's protocols could have let it in.
+    mine = [f for f in logs.get(receiver.router or "", []) if f.src == receiver.ip
+            and (not protocols or f.proto in protocols)]
     towards_sender = {f.reply_dport for f in mine if f.dst == sender.public_ip}
     towards_relay = {f.reply_dport for f in mine if f.dst in relays}
     out.update({
+        "sent_protocols": sorted(protocols),
         "sent_to_ports": sorted({f.dport for f in sent}),
         "sent_from_ports": sorted({f.reply_dport for f in sent}),
         "reached_receivers_router": len(arrived), "translated": len(let_in),
@@ -126,7 +130,8 @@ def _direction(sender: Side, receiver: Side, logs: dict[str, list[Flow]],
         return out
     to = f"{r.public_ip}:{_ports(out['sent_to_ports'])}" if sent else r.public_ip
     source = f" from {s.public_ip}:{_ports(out['sent_from_ports'])}" if sent else ""
-    text = f"{sending} sent to {to}{source}"
+    over = f" {'/'.join(p.upper() for p in sorted(protocols))}" if protocols else ""
+    text = f"{sending} sent{over} to {to}{source}"
     if r.router is not None:
         mapped = (f"{r.public_ip}:{_ports(towards_sender)} towards {s.node}"
                   if towards_sender else f"nothing towards {s.node}")
@@ -174,7 +179,14 @@ def explain_failed_punches(run_dir: Path, manifest: dict[str, Any],
                         "is explained", "directions": []}
             continue
         directions = [_direction(a, b, logs, relays), _direction(b, a, logs, relays)]
-        out[pair_key(a.node, b.node)[0]] = {
-            "text": "; and ".join(d["text"] for d in directions) + ".",
-            "directions": directions}
+        text = "; and ".join(d["text"] for d in directions) + "."
+        sent = [set(d["sent_protocols"]) for d in directions]
+        if all(sent) and not sent[0] & sent[1]:
+            # Each side dialled the other's candidates in a transport the other never
+            # dialled back in: no pair of packets could open the same mapping.
+            text = (f"no common transport: {a.node} sent only "
+                    f"{'/'.join(sorted(sent[0])).upper()}, {b.node} only "
+                    f"{'/'.join(sorted(sent[1])).upper()} (their DCUtR candidates shared "
+                    f"no transport both dialled); " + text)
+        out[pair_key(a.node, b.node)[0]] = {"text": text, "directions": directions}
     return out

@@ -15,11 +15,14 @@ from p2plab.analysis.expectations import Verdict, check
 from p2plab.analysis.grouping import AGGREGATE_AT, node_classes, pair_class
 from p2plab.analysis.metrics import summarize
 from p2plab.analysis.pages import render_page
+from p2plab.analysis.punch_field import punch_population
 from p2plab.analysis.punch_forensics import explain_failed_punches
+from p2plab.analysis.punch_theory import punch_theory, sides
 from p2plab.analysis.report_model import Report, Summary, report_model
 from p2plab.analysis.tables import save_tables
 from p2plab.topology.describe import TOPOLOGY_FILE, picture_from_json
-from p2plab.topology.loading import load_scenario_file
+from p2plab.topology.loading import load_scenario
+from p2plab.topology.plan import build_plan
 
 from p2plab.files import write_atomic
 
@@ -29,7 +32,8 @@ BIG_SUMMARY_DELIVERIES = 100_000  # beyond, summary.json is written compact
 def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     """Recompute everything from the folder's own files (scenario as run, manifest, events)."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    scenario = load_scenario_file(run_dir / "scenario.yaml")  # expectations, description
+    scenario = load_scenario(run_dir / "scenario.yaml")  # expectations, NATs, description
+    plan = build_plan(scenario)
     events = read_event_log(run_dir / "events")  # read once, for figures and tables
     summary = summarize(run_dir / "events", until=manifest.get("timeline_end"),
                         run_started=manifest.get("sim_epoch", manifest.get("started")),
@@ -40,6 +44,10 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     probe_file = run_dir / "nat_probe.json"
     summary["nat_probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
     summary["punch_forensics"] = explain_failed_punches(run_dir, manifest, summary)
+    summary["punch_theory"] = punch_theory(plan, events, summary)
+    summary["punch_field"] = (punch_population(events, summary["nodes"], sides(plan),
+                                               scenario.punch_reference)
+                              if scenario.punch_reference else {})
     summary["backend"] = manifest.get("backend")
     summary["packets"] = manifest.get("packets", True)  # the simulator sends none
     interrupted = interruption(manifest)

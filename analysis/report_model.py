@@ -5,12 +5,14 @@ render the same model, so the Markdown and the HTML page never say different thi
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from p2plab.analysis.expectations import Verdict
 from p2plab.analysis.grouping import AGGREGATE_AT, pair_class
+from p2plab.analysis.punch_report import field_section, theory_section
+from p2plab.analysis.report_parts import Section
 from pydantic import BaseModel, ConfigDict
 
 
@@ -31,40 +33,6 @@ class Summary(BaseModel):
     propagation: dict[str, Any]
     ping: dict[str, Any]
     verdicts: list[dict[str, Any]]
-
-
-@dataclass
-class Table:
-    columns: list[str]
-    rows: list[list[Any]]
-
-
-@dataclass
-class Block:
-    """One piece of a section, in order: a paragraph, a bullet list or a table."""
-
-    text: str = ""
-    bullets: list[str] = field(default_factory=list)
-    table: Table | None = None
-
-
-@dataclass
-class Section:
-    title: str
-    blocks: list[Block] = field(default_factory=list)
-
-    def paragraph(self, text: str) -> Section:
-        self.blocks.append(Block(text=text))
-        return self
-
-    def bullets(self, items: list[str]) -> Section:
-        if items:
-            self.blocks.append(Block(bullets=items))
-        return self
-
-    def table(self, columns: list[str], rows: list[list[Any]]) -> Section:
-        self.blocks.append(Block(table=Table(columns, rows)))
-        return self
 
 
 @dataclass
@@ -422,7 +390,8 @@ def report_model(manifest: dict[str, Any], summary: dict[str, Any], verdicts: li
         notes.append("The simulator ignored: " + "; ".join(manifest["sim_warnings"]) + ".")
     sections: list[Section | None] = [
         delivery_section(summary), *connection_sections(summary, classes),
-        relay_section(summary), *traffic_sections(summary),
+        theory_section(summary), field_section(summary), relay_section(summary),
+        *traffic_sections(summary),
         links_section(manifest, summary), machine_load_section(summary.get("cpu") or {}),
         cluster_section(manifest), *node_sections(summary)]
     return Report(

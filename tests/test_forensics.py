@@ -64,7 +64,7 @@ def test_a_failed_punch_is_explained_in_network_terms(tmp_path: Path) -> None:
     assert to_bob["receiver_mapped_towards_sender"] == [51000]
     assert to_bob["receiver_mapped_towards_relay"] == [40000]
     assert (to_bob["not_translated"], to_bob["not_translated_at"]) == (1, [40000])
-    assert "alice (behind home-a-gw) sent to 203.0.113.3:40000 from 203.0.113.2:4001; bob's " \
+    assert "alice (behind home-a-gw) sent UDP to 203.0.113.3:40000 from 203.0.113.2:4001; bob's " \
         "router home-b-gw had mapped bob's sockets to 203.0.113.3:51000 towards alice and " \
         "203.0.113.3:40000 towards the relay; nothing was mapped at 203.0.113.3:40000 for " \
         "203.0.113.2" in found["text"]
@@ -73,6 +73,40 @@ def test_a_failed_punch_is_explained_in_network_terms(tmp_path: Path) -> None:
     for fine in ({"outcome": "success"}, {"outcome": "failure", "direct_anyway": True}):
         summary["hole_punch"]["alice<->bob"].update(fine)
         assert explain_failed_punches(tmp_path, MANIFEST, summary) == {}
+
+
+# As wild recorded it: a QUIC-only alice dialled bob's TCP candidate (she listens on QUIC
+# only but dials TCP), bob dialled her QUIC one: neither router saw a packet it could admit.
+ALICE_TCP_GW = """\
+[1700000001.000001]	    [NEW] udp      17 30 src=10.1.0.10 dst=203.0.113.10 sport=4001 dport=4001 [UNREPLIED] src=203.0.113.10 dst=203.0.113.2 sport=4001 dport=4001
+[1700000005.000001]	    [NEW] tcp      6 120 SYN_SENT src=10.1.0.10 dst=203.0.113.3 sport=53234 dport=4001 [UNREPLIED] src=203.0.113.3 dst=203.0.113.2 sport=4001 dport=53234
+"""
+BOB_UDP_GW = """\
+[1700000001.100001]	    [NEW] tcp      6 120 SYN_SENT src=10.2.0.10 dst=203.0.113.10 sport=4001 dport=4001 [UNREPLIED] src=203.0.113.10 dst=203.0.113.3 sport=4001 dport=4001
+[1700000005.000100]	    [NEW] udp      17 30 src=10.2.0.10 dst=203.0.113.2 sport=4001 dport=4001 [UNREPLIED] src=203.0.113.2 dst=203.0.113.3 sport=4001 dport=4001
+"""
+
+
+@pytest.mark.quick
+def test_a_punch_without_a_common_transport_is_named_so(tmp_path: Path) -> None:
+    (tmp_path / "routers").mkdir()
+    (tmp_path / "routers" / "home-a-gw.conntrack").write_text(ALICE_TCP_GW)
+    (tmp_path / "routers" / "home-b-gw.conntrack").write_text(BOB_UDP_GW)
+    summary = {"hole_punch": {"alice<->bob": {"nodes": ["alice", "bob"], "outcome": "failure",
+                                              "direct_anyway": False}}}
+    found = explain_failed_punches(tmp_path, MANIFEST, summary)["alice<->bob"]
+    assert found["text"].startswith("no common transport: alice sent only TCP, bob only UDP")
+    to_bob, to_alice = found["directions"]
+    assert (to_bob["sent_protocols"], to_alice["sent_protocols"]) == (["tcp"], ["udp"])
+    # bob's UDP mapping at port 4001 could not have admitted alice's TCP: not named.
+    assert to_bob["receiver_mapped_towards_sender"] == []
+    assert "alice (behind home-a-gw) sent TCP to 203.0.113.3:4001 from 203.0.113.2:53234" \
+        in found["text"]
+    # With a common transport the sentence does not say so.
+    (tmp_path / "routers" / "home-a-gw.conntrack").write_text(ALICE_GW)
+    (tmp_path / "routers" / "home-b-gw.conntrack").write_text(BOB_GW)
+    again = explain_failed_punches(tmp_path, MANIFEST, summary)["alice<->bob"]
+    assert "no common transport" not in again["text"]
 
 
 @pytest.mark.quick

@@ -146,6 +146,9 @@ def cross_check(s: Scenario) -> list[Problem]:
         elif cut.relay is not None and cut.relay not in relays:
             errors.append((("expect", "relay_cuts", i, "relay"), f"{cut.relay!r} is not a "
                            f"relay; relays: {', '.join(relays)}"))
+    if s.punch_reference is not None and not relays:
+        errors.append((("punch_reference",), "no pair can punch without a relay to meet "
+                       "through: add a node with role: relay, or drop punch_reference"))
     kinds = {step_kind(s) for s in s.timeline}
     for i, item in enumerate(s.expect.recovery):
         if item.after not in kinds:

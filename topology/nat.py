@@ -150,6 +150,20 @@ def quic_punch_works(listener: Sequence[NatBehaviour], dialler: Sequence[NatBeha
     return admits_punch(listener, dialler)
 
 
+def punch_transport(listener: Sequence[NatBehaviour], dialler: Sequence[NatBehaviour],
+                    tcp: bool, quic: bool) -> str | None:
+    """The transport theory says a DCUtR punch ends on between the relayed connection's
+    listener and dialler, given which transports both sides run; None: no punch works.
+    QUIC first when both would: its handshake needs one round trip where TCP's
+    simultaneous open is followed by a security and multiplexer upgrade."""
+    udp_blocked = any(n.udp_blocked for n in (*listener, *dialler))
+    if quic and not udp_blocked and quic_punch_works(listener, dialler):
+        return "quic"
+    if tcp and punch_works(listener, dialler):
+        return "tcp"
+    return None
+
+
 def preset_chain(preset: str) -> list[NatBehaviour]:
     """A preset's NATs, innermost first (its own, then the carrier's)."""
     own, carrier = resolve(preset)

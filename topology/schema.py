@@ -646,6 +646,10 @@ class Expectations(_Strict):
     hole_punch_success_min: float | None = Field(
         default=None, ge=0, le=1, description="of the pairs that tried DCUtR, the share "
         "that punched (a big lab's hole-punch health in one figure)")
+    punch_theory_agreement_min: float | None = Field(
+        default=None, ge=0, le=1, description="of the pairs that tried DCUtR, the share "
+        "whose outcome NAT theory predicts for their NATs, or that the routers' "
+        "connection tracking explains (forensics: true)")
 
 
 class SimModel(_Strict):
@@ -691,6 +695,10 @@ class ScenarioFile(_Strict):
     forensics: bool = Field(default=False, description="record every router's connection "
                             "tracking (routers/ROUTER.conntrack) and explain each failed hole "
                             "punch from it in the report")
+    punch_reference: Literal["dcutr-campaign-2025"] | None = Field(
+        default=None, description="set the run's hole punches, as a population (success "
+        "with a 95 % interval, first-attempt share, TCP vs QUIC, final transport), beside "
+        "a published campaign's figures in the report; needs a relay")
     probe_nat: bool = Field(default=False, description="classify every NAT with the "
                             "built-in probe at lab start; a mismatch fails the run")
     sim: SimModel = Field(default_factory=SimModel, description="simulator-only model "

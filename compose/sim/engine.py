@@ -89,6 +89,7 @@ class Simulation:
         self.events_processed = 0
         self.punched: set[frozenset[int]] = set()
         self.holepunch = [spec.holepunch for spec in self.scenario.nodes]
+        self.transports = [(spec.tcp, spec.quic) for spec in self.scenario.nodes]
         self._publish_end = 0.0
         self.gossip = Gossipsub(self)
 
@@ -289,19 +290,24 @@ class Simulation:
         a, b = net.nodes[dialer], net.nodes[target]
         if not (a.alive and b.alive) or a.peers.get(target, -1) < 0:
             return
-        ok = net.punch_works(a, b) and self.path_ok(a, b)
+        tcp, quic = (all(t) for t in zip(self.transports[dialer], self.transports[target],
+                                           strict=True))
+        # The relayed connection's listener (b) starts DCUtR; over QUIC the dialler's
+        # ClientHello must get in (nat.quic_punch_works).
+        transport = net.punch_transport(b, a, tcp, quic) if self.path_ok(a, b) else None
+        ok = transport is not None
         self.punched.add(frozenset((dialer, target)))
         for x, y, role in ((b, a, "initiator"), (a, b, "responder")):
             self.emit(x, "hole_punch", peer=y.peer_id, attempt=1,
                       outcome="success" if ok else "failure", elapsed_ms=200.0,
                       reason="" if ok else "the NAT pair does not allow a punch (theory)",
-                      transport="tcp", role=role)
+                      transport=transport or ("tcp" if tcp else "quic"), role=role)
         if ok:
             a.peers[target] = -1
             b.peers[dialer] = -1
             for x, y, d in ((a, b, "outbound"), (b, a, "inbound")):
                 self.emit(x, "connection_opened", peer=y.peer_id, remote_addr="", kind="direct",
-                          transport="tcp", direction=d)
+                          transport=transport, direction=d)
 
     def kill_node(self, node: SimNode) -> None:
         node.alive = False

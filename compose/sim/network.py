@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 
 from p2plab.node.config import GossipParams
-from p2plab.topology.nat import punch_works
+from p2plab.topology.nat import punch_transport, punch_works
 from p2plab.topology.plan import LabPlan, nat_chain
 from p2plab.topology.schema import PUBLIC, DialTarget
 
@@ -118,6 +118,12 @@ class SimNetwork:
         """DCUtR outcome from the NAT literature for the two sides' chains of NATs
         (``nat.punch_works``, the hole-punch grid's rule too)."""
         return punch_works(self._chain.get(a.segment, []), self._chain.get(b.segment, []))
+
+    def punch_transport(self, listener: SimNode, dialler: SimNode, tcp: bool,
+                        quic: bool) -> str | None:
+        """The transport a punch ends on by theory (``nat.punch_transport``), or None."""
+        return punch_transport(self._chain.get(listener.segment, []),
+                               self._chain.get(dialler.segment, []), tcp, quic)
 
     # -- delays -------------------------------------------------------------------
     def one_way(self, src: SimNode, dst: SimNode, size: int, now: float,

@@ -27,7 +27,8 @@ def ignored_features(scenario: Scenario) -> list[str]:
     """What the model leaves out of this scenario, said before it runs."""
     out = []
     if any(n.quic for n in scenario.nodes):
-        out.append("quic: the model has one transport (TCP-like); QUIC is simulated as TCP")
+        out.append("quic: connections are modelled as TCP; only a hole punch tells QUIC "
+                   "apart (its fixed roles, nat.quic_punch_works; QUIC first when both punch)")
     if any(n.mdns for n in scenario.nodes):
         out.append("mdns: nodes on one LAN with mdns connect to each other 1 s after start")
     if scenario.probe_nat:
