@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -158,8 +159,11 @@ def _theory_agreement(bound: float, theory: dict[str, Any]) -> Verdict:
     share = (tried - len(unexplained)) / tried if tried else None
     examples = "; ".join(f"{d['pair']} ({d['nats']}): {d['observed']}, theory "
                          f"{d['theory']}" for d in unexplained[:3])
+    causes = Counter(d["explained"] for d in theory.get("disagreements", []) if d["explained"])
     observed = ("no pair tried" if share is None else
-                f"{share:.1%} ({tried - len(unexplained)}/{tried} pairs)"
+                f"{share:.1%} ({tried - len(unexplained)}/{tried} pairs: "
+                f"{theory.get('agree', 0)} as theory says"
+                + "".join(f", {n} {cause}" for cause, n in causes.most_common()) + ")"
                 + (f"; unexplained: {examples}" if examples else ""))
     return Verdict("hole punches as NAT theory predicts (or explained)",
                    f">= {bound:.0%} of pairs that tried", observed,

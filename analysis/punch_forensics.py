@@ -176,17 +176,20 @@ def explain_failed_punches(run_dir: Path, manifest: dict[str, Any],
             continue
         if a.nats > 1 or b.nats > 1:
             out[key] = {"text": "behind more than one NAT: only a single NAT on each side "
-                        "is explained", "directions": []}
+                        "is explained", "cause": None, "directions": []}
             continue
         directions = [_direction(a, b, logs, relays), _direction(b, a, logs, relays)]
         text = "; and ".join(d["text"] for d in directions) + "."
         sent = [set(d["sent_protocols"]) for d in directions]
+        cause = None
         if all(sent) and not sent[0] & sent[1]:
+            cause = "no-common-transport"
             # Each side dialled the other's candidates in a transport the other never
             # dialled back in: no pair of packets could open the same mapping.
             text = (f"no common transport: {a.node} sent only "
                     f"{'/'.join(sorted(sent[0])).upper()}, {b.node} only "
                     f"{'/'.join(sorted(sent[1])).upper()} (their DCUtR candidates shared "
                     f"no transport both dialled); " + text)
-        out[pair_key(a.node, b.node)[0]] = {"text": text, "directions": directions}
+        out[pair_key(a.node, b.node)[0]] = {"text": text, "cause": cause,
+                                            "directions": directions}
     return out

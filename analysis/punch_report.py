@@ -31,8 +31,9 @@ def theory_section(summary: dict[str, Any]) -> Section | None:
     if disagreements:
         section.bullets([
             f"**{d['pair']}** ({d['nats']}): {d['observed']}, theory {d['theory']}; "
-            + (f"the routers: {d['explained']}" if d["explained"] else
-               "nothing recorded explains it (forensics: true records the routers)")
+            + (f"explained ({d['explained']}): {d['recorded']}" if d["explained"] else
+               f"unexplained; the routers recorded: {d['recorded']}" if d["recorded"] else
+               "unexplained (forensics: true records the routers)")
             for d in disagreements[:AGGREGATE_AT]])
     return section
 

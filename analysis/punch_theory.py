@@ -92,15 +92,19 @@ def punch_theory(plan: LabPlan, events: EventLog, summary: dict[str, Any]) -> di
         tally["direct"] += observed == "direct"
         tally["agree"] += agrees
         if not agrees:
-            explanation = forensics.get(key, {}).get("text")
+            # What the routers recorded is shown; only a cause outside NAT theory (a
+            # pair that never sent in a common transport) explains the difference.
+            recorded = forensics.get(key, {})
             disagreements.append({
                 "pair": key, "listener": listener, "dialler": dialler,
                 "nats": f"{known[listener].nat} (listener) / {known[dialler].nat} (dialler)",
                 "theory": f"direct over {theory}" if theory else "relayed",
-                "observed": observed, "explained": explanation})
+                "observed": observed, "recorded": recorded.get("text"),
+                "explained": recorded.get("cause")})
     by_class = [{"nats": nats, "theory": theory, "pairs": t["pairs"], "direct": t["direct"],
                  "agree": t["agree"]} for (nats, theory), t in sorted(classes.items())]
     return {"pairs": sum(c["pairs"] for c in by_class),
             "agree": sum(c["agree"] for c in by_class),
+            "explained": sum(1 for d in disagreements if d["explained"]),
             "theory_direct": sum(c["pairs"] for c in by_class if c["theory"] == "direct"),
             "by_class": by_class, "disagreements": disagreements}

@@ -96,6 +96,7 @@ def test_a_punch_without_a_common_transport_is_named_so(tmp_path: Path) -> None:
                                               "direct_anyway": False}}}
     found = explain_failed_punches(tmp_path, MANIFEST, summary)["alice<->bob"]
     assert found["text"].startswith("no common transport: alice sent only TCP, bob only UDP")
+    assert found["cause"] == "no-common-transport"
     to_bob, to_alice = found["directions"]
     assert (to_bob["sent_protocols"], to_alice["sent_protocols"]) == (["tcp"], ["udp"])
     # bob's UDP mapping at port 4001 could not have admitted alice's TCP: not named.
@@ -106,7 +107,7 @@ def test_a_punch_without_a_common_transport_is_named_so(tmp_path: Path) -> None:
     (tmp_path / "routers" / "home-a-gw.conntrack").write_text(ALICE_GW)
     (tmp_path / "routers" / "home-b-gw.conntrack").write_text(BOB_GW)
     again = explain_failed_punches(tmp_path, MANIFEST, summary)["alice<->bob"]
-    assert "no common transport" not in again["text"]
+    assert "no common transport" not in again["text"] and again["cause"] is None
 
 
 @pytest.mark.quick

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from p2plab.analysis.event_log import read_event_log
+from p2plab.analysis.expectations import check
 from p2plab.analysis.punch_field import punch_population, wilson_interval
 from p2plab.analysis.punch_theory import Side
 from p2plab.orchestrate.session import run_scenario
 from p2plab.topology.loading import load_scenario
 from p2plab.topology.nat import preset_chain, punch_transport
 from p2plab.topology.plan import build_plan
+from p2plab.topology.schema import Expectations
 
 from tests.conftest import ROOT
 
@@ -105,3 +107,26 @@ def test_wild_in_the_simulator_punches_where_neither_nat_is_symmetric(tmp_path: 
     report = (result.run_dir / "report.md").read_text()
     assert "Hole punches against NAT theory" in report
     assert "Hole punching beside the field" in report and "Trautwein et al." in report
+
+
+def test_only_a_named_cause_explains_a_difference_from_theory() -> None:
+    """What the routers recorded is always there with forensics on; a pair counts as
+    explained only when it names a cause NAT theory does not model."""
+    def disagreement(pair: str, cause: str | None) -> dict:
+        return {"pair": pair, "nats": "port-restricted / port-restricted",
+                "theory": "direct over tcp", "observed": "relayed",
+                "recorded": "bob sent TCP to ...; it let none of bob's packets in",
+                "explained": cause}
+
+    theory = {"pairs": 20, "agree": 17, "disagreements": [
+        disagreement("a<->b", "no-common-transport"), disagreement("a<->c", None),
+        disagreement("a<->d", None)]}
+    summary = {"punch_theory": theory, "hole_punch": {}, "delivery": {}}
+    [_, verdict] = check(Expectations(punch_theory_agreement_min=0.95), summary, None)
+    assert not verdict.passed and verdict.value == pytest.approx(18 / 20)
+    assert "17 as theory says, 1 no-common-transport" in verdict.observed
+    assert "a<->c" in verdict.observed and "a<->b" not in verdict.observed.split("unexplained")[1]
+    theory["disagreements"] = theory["disagreements"][:1]
+    theory["pairs"] = 18
+    [_, verdict] = check(Expectations(punch_theory_agreement_min=0.95), summary, None)
+    assert verdict.passed and verdict.value == 1.0

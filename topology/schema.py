@@ -648,8 +648,8 @@ class Expectations(_Strict):
         "that punched (a big lab's hole-punch health in one figure)")
     punch_theory_agreement_min: float | None = Field(
         default=None, ge=0, le=1, description="of the pairs that tried DCUtR, the share "
-        "whose outcome NAT theory predicts for their NATs, or that the routers' "
-        "connection tracking explains (forensics: true)")
+        "whose outcome NAT theory predicts for their NATs, or whose difference the "
+        "routers' connection tracking gives a cause for (forensics: true)")
 
 
 class SimModel(_Strict):
