@@ -75,9 +75,13 @@ def punch_population(events: EventLog, nodes: dict[str, dict[str, Any]],
     attempts = successes = first = 0
     by_common: dict[str, list[int]] = {"tcp": [0, 0], "quic": [0, 0], "both": [0, 0]}
     final: dict[str, int] = {}
+    pairs: set[str] = set()
     for ev in punches.to_dict("records") if not punches.empty else []:
         other = by_peer_id.get(ev["peer"])
-        if other is None or ev.get("role") not in (None, "initiator"):
+        if other is None:
+            continue
+        pairs.add(pair_key(ev["node"], other)[0])
+        if ev.get("role") not in (None, "initiator"):
             continue
         a, b = sides.get(ev["node"]), sides.get(other)
         if a is None or b is None:
@@ -92,9 +96,6 @@ def punch_population(events: EventLog, nodes: dict[str, dict[str, Any]],
         by_common[common][1] += 1
         if success and common == "both":
             final[ev["transport"]] = final.get(ev["transport"], 0) + 1
-    pairs = {pair_key(ev["node"], by_peer_id[ev["peer"]])[0]
-             for ev in (punches.to_dict("records") if not punches.empty else [])
-             if ev["peer"] in by_peer_id}
     both_successes = sum(final.values())
     low, high = SUCCESS_RANGE[reference]
     overall = _rate(successes, attempts)

@@ -66,7 +66,8 @@ def field_section(summary: dict[str, Any]) -> Section | None:
     predicted = (theory["theory_direct"] / theory["pairs"]) if theory.get("pairs") else None
     overlap = ("overlaps" if field["overlaps_published_range"] else "does not overlap")
     section.paragraph(
-        f"This run's success interval {overlap} the campaign's 70 % ± 7.1 %. NAT theory "
+        f"This run's success interval {overlap} the campaign's "
+        f"{field['published'][0]['value']}. NAT theory "
         f"predicts {_pct(predicted)} of pairs direct for this NAT mix and these transports; "
         f"{theory.get('agree', 0)} of {theory.get('pairs', 0)} pairs did as it says. "
         "Where the run follows theory, a difference from the field is the mix's; where "

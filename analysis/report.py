@@ -33,7 +33,6 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     """Recompute everything from the folder's own files (scenario as run, manifest, events)."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
     scenario = load_scenario(run_dir / "scenario.yaml")  # expectations, NATs, description
-    plan = build_plan(scenario)
     events = read_event_log(run_dir / "events")  # read once, for figures and tables
     summary = summarize(run_dir / "events", until=manifest.get("timeline_end"),
                         run_started=manifest.get("sim_epoch", manifest.get("started")),
@@ -44,10 +43,13 @@ def build_report(run_dir: Path) -> tuple[dict[str, Any], list[Verdict]]:
     probe_file = run_dir / "nat_probe.json"
     summary["nat_probe"] = json.loads(probe_file.read_text()) if probe_file.exists() else {}
     summary["punch_forensics"] = explain_failed_punches(run_dir, manifest, summary)
-    summary["punch_theory"] = punch_theory(plan, events, summary)
-    summary["punch_field"] = (punch_population(events, summary["nodes"], sides(plan),
-                                               scenario.punch_reference)
-                              if scenario.punch_reference else {})
+    summary["punch_theory"] = summary["punch_field"] = {}
+    if summary.get("hole_punch") or scenario.punch_reference:
+        plan = build_plan(scenario)  # every node's NATs: only where punches are judged
+        summary["punch_theory"] = punch_theory(plan, events, summary)
+        if scenario.punch_reference:
+            summary["punch_field"] = punch_population(events, summary["nodes"], sides(plan),
+                                                      scenario.punch_reference)
     summary["backend"] = manifest.get("backend")
     summary["packets"] = manifest.get("packets", True)  # the simulator sends none
     interrupted = interruption(manifest)

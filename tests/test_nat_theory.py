@@ -137,5 +137,5 @@ nodes:
 """)
         net = SimNetwork(build_plan(load_scenario(path)))
         x, y = (next(n for n in net.nodes if n.name == name) for name in ("x", "y"))
-        simulated = "direct" if net.punch_works(x, y) else "relayed"
+        simulated = "direct" if net.punch_transport(x, y, tcp=True, quic=False) else "relayed"
         assert simulated == theory(a, b, "tcp"), (a, b)

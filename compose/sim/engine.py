@@ -290,8 +290,8 @@ class Simulation:
         a, b = net.nodes[dialer], net.nodes[target]
         if not (a.alive and b.alive) or a.peers.get(target, -1) < 0:
             return
-        tcp, quic = (all(t) for t in zip(self.transports[dialer], self.transports[target],
-                                           strict=True))
+        (tcp_a, quic_a), (tcp_b, quic_b) = self.transports[dialer], self.transports[target]
+        tcp, quic = tcp_a and tcp_b, quic_a and quic_b
         # The relayed connection's listener (b) starts DCUtR; over QUIC the dialler's
         # ClientHello must get in (nat.quic_punch_works).
         transport = net.punch_transport(b, a, tcp, quic) if self.path_ok(a, b) else None

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 
 from p2plab.node.config import GossipParams
-from p2plab.topology.nat import punch_transport, punch_works
+from p2plab.topology.nat import punch_transport
 from p2plab.topology.plan import LabPlan, nat_chain
 from p2plab.topology.schema import PUBLIC, DialTarget
 
@@ -114,14 +114,10 @@ class SimNetwork:
         isolated = dialer.segment not in self.routed and not self._chain.get(dialer.segment)
         return target.segment in self.routed and not isolated
 
-    def punch_works(self, a: SimNode, b: SimNode) -> bool:
-        """DCUtR outcome from the NAT literature for the two sides' chains of NATs
-        (``nat.punch_works``, the hole-punch grid's rule too)."""
-        return punch_works(self._chain.get(a.segment, []), self._chain.get(b.segment, []))
-
     def punch_transport(self, listener: SimNode, dialler: SimNode, tcp: bool,
                         quic: bool) -> str | None:
-        """The transport a punch ends on by theory (``nat.punch_transport``), or None."""
+        """The transport a DCUtR punch ends on by the NAT literature for the two sides'
+        chains of NATs (``nat.punch_transport``, the hole-punch grid's rule too), or None."""
         return punch_transport(self._chain.get(listener.segment, []),
                                self._chain.get(dialler.segment, []), tcp, quic)
 
